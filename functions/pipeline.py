@@ -1,0 +1,218 @@
+"""The one place where HTTP meets the domain: auth, api-version, body parsing, errors, headers, logs."""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import azure.functions as func
+
+from shared.errors import AnteroomError, bad_request, payload_too_large, unsupported_media_type
+from shared.services import Services, get_services
+
+log = logging.getLogger("anteroom.api")
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+_JSON_MEDIA_TYPES = ("application/json", "application/merge-patch+json")
+# The Rooms SDK writes the api-version of continuation requests as its enum member's repr.
+_SDK_ENUM_SPELLING = re.compile(r"ApiVersion\.V(\d{4})_(\d{2})_(\d{2})((?:_[A-Z]+)?)")
+
+
+@dataclass(frozen=True)
+class ApiVersions:
+    """The api-versions an API answers to; `advertised` goes into `api-supported-versions`."""
+
+    advertised: tuple[str, ...]
+    also_accepted: tuple[str, ...] = ()
+
+    def accepts(self, version: str) -> bool:
+        return version in self.advertised or version in self.also_accepted
+
+    @property
+    def header(self) -> str:
+        return ", ".join(self.advertised)
+
+
+ROOMS_API = ApiVersions(
+    advertised=("2023-06-14", "2023-10-30-preview", "2024-04-15", "2025-02-28", "2025-03-07", "2025-03-13"),
+)
+IDENTITY_API = ApiVersions(advertised=("2021-03-07", "2022-06-01", "2022-10-01", "2023-10-01"))
+
+
+@dataclass
+class ApiResponse:
+    """A use case's answer. `facts` feed the operation log (room id, counts, ...)."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+class ApiRequest:
+    """An authenticated request with its api-version resolved and its JSON body parsed on demand."""
+
+    def __init__(self, http: func.HttpRequest, api_version: str, services: Services) -> None:
+        self.http = http
+        self.api_version = api_version
+        self.services = services
+        self.body = http.get_body() or b""
+
+    def route(self, name: str) -> str:
+        return self.http.route_params.get(name, "")
+
+    def query(self, name: str) -> str | None:
+        return self.http.params.get(name)
+
+    def header(self, name: str) -> str | None:
+        return self.http.headers.get(name)
+
+    def json(self) -> Any:
+        """The parsed body, None when empty. Raises 400 for broken JSON, duplicate keys or NaN."""
+        if not self.body.strip():
+            return None
+        try:
+            return json.loads(self.body, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
+        except (ValueError, RecursionError) as error:
+            raise bad_request(f"The request body is not valid JSON: {error}") from None
+
+    def link_to_next_page(self, cursor: dict) -> str:
+        """An absolute nextLink to this same path carrying an opaque cursor, as ACS does."""
+        token = base64.urlsafe_b64encode(json.dumps(cursor, separators=(",", ":")).encode()).decode().rstrip("=")
+        parts = urlsplit(self.http.url)
+        query = urlencode({"nextLink": token, "api-version": self.api_version})
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+    def cursor(self) -> dict | None:
+        """The cursor of a nextLink request, None on a first page. Raises 400 when it is garbage."""
+        token = self.query("nextLink")
+        if token is None:
+            return None
+        try:
+            cursor = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+            if not isinstance(cursor, dict):
+                raise ValueError
+            return cursor
+        except ValueError:
+            raise bad_request("The nextLink continuation token is not valid.") from None
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
+    result: dict = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _resolve_api_version(http: func.HttpRequest, versions: ApiVersions) -> str:
+    version = http.params.get("api-version")
+    if not version:
+        raise AnteroomError(
+            "The api-version query parameter (?api-version=) is required for all requests.",
+            code="MissingApiVersionParameter",
+        )
+    enum_spelling = _SDK_ENUM_SPELLING.fullmatch(version)
+    if enum_spelling and "nextLink" in http.params:
+        suffix = enum_spelling.group(4).lower().replace("_", "-")
+        version = f"{enum_spelling.group(1)}-{enum_spelling.group(2)}-{enum_spelling.group(3)}{suffix}"
+    if not versions.accepts(version):
+        raise AnteroomError(
+            f"The api-version '{version}' is not supported. Supported versions: {versions.header}.",
+            code="UnsupportedApiVersion",
+        )
+    return version
+
+
+def _check_body(http: func.HttpRequest, services: Services) -> None:
+    body = http.get_body() or b""
+    if len(body) > services.settings.max_body_bytes:
+        raise payload_too_large(services.settings.max_body_bytes)
+    if body.strip():
+        media_type = (http.headers.get("content-type") or "").split(";")[0].strip().lower()
+        if media_type not in _JSON_MEDIA_TYPES:
+            raise unsupported_media_type(
+                "The request body must be JSON (Content-Type application/json or application/merge-patch+json)."
+            )
+
+
+def _response(status: int, body: Any, headers: dict[str, str]) -> func.HttpResponse:
+    if body is None:
+        return func.HttpResponse(status_code=status, headers=headers)
+    headers = {**headers, "Content-Type": JSON_CONTENT_TYPE}
+    return func.HttpResponse(json.dumps(body), status_code=status, headers=headers)
+
+
+Handler = Callable[[ApiRequest], ApiResponse]
+OperationListener = Callable[[str, func.HttpRequest, str | None, int, dict, float, str], None]
+_operation_listeners: list[OperationListener] = []
+
+
+def on_operation(listener: OperationListener) -> None:
+    """Register a callback told about every finished request (the operation log uses this)."""
+    _operation_listeners.append(listener)
+
+
+def acs_operation(operation: str, versions: ApiVersions) -> Callable[[Handler], Callable]:
+    """Wrap a use-case handler as an HTTP function with ACS's authentication and error shapes.
+
+    The wrapper's signature is `(req: func.HttpRequest) -> func.HttpResponse` on purpose: the
+    Functions worker binds parameters by the signature it inspects.
+    """
+
+    def decorate(handler: Handler) -> Callable:
+        def function(req: func.HttpRequest) -> func.HttpResponse:
+            started = time.perf_counter()
+            correlation_id = str(uuid.uuid4())
+            headers = {"MS-CV": correlation_id}
+            client_request_id = req.headers.get("x-ms-client-request-id")
+            if client_request_id:
+                headers["x-ms-client-request-id"] = client_request_id
+            api_version = req.params.get("api-version")
+            facts: dict = {}
+            try:
+                services = get_services()
+                services.hmac.verify(req.method, req.url, req.headers, req.get_body() or b"", services.clock())
+                api_version = _resolve_api_version(req, versions)
+                _check_body(req, services)
+                result = handler(ApiRequest(req, api_version, services))
+                status, facts = result.status, result.facts
+                response = _response(
+                    status, result.body, {**headers, "api-supported-versions": versions.header, **result.headers}
+                )
+            except AnteroomError as error:
+                status = error.status
+                error_headers = {**headers, **error.headers}
+                if error.error_code_header:
+                    error_headers["x-ms-error-code"] = error.code
+                response = _response(status, error.to_body(), error_headers)
+            except Exception:
+                log.exception("%s failed (correlation id %s)", operation, correlation_id)
+                status = 500
+                body = {"error": {"code": "InternalServerError", "message": "The server had an internal error."}}
+                response = _response(status, body, {**headers, "x-ms-error-code": "InternalServerError"})
+            duration_ms = (time.perf_counter() - started) * 1000
+            for listener in _operation_listeners:
+                try:
+                    listener(operation, req, api_version, status, facts, duration_ms, correlation_id)
+                except Exception:
+                    log.exception("operation listener failed")
+            return response
+
+        function.__name__ = handler.__name__
+        function.__qualname__ = handler.__qualname__
+        function.__doc__ = handler.__doc__
+        return function
+
+    return decorate

@@ -1,0 +1,131 @@
+"""Rooms API blueprint (ACS Rooms data plane: /rooms and /rooms/{roomId}/participants)."""
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.errors import bad_request
+from shared.repeatability import RepeatabilityHeaders, StoredResponse, fingerprint
+from shared.rooms import CreateRoomRequest, UpdateRoomRequest, new_room_id, parse_participant_changes
+from shared.rooms_store import RoomIdTaken, RoomRecord
+
+from .pipeline import ROOMS_API, ApiRequest, ApiResponse, acs_operation
+
+bp = func.Blueprint()
+ANONYMOUS = func.AuthLevel.ANONYMOUS
+
+
+def _room_facts(record: RoomRecord, **extra) -> dict:
+    return {"room": record.room, "counts": record.counts, **extra}
+
+
+def _created(record: RoomRecord, request: ApiRequest) -> StoredResponse:
+    location = request.http.url.split("?")[0].rstrip("/") + f"/{record.room.id}"
+    return StoredResponse(201, record.room.to_json(), {"Location": location})
+
+
+@bp.function_name("CreateRoom")
+@bp.route(route="rooms", methods=["POST"], auth_level=ANONYMOUS)
+@acs_operation("CreateRoom", ROOMS_API)
+def create_room(request: ApiRequest) -> ApiResponse:
+    services = request.services
+    now = services.clock()
+    repeat = RepeatabilityHeaders.parse(
+        request.http.headers, now, services.repeatability.window, services.hmac.clock_skew
+    )
+    body = CreateRoomRequest.parse(request.json() if request.body.strip() else {})
+    if repeat is None:
+        record = services.rooms.create(body)
+        created = _created(record, request)
+        return ApiResponse(created.status, created.body, created.headers, _room_facts(record, added=len(body.participants)))
+
+    def execute(room_id: str) -> StoredResponse:
+        try:
+            return _created(services.rooms.create(body, room_id=room_id), request)
+        except RoomIdTaken:
+            return recover(room_id)
+
+    def recover(room_id: str) -> StoredResponse | None:
+        record = services.rooms.find(room_id)
+        return _created(record, request) if record else None
+
+    path = request.http.url.split("://", 1)[-1].split("/", 1)[-1]
+    answer, _replayed = services.repeatability.run(
+        repeat.request_id,
+        fingerprint("POST", path, request.body),
+        reserve=lambda: new_room_id(now),
+        execute=execute,
+        recover=recover,
+    )
+    facts = {"room_id": answer.body.get("id") if isinstance(answer.body, dict) else None, "added": len(body.participants)}
+    return ApiResponse(answer.status, answer.body, {**answer.headers, "Repeatability-Result": "accepted"}, facts)
+
+
+@bp.function_name("ListRooms")
+@bp.route(route="rooms", methods=["GET"], auth_level=ANONYMOUS)
+@acs_operation("ListRooms", ROOMS_API)
+def list_rooms(request: ApiRequest) -> ApiResponse:
+    cursor = request.cursor() or {}
+    after = cursor.get("a")
+    if after is not None and not isinstance(after, str):
+        raise bad_request("The nextLink continuation token is not valid.")
+    page = request.services.rooms.list_active(after, request.services.settings.rooms_page_size)
+    body = {"value": [room.to_json() for room in page.items]}
+    if page.after:
+        body["nextLink"] = request.link_to_next_page({"a": page.after})
+    return ApiResponse(200, body)
+
+
+@bp.function_name("GetRoom")
+@bp.route(route="rooms/{roomId}", methods=["GET"], auth_level=ANONYMOUS)
+@acs_operation("GetRoom", ROOMS_API)
+def get_room(request: ApiRequest) -> ApiResponse:
+    record = request.services.rooms.get(request.route("roomId"))
+    return ApiResponse(200, record.room.to_json(), facts=_room_facts(record))
+
+
+@bp.function_name("UpdateRoom")
+@bp.route(route="rooms/{roomId}", methods=["PATCH"], auth_level=ANONYMOUS)
+@acs_operation("UpdateRoom", ROOMS_API)
+def update_room(request: ApiRequest) -> ApiResponse:
+    room_id = request.route("roomId")
+    request.services.rooms.get(room_id)  # a bad or unknown id answers before a bad body does
+    record = request.services.rooms.update(room_id, UpdateRoomRequest.parse(request.json()))
+    return ApiResponse(200, record.room.to_json(), facts=_room_facts(record))
+
+
+@bp.function_name("DeleteRoom")
+@bp.route(route="rooms/{roomId}", methods=["DELETE"], auth_level=ANONYMOUS)
+@acs_operation("DeleteRoom", ROOMS_API)
+def delete_room(request: ApiRequest) -> ApiResponse:
+    record = request.services.rooms.delete(request.route("roomId"))
+    return ApiResponse(204, facts=_room_facts(record))
+
+
+@bp.function_name("ListParticipants")
+@bp.route(route="rooms/{roomId}/participants", methods=["GET"], auth_level=ANONYMOUS)
+@acs_operation("GetParticipants", ROOMS_API)
+def list_participants(request: ApiRequest) -> ApiResponse:
+    room_id = request.route("roomId")
+    cursor = request.cursor() or {}
+    generation, after = cursor.get("g"), cursor.get("a")
+    if not all(value is None or isinstance(value, str) for value in (generation, after)):
+        raise bad_request("The nextLink continuation token is not valid.")
+    page, generation = request.services.rooms.list_participants(
+        room_id, generation, after, request.services.settings.participants_page_size
+    )
+    body = {"value": [{"rawId": raw_id, "role": role.value} for raw_id, role in page.items]}
+    if page.after:
+        body["nextLink"] = request.link_to_next_page({"g": generation, "a": page.after})
+    return ApiResponse(200, body, facts={"room_id": room_id})
+
+
+@bp.function_name("UpdateParticipants")
+@bp.route(route="rooms/{roomId}/participants", methods=["PATCH"], auth_level=ANONYMOUS)
+@acs_operation("UpdateParticipants", ROOMS_API)
+def update_participants(request: ApiRequest) -> ApiResponse:
+    room_id = request.route("roomId")
+    request.services.rooms.get(room_id)
+    result = request.services.rooms.update_participants(room_id, parse_participant_changes(request.json()))
+    return ApiResponse(
+        200, {}, facts=_room_facts(result.record, upserted=result.upserted, removed=result.removed)
+    )

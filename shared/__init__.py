@@ -1,0 +1,1 @@
+"""Anteroom domain, storage and protocol code, importable without the Functions runtime."""

@@ -1,0 +1,65 @@
+"""Composition of the app's services from settings: built once per process, on first use."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+
+from .clock import Clock, utc_now
+from .hmac_auth import HmacVerifier
+from .identity import IdentityService
+from .repeatability import RepeatabilityGuard
+from .rooms_service import RoomsService
+from .rooms_store import TableRoomsStore
+from .settings import Settings
+from .storage import TableStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    tables: TableStore
+    hmac: HmacVerifier
+    rooms: RoomsService
+    identity: IdentityService
+    repeatability: RepeatabilityGuard
+
+    def close(self) -> None:
+        self.tables.close()
+
+
+def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
+    tables = TableStore(settings.storage_connection_string)
+    return Services(
+        settings=settings,
+        clock=clock,
+        tables=tables,
+        hmac=HmacVerifier(
+            keys=settings.access_keys,
+            clock_skew=timedelta(seconds=settings.hmac_clock_skew_seconds),
+            extra_hosts=settings.public_hosts,
+        ),
+        rooms=RoomsService(TableRoomsStore(tables, settings.table_name("Rooms")), clock, settings.max_room_participants),
+        identity=IdentityService(
+            tables, settings.table_name("Identities"), settings.resource_id, settings.token_signing_key, clock
+        ),
+        repeatability=RepeatabilityGuard(
+            tables, settings.table_name("Repeatability"), clock,
+            timedelta(seconds=settings.repeatability_window_seconds),
+        ),
+    )
+
+
+_lock = threading.Lock()
+_services: Services | None = None
+
+
+def get_services() -> Services:
+    """The process's services, built from the environment on the first call (never at import)."""
+    global _services
+    if _services is None:
+        with _lock:
+            if _services is None:
+                _services = build_services(Settings.from_env())
+    return _services

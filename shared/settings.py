@@ -1,0 +1,110 @@
+"""Service settings, read once from the environment (or given directly) and checked at start."""
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Mapping
+
+PREFIX = "ANTEROOM_"
+
+
+class SettingsError(ValueError):
+    """Raised when required settings are missing or malformed; the message lists every problem."""
+
+
+def _decode_key(name: str, value: str, problems: list[str]) -> bytes:
+    try:
+        key = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        problems.append(f"{name} must be base64")
+        return b""
+    if len(key) < 16:
+        problems.append(f"{name} must decode to at least 16 bytes")
+    return key
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app needs to run. Build with `Settings.from_env()` or directly in tests."""
+
+    storage_connection_string: str
+    access_keys: tuple[bytes, ...]
+    resource_id: str
+    token_signing_key: bytes
+    table_prefix: str = "anteroom"
+    hmac_clock_skew_seconds: int = 900
+    repeatability_window_seconds: int = 300
+    expired_room_grace_hours: int = 24
+    max_room_participants: int = 1000
+    rooms_page_size: int = 50
+    participants_page_size: int = 100
+    max_body_bytes: int = 1_048_576
+    public_hosts: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Read `ANTEROOM_*` variables. Raises SettingsError naming every missing or bad one."""
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+
+        def required(name: str) -> str:
+            value = env.get(PREFIX + name, "").strip()
+            if not value:
+                problems.append(f"{PREFIX}{name} is required")
+            return value
+
+        def integer(name: str, default: int, minimum: int = 1) -> int:
+            raw = env.get(PREFIX + name)
+            if raw is None or raw.strip() == "":
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                problems.append(f"{PREFIX}{name} must be an integer")
+                return default
+            if value < minimum:
+                problems.append(f"{PREFIX}{name} must be at least {minimum}")
+            return value
+
+        connection_string = required("STORAGE_CONNECTION_STRING")
+        keys = [_decode_key(PREFIX + "ACCESS_KEY", required("ACCESS_KEY"), problems)]
+        secondary = env.get(PREFIX + "SECONDARY_ACCESS_KEY", "").strip()
+        if secondary:
+            keys.append(_decode_key(PREFIX + "SECONDARY_ACCESS_KEY", secondary, problems))
+        resource_id = required("RESOURCE_ID")
+        if resource_id:
+            try:
+                resource_id = str(uuid.UUID(resource_id))
+            except ValueError:
+                problems.append(f"{PREFIX}RESOURCE_ID must be a GUID")
+        signing_key = _decode_key(PREFIX + "TOKEN_SIGNING_KEY", required("TOKEN_SIGNING_KEY"), problems)
+        prefix = env.get(PREFIX + "TABLE_PREFIX", "anteroom").strip()
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,39}", prefix):
+            problems.append(f"{PREFIX}TABLE_PREFIX must be letters and digits, starting with a letter")
+        hosts = tuple(h.strip().lower() for h in env.get(PREFIX + "PUBLIC_HOSTS", "").split(",") if h.strip())
+        settings = cls(
+            storage_connection_string=connection_string,
+            access_keys=tuple(keys),
+            resource_id=resource_id,
+            token_signing_key=signing_key,
+            table_prefix=prefix,
+            hmac_clock_skew_seconds=integer("HMAC_CLOCK_SKEW_SECONDS", 900),
+            repeatability_window_seconds=integer("REPEATABILITY_WINDOW_SECONDS", 300),
+            expired_room_grace_hours=integer("EXPIRED_ROOM_GRACE_HOURS", 24, minimum=0),
+            max_room_participants=integer("MAX_ROOM_PARTICIPANTS", 1000),
+            rooms_page_size=integer("ROOMS_PAGE_SIZE", 50),
+            participants_page_size=integer("PARTICIPANTS_PAGE_SIZE", 100),
+            max_body_bytes=integer("MAX_BODY_BYTES", 1_048_576),
+            public_hosts=hosts,
+        )
+        if problems:
+            raise SettingsError("; ".join(problems))
+        return settings
+
+    def table_name(self, suffix: str) -> str:
+        """Our table names share one prefix so several deployments can share a storage account."""
+        return f"{self.table_prefix}{suffix}"

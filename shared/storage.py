@@ -1,0 +1,93 @@
+"""Azure Table storage access: lazily built clients, Azure's transaction limits, storage-fault mapping."""
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Iterator, Sequence
+
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import TableClient, TableServiceClient
+
+from .errors import service_unavailable
+
+MAX_TRANSACTION_OPERATIONS = 100
+
+
+class TransactionTooLarge(ValueError):
+    """Raised before sending a transaction Azure would refuse (over 100 operations or several partitions)."""
+
+
+def check_transaction(operations: Sequence[tuple]) -> None:
+    """Enforce Azure's transaction limits locally, because Azurite accepts what Azure refuses.
+
+    Raises TransactionTooLarge for more than 100 operations or more than one PartitionKey.
+    """
+    if len(operations) > MAX_TRANSACTION_OPERATIONS:
+        raise TransactionTooLarge(f"{len(operations)} operations in one transaction; the limit is 100")
+    partitions = {operation[1]["PartitionKey"] for operation in operations}
+    if len(partitions) > 1:
+        raise TransactionTooLarge(f"one transaction spans {len(partitions)} partitions")
+
+
+def chunked(operations: Sequence[tuple], size: int = MAX_TRANSACTION_OPERATIONS) -> Iterator[list[tuple]]:
+    """Split same-partition operations into transactions Azure accepts."""
+    for start in range(0, len(operations), size):
+        chunk = list(operations[start : start + size])
+        check_transaction(chunk)
+        yield chunk
+
+
+@contextlib.contextmanager
+def storage_faults() -> Iterator[None]:
+    """Turn an unreachable or failing storage service into a 503 with Retry-After (never a 500)."""
+    try:
+        yield
+    except (ServiceRequestError, ServiceResponseError) as error:
+        raise service_unavailable("The storage service is unavailable; retry later.") from error
+    except HttpResponseError as error:
+        if error.status_code is not None and error.status_code >= 500:
+            raise service_unavailable("The storage service is unavailable; retry later.") from error
+        raise
+
+
+class TableStore:
+    """One TableServiceClient per process and one TableClient per table, created on first use.
+
+    Tables are created once, on the first use of each name, so a fresh Azurite needs no set-up step.
+    """
+
+    def __init__(self, connection_string: str) -> None:
+        self._connection_string = connection_string
+        self._service: TableServiceClient | None = None
+        self._tables: dict[str, TableClient] = {}
+        self._lock = threading.Lock()
+
+    def table(self, name: str) -> TableClient:
+        client = self._tables.get(name)
+        if client is not None:
+            return client
+        with self._lock:
+            if name not in self._tables:
+                if self._service is None:
+                    self._service = TableServiceClient.from_connection_string(self._connection_string)
+                with storage_faults():
+                    try:
+                        self._service.create_table(name)
+                    except ResourceExistsError:
+                        pass
+                self._tables[name] = self._service.get_table_client(name)
+            return self._tables[name]
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._tables.values():
+                client.close()
+            if self._service is not None:
+                self._service.close()
+            self._tables.clear()
+            self._service = None

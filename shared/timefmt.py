@@ -1,0 +1,61 @@
+"""Date-time parsing and formatting in the shapes ACS uses on the wire (RFC 3339 in, `+00:00` out)."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime, parsedate_to_datetime
+
+_RFC3339 = re.compile(
+    r"^(?P<date>\d{4}-\d{2}-\d{2})[Tt ](?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d{1,9}))?"
+    r"(?P<offset>[Zz]|[+-]\d{2}:?\d{2})$"
+)
+_IMF_FIXDATE = re.compile(
+    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
+    r"\d{2}:\d{2}:\d{2} GMT$"
+)
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """Parse an RFC 3339 timestamp to an aware UTC datetime.
+
+    Fractions beyond microseconds (ACS emits up to 7 digits) are truncated, never rounded, so a
+    value read back is never later than the one written. Raises ValueError on anything else.
+    """
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    match = _RFC3339.match(value.strip())
+    if not match:
+        raise ValueError(f"not an RFC 3339 date-time: {value!r}")
+    fraction = (match["fraction"] or "")[:6].ljust(6, "0")
+    offset = match["offset"]
+    if offset in ("Z", "z"):
+        tz = timezone.utc
+    else:
+        sign = 1 if offset[0] == "+" else -1
+        digits = offset[1:].replace(":", "")
+        hours, minutes = int(digits[:2]), int(digits[2:])
+        if hours > 23 or minutes > 59:
+            raise ValueError(f"bad offset in {value!r}")
+        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    parsed = datetime.fromisoformat(f"{match['date']}T{match['time']}.{fraction}").replace(tzinfo=tz)
+    return parsed.astimezone(timezone.utc)
+
+
+def format_acs(moment: datetime) -> str:
+    """Format as ACS does: `+00:00`, fractional seconds with trailing zeros trimmed, none when zero."""
+    moment = moment.astimezone(timezone.utc)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += "." + f"{moment.microsecond:06d}".rstrip("0")
+    return text + "+00:00"
+
+
+def parse_imf_fixdate(value: str) -> datetime:
+    """Parse an RFC 1123 IMF-fixdate (`Tue, 24 Nov 2026 12:34:06 GMT`); raises ValueError otherwise."""
+    if not isinstance(value, str) or not _IMF_FIXDATE.match(value.strip()):
+        raise ValueError(f"not an RFC 1123 date: {value!r}")
+    return parsedate_to_datetime(value.strip()).astimezone(timezone.utc)
+
+
+def format_imf_fixdate(moment: datetime) -> str:
+    return format_datetime(moment.astimezone(timezone.utc), usegmt=True)
