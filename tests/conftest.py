@@ -1,0 +1,7 @@
+"""Shared fixtures: make the repository root importable for tests."""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
