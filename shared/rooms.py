@@ -210,8 +210,13 @@ def parse_participant_changes(body: Any) -> dict[str, Role | None]:
 def default_window(
     valid_from: datetime | None, valid_until: datetime | None, now: datetime
 ) -> tuple[datetime, datetime]:
-    """ACS's create defaults: validFrom now, validUntil validFrom + 180 days."""
+    """ACS's create defaults: validFrom now, validUntil validFrom + 180 days.
+
+    A validFrom too far ahead is refused here already, before the default end is computed from it.
+    """
     start = valid_from or now
+    if start > now + MAX_VALIDITY:
+        raise invalid_argument("Value is incorrect or more than 180 days in the future.", "ValidFrom")
     return start, valid_until or start + MAX_VALIDITY
 
 

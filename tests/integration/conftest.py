@@ -1,0 +1,110 @@
+"""The running stack for integration tests: Azurite plus the local host serving the app over HTTPS."""
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from localdev.azurite import AzuriteTable
+from localdev.certs import ensure_dev_certificate
+
+ROOT = Path(__file__).resolve().parents[2]
+# The SDKs log every request and response at INFO; keep failures readable.
+logging.getLogger("azure").setLevel(logging.WARNING)
+
+
+@dataclass
+class Stack:
+    base_url: str
+    connection_string: str
+    ca_file: str
+    access_key: str
+    secondary_access_key: str
+    resource_id: str
+    env: dict
+    rooms_page_size: int = 5
+    participants_page_size: int = 7
+
+
+def _settings(storage: str) -> dict:
+    return {
+        "ANTEROOM_STORAGE_CONNECTION_STRING": storage,
+        "ANTEROOM_ACCESS_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "ANTEROOM_SECONDARY_ACCESS_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "ANTEROOM_RESOURCE_ID": str(uuid.uuid4()),
+        "ANTEROOM_TOKEN_SIGNING_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "ANTEROOM_ROOMS_PAGE_SIZE": "5",
+        "ANTEROOM_PARTICIPANTS_PAGE_SIZE": "7",
+    }
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    certificate = ensure_dev_certificate(tmp_path_factory.mktemp("certs"))
+    with AzuriteTable() as azurite:
+        settings = _settings(azurite.connection_string)
+        env = {**os.environ, **settings}
+        host = subprocess.Popen(
+            [sys.executable, "-m", "localdev", "serve", "--port", "0", "--cert-dir", str(certificate.ca_cert.parent)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
+        )
+        try:
+            url = None
+            for line in host.stdout:
+                if line.startswith("localdev: listening "):
+                    url = line.split()[2]
+                    break
+            assert url, "the local host did not start"
+            ca = str(certificate.ca_cert)
+            saved = {name: os.environ.get(name) for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")}
+            os.environ.update(REQUESTS_CA_BUNDLE=ca, SSL_CERT_FILE=ca)
+            yield Stack(
+                base_url=url,
+                connection_string=f"endpoint={url}/;accesskey={settings['ANTEROOM_ACCESS_KEY']}",
+                ca_file=ca,
+                access_key=settings["ANTEROOM_ACCESS_KEY"],
+                secondary_access_key=settings["ANTEROOM_SECONDARY_ACCESS_KEY"],
+                resource_id=settings["ANTEROOM_RESOURCE_ID"],
+                env=settings,
+            )
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+        finally:
+            host.terminate()
+            host.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def stack_services(stack):
+    """The app's own services, wired to the stack's storage, to look behind the API."""
+    from shared.services import build_services
+    from shared.settings import Settings
+
+    services = build_services(Settings.from_env(stack.env))
+    yield services
+    services.close()
+
+
+@pytest.fixture(scope="session")
+def rooms_client(stack):
+    from azure.communication.rooms import RoomsClient
+
+    return RoomsClient.from_connection_string(stack.connection_string)
+
+
+@pytest.fixture(scope="session")
+def identity_client(stack):
+    from azure.communication.identity import CommunicationIdentityClient
+
+    return CommunicationIdentityClient.from_connection_string(stack.connection_string)
