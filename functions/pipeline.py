@@ -6,7 +6,6 @@ import json
 import logging
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -14,6 +13,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import azure.functions as func
 
 from shared.errors import AnteroomError, bad_request, payload_too_large, unsupported_media_type
+from shared.oplog import OPERATION_NAMES, RoomsOperationRecord, new_correlation_id
 from shared.services import Services, get_services
 
 log = logging.getLogger("anteroom.api")
@@ -155,13 +155,42 @@ def _response(status: int, body: Any, headers: dict[str, str]) -> func.HttpRespo
 
 
 Handler = Callable[[ApiRequest], ApiResponse]
-OperationListener = Callable[[str, func.HttpRequest, str | None, int, dict, float, str], None]
-_operation_listeners: list[OperationListener] = []
 
 
-def on_operation(listener: OperationListener) -> None:
-    """Register a callback told about every finished request (the operation log uses this)."""
-    _operation_listeners.append(listener)
+def _caller_ip(http: func.HttpRequest) -> str | None:
+    # Azure's front end (and our local host) put the client address in X-Forwarded-For.
+    forwarded = http.headers.get("x-forwarded-for")
+    return forwarded.split(",")[0].strip() if forwarded else None
+
+
+def _log_rooms_operation(
+    services: Services, operation: str, http: func.HttpRequest, api_version: str | None,
+    status: int, facts: dict, duration_ms: float, correlation_id: str,
+) -> None:
+    """One ACSRoomsIncomingOperations record per Rooms request, failures included (queued, never blocks)."""
+    room, counts = facts.get("room"), facts.get("counts")
+    services.operation_log.write(
+        RoomsOperationRecord(
+            time_generated=services.clock(),
+            correlation_id=correlation_id,
+            operation_name=operation,
+            operation_version=api_version,
+            result_signature=status,
+            duration_ms=duration_ms,
+            caller_ip_address=_caller_ip(http),
+            room_id=room.id if room else facts.get("room_id") or http.route_params.get("roomId") or None,
+            room_lifespan_minutes=room.lifespan_minutes if room else None,
+            pstn_dial_out_enabled=room.pstn_dial_out_enabled if room else None,
+            added_participants=facts.get("added"),
+            upserted_participants=facts.get("upserted"),
+            removed_participants=facts.get("removed"),
+            participants_count=counts.total if counts else None,
+            presenters=counts.presenters if counts else None,
+            attendees=counts.attendees if counts else None,
+            consumers=counts.consumers if counts else None,
+            collaborators=counts.collaborators if counts else None,
+        )
+    )
 
 
 def acs_operation(operation: str, versions: ApiVersions) -> Callable[[Handler], Callable]:
@@ -174,13 +203,14 @@ def acs_operation(operation: str, versions: ApiVersions) -> Callable[[Handler], 
     def decorate(handler: Handler) -> Callable:
         def function(req: func.HttpRequest) -> func.HttpResponse:
             started = time.perf_counter()
-            correlation_id = str(uuid.uuid4())
+            correlation_id = new_correlation_id()
             headers = {"MS-CV": correlation_id}
             client_request_id = req.headers.get("x-ms-client-request-id")
             if client_request_id:
                 headers["x-ms-client-request-id"] = client_request_id
             api_version = req.params.get("api-version")
             facts: dict = {}
+            services: Services | None = None
             try:
                 services = get_services()
                 services.hmac.verify(req.method, req.url, req.headers, req.get_body() or b"", services.clock())
@@ -203,11 +233,11 @@ def acs_operation(operation: str, versions: ApiVersions) -> Callable[[Handler], 
                 body = {"error": {"code": "InternalServerError", "message": "The server had an internal error."}}
                 response = _response(status, body, {**headers, "x-ms-error-code": "InternalServerError"})
             duration_ms = (time.perf_counter() - started) * 1000
-            for listener in _operation_listeners:
+            if services is not None and operation in OPERATION_NAMES:
                 try:
-                    listener(operation, req, api_version, status, facts, duration_ms, correlation_id)
+                    _log_rooms_operation(services, operation, req, api_version, status, facts, duration_ms, correlation_id)
                 except Exception:
-                    log.exception("operation listener failed")
+                    log.exception("could not log %s", operation)
             return response
 
         function.__name__ = handler.__name__

@@ -5,8 +5,16 @@ import azure.functions as func
 
 from shared.errors import bad_request
 from shared.repeatability import RepeatabilityHeaders, StoredResponse, fingerprint
-from shared.rooms import CreateRoomRequest, UpdateRoomRequest, new_room_id, parse_participant_changes
+from shared.rooms import (
+    CreateRoomRequest,
+    Room,
+    RosterCounts,
+    UpdateRoomRequest,
+    new_room_id,
+    parse_participant_changes,
+)
 from shared.rooms_store import RoomIdTaken, RoomRecord
+from shared.timefmt import parse_rfc3339
 
 from .pipeline import ROOMS_API, ApiRequest, ApiResponse, acs_operation
 
@@ -36,7 +44,7 @@ def create_room(request: ApiRequest) -> ApiResponse:
     if repeat is None:
         record = services.rooms.create(body)
         created = _created(record, request)
-        return ApiResponse(created.status, created.body, created.headers, _room_facts(record, added=len(body.participants)))
+        return ApiResponse(created.status, created.body, created.headers, _creation_facts(body, record))
 
     def execute(room_id: str) -> StoredResponse:
         try:
@@ -56,8 +64,23 @@ def create_room(request: ApiRequest) -> ApiResponse:
         execute=execute,
         recover=recover,
     )
-    facts = {"room_id": answer.body.get("id") if isinstance(answer.body, dict) else None, "added": len(body.participants)}
-    return ApiResponse(answer.status, answer.body, {**answer.headers, "Repeatability-Result": "accepted"}, facts)
+    headers = {**answer.headers, "Repeatability-Result": "accepted"}
+    if answer.status != 201:
+        return ApiResponse(answer.status, answer.body, headers)
+    # A replay did not read the room again: what was created is in the stored answer and the request.
+    created = Room(
+        id=answer.body["id"],
+        created_at=parse_rfc3339(answer.body["createdAt"]),
+        valid_from=parse_rfc3339(answer.body["validFrom"]),
+        valid_until=parse_rfc3339(answer.body["validUntil"]),
+        pstn_dial_out_enabled=answer.body["pstnDialOutEnabled"],
+    )
+    return ApiResponse(answer.status, answer.body, headers, _creation_facts(body, created))
+
+
+def _creation_facts(body: CreateRoomRequest, created: RoomRecord | Room) -> dict:
+    room = created.room if isinstance(created, RoomRecord) else created
+    return {"room": room, "counts": RosterCounts.of(body.participants.values()), "added": len(body.participants)}
 
 
 @bp.function_name("ListRooms")

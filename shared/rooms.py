@@ -49,7 +49,7 @@ class Room:
 
     @property
     def lifespan_minutes(self) -> int:
-        return int((self.valid_until - self.valid_from).total_seconds() // 60)
+        return round((self.valid_until - self.valid_from).total_seconds() / 60)
 
     def is_open(self, now: datetime) -> bool:
         return self.valid_from <= now < self.valid_until

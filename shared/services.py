@@ -8,6 +8,7 @@ from datetime import timedelta
 from .clock import Clock, utc_now
 from .hmac_auth import HmacVerifier
 from .identity import IdentityService
+from .oplog import TableOperationLog
 from .repeatability import RepeatabilityGuard
 from .rooms_service import RoomsService
 from .rooms_store import TableRoomsStore
@@ -24,8 +25,10 @@ class Services:
     rooms: RoomsService
     identity: IdentityService
     repeatability: RepeatabilityGuard
+    operation_log: TableOperationLog
 
     def close(self) -> None:
+        self.operation_log.close()
         self.tables.close()
 
 
@@ -48,6 +51,7 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
             tables, settings.table_name("Repeatability"), clock,
             timedelta(seconds=settings.repeatability_window_seconds),
         ),
+        operation_log=TableOperationLog(tables.table, settings.table_name("RoomsOperations")),
     )
 
 
