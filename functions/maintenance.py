@@ -20,3 +20,12 @@ def purge_expired_rooms(timer: func.TimerRequest) -> None:
     rooms = services.rooms.sweep(grace)
     records = services.repeatability.sweep()
     log.info("purged %d rooms and %d repeatability records", rooms, records)
+
+
+@bp.function_name("EndExpiredCalls")
+@bp.timer_trigger(arg_name="timer", schedule="*/30 * * * * *", run_on_startup=True, use_monitor=False)
+def end_expired_calls(timer: func.TimerRequest) -> None:
+    """Calls end at their room's validUntil even when nobody touches them (every access checks too)."""
+    ended = get_services().calls.sweep()
+    if ended:
+        log.info("ended %d calls of expired or deleted rooms", ended)

@@ -12,8 +12,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import azure.functions as func
 
-from shared.errors import AnteroomError, bad_request, payload_too_large, unsupported_media_type
+from shared.errors import AnteroomError, bad_request, payload_too_large, unauthorized, unsupported_media_type
 from shared.oplog import OPERATION_NAMES, RoomsOperationRecord, new_correlation_id
+from shared.identity import TokenClaims
 from shared.services import Services, get_services
 
 log = logging.getLogger("anteroom.api")
@@ -58,10 +59,13 @@ class ApiResponse:
 class ApiRequest:
     """An authenticated request with its api-version resolved and its JSON body parsed on demand."""
 
-    def __init__(self, http: func.HttpRequest, api_version: str, services: Services) -> None:
+    def __init__(
+        self, http: func.HttpRequest, api_version: str | None, services: Services, caller: TokenClaims | None = None
+    ) -> None:
         self.http = http
         self.api_version = api_version
         self.services = services
+        self.caller = caller  # the verified access token's claims, on token-authenticated routes
         self.body = http.get_body() or b""
 
     def route(self, name: str) -> str:
@@ -193,9 +197,23 @@ def _log_rooms_operation(
     )
 
 
-def acs_operation(operation: str, versions: ApiVersions) -> Callable[[Handler], Callable]:
+HMAC = "hmac"  # ACS access-key signatures: management APIs and trusted servers
+BEARER = "bearer"  # user access tokens from the Identity API: the room-call client API
+
+
+def _bearer_claims(http: func.HttpRequest, services: Services) -> TokenClaims:
+    scheme, _, token = (http.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("An access token is required (Authorization: Bearer <token>).")
+    return services.identity.verify(token.strip())
+
+
+def acs_operation(
+    operation: str, versions: ApiVersions | None, *, auth: str = HMAC
+) -> Callable[[Handler], Callable]:
     """Wrap a use-case handler as an HTTP function with ACS's authentication and error shapes.
 
+    `versions` None means the route takes no api-version (our own client API).
     The wrapper's signature is `(req: func.HttpRequest) -> func.HttpResponse` on purpose: the
     Functions worker binds parameters by the signature it inspects.
     """
@@ -213,16 +231,21 @@ def acs_operation(operation: str, versions: ApiVersions) -> Callable[[Handler], 
             services: Services | None = None
             try:
                 services = get_services()
-                services.hmac.verify(req.method, req.url, req.headers, req.get_body() or b"", services.clock())
-                api_version = _resolve_api_version(req, versions)
+                caller = None
+                if auth == BEARER:
+                    caller = _bearer_claims(req, services)
+                else:
+                    services.hmac.verify(req.method, req.url, req.headers, req.get_body() or b"", services.clock())
+                if versions is not None:
+                    api_version = _resolve_api_version(req, versions)
+                    headers["api-supported-versions"] = versions.header
                 _check_body(req, services)
-                result = handler(ApiRequest(req, api_version, services))
+                result = handler(ApiRequest(req, api_version, services, caller))
                 status, facts = result.status, result.facts
-                response = _response(
-                    status, result.body, {**headers, "api-supported-versions": versions.header, **result.headers}
-                )
+                response = _response(status, result.body, {**headers, **result.headers})
             except AnteroomError as error:
                 status = error.status
+                headers.pop("api-supported-versions", None)
                 error_headers = {**headers, **error.headers}
                 if error.error_code_header:
                     error_headers["x-ms-error-code"] = error.code

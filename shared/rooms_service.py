@@ -4,6 +4,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
+from typing import Protocol
 from datetime import datetime, timedelta
 
 from .clock import Clock
@@ -38,11 +39,19 @@ def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(0, min(0.2, 0.005 * (2 ** min(attempt, 6)))))
 
 
+class RoomListener(Protocol):
+    """Told about room changes that live calls must follow at once."""
+
+    def end_call(self, room_id: str, reason: str) -> object: ...
+    def drop_users(self, room_id: str, raw_ids: set[str], reason: str) -> None: ...
+
+
 class RoomsService:
     def __init__(self, store: RoomsStore, clock: Clock, max_participants: int) -> None:
         self._store = store
         self._clock = clock
         self._max_participants = max_participants
+        self.listener: RoomListener | None = None
 
     def _check_roster_size(self, size: int) -> None:
         if size > self._max_participants:
@@ -122,6 +131,8 @@ class RoomsService:
                 _backoff(attempt)
         else:
             raise service_unavailable("The room is changing too often; retry later.")
+        if self.listener is not None:
+            self.listener.end_call(room_id, "roomDeleted")
         return record
 
     def list_active(self, after: str | None, limit: int) -> Page:
@@ -157,13 +168,19 @@ class RoomsService:
             except ConcurrentChange:
                 _backoff(attempt)
                 continue
+            removed = {raw_id for raw_id in old if raw_id not in new}
+            if removed and self.listener is not None:
+                self.listener.drop_users(room_id, removed, "removedFromRoom")
             upserted = sum(1 for role in changes.values() if role is not None)
             return RosterUpdate(updated, upserted=upserted, removed=len(changes) - upserted)
         raise service_unavailable("The room's roster is changing too often; retry later.")
 
-    def role_of(self, room_id: str, raw_id: str) -> tuple[RoomRecord, Role | None]:
-        record = self.get(room_id)
-        return record, self._store.role_of(record, raw_id)
+    def role_of_in(self, record: RoomRecord, raw_id: str) -> Role | None:
+        """The live role of `raw_id` in the room as read in `record`, None when not on the roster."""
+        return self._store.role_of(record, raw_id)
+
+    def roster_of(self, record: RoomRecord) -> dict[str, Role]:
+        return self._store.roster(record)
 
     def sweep(self, grace: timedelta) -> int:
         """Purge rooms past validity plus `grace`, and deleted ones; returns how many went."""

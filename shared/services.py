@@ -5,11 +5,14 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
+from .calls_service import CallsService
+from .calls_store import TableCallsStore
 from .clock import Clock, utc_now
 from .hmac_auth import HmacVerifier
 from .identity import IdentityService
 from .oplog import TableOperationLog
 from .repeatability import RepeatabilityGuard
+from .pstn import HttpPstnGateway, PstnLines
 from .rooms_service import RoomsService
 from .rooms_store import TableRoomsStore
 from .settings import Settings
@@ -26,6 +29,7 @@ class Services:
     identity: IdentityService
     repeatability: RepeatabilityGuard
     operation_log: TableOperationLog
+    calls: CallsService
 
     def close(self) -> None:
         self.operation_log.close()
@@ -34,6 +38,17 @@ class Services:
 
 def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
     tables = TableStore(settings.storage_connection_string)
+    rooms_table = settings.table_name("Rooms")
+    rooms = RoomsService(TableRoomsStore(tables, rooms_table), clock, settings.max_room_participants)
+    calls = CallsService(
+        rooms,
+        TableCallsStore(tables, rooms_table),
+        clock,
+        HttpPstnGateway(settings.pstn_gateway_url) if settings.pstn_gateway_url else None,
+        PstnLines(tables, settings.table_name("PstnLines")),
+        settings.caller_numbers,
+    )
+    rooms.listener = calls  # roster removals and deletions reach live calls at once
     return Services(
         settings=settings,
         clock=clock,
@@ -43,7 +58,8 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
             clock_skew=timedelta(seconds=settings.hmac_clock_skew_seconds),
             extra_hosts=settings.public_hosts,
         ),
-        rooms=RoomsService(TableRoomsStore(tables, settings.table_name("Rooms")), clock, settings.max_room_participants),
+        rooms=rooms,
+        calls=calls,
         identity=IdentityService(
             tables, settings.table_name("Identities"), settings.resource_id, settings.token_signing_key, clock
         ),

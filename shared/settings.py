@@ -44,6 +44,8 @@ class Settings:
     participants_page_size: int = 100
     max_body_bytes: int = 1_048_576
     public_hosts: tuple[str, ...] = field(default_factory=tuple)
+    pstn_gateway_url: str | None = None
+    caller_numbers: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -86,6 +88,13 @@ class Settings:
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,39}", prefix):
             problems.append(f"{PREFIX}TABLE_PREFIX must be letters and digits, starting with a letter")
         hosts = tuple(h.strip().lower() for h in env.get(PREFIX + "PUBLIC_HOSTS", "").split(",") if h.strip())
+        numbers = tuple(n.strip() for n in env.get(PREFIX + "PSTN_CALLER_NUMBERS", "").split(",") if n.strip())
+        for number in numbers:
+            if not re.fullmatch(r"\+[1-9][0-9]{1,14}", number):
+                problems.append(f"{PREFIX}PSTN_CALLER_NUMBERS must be E.164 numbers, comma-separated")
+        gateway = env.get(PREFIX + "PSTN_GATEWAY_URL", "").strip() or None
+        if gateway and not gateway.startswith(("http://", "https://")):
+            problems.append(f"{PREFIX}PSTN_GATEWAY_URL must be an http(s) URL")
         settings = cls(
             storage_connection_string=connection_string,
             access_keys=tuple(keys),
@@ -100,6 +109,8 @@ class Settings:
             participants_page_size=integer("PARTICIPANTS_PAGE_SIZE", 100),
             max_body_bytes=integer("MAX_BODY_BYTES", 1_048_576),
             public_hosts=hosts,
+            pstn_gateway_url=gateway,
+            caller_numbers=numbers,
         )
         if problems:
             raise SettingsError("; ".join(problems))
