@@ -1,0 +1,107 @@
+"""Calling a user function the way the Python worker does: argument injection, sync in a pool, async awaited."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import threading
+import uuid
+from concurrent.futures import Executor
+from typing import Any, Callable
+
+import azure.functions as func
+from azure.functions.decorators.core import BindingDirection
+
+_RETURN_BINDING = "$return"
+
+
+class InvocationContext(func.Context):
+    """The `context` argument: enough of the worker's context for logging and diagnostics."""
+
+    _thread_local = threading.local()
+
+    def __init__(self, function_name: str, function_directory: str) -> None:
+        self._invocation_id = str(uuid.uuid4())
+        self._function_name = function_name
+        self._function_directory = function_directory
+
+    @property
+    def invocation_id(self) -> str:
+        return self._invocation_id
+
+    @property
+    def thread_local_storage(self) -> threading.local:
+        return self._thread_local
+
+    @property
+    def function_name(self) -> str:
+        return self._function_name
+
+    @property
+    def function_directory(self) -> str:
+        return self._function_directory
+
+    @property
+    def trace_context(self) -> None:
+        return None
+
+    @property
+    def retry_context(self) -> None:
+        return None
+
+
+class OutValue(func.Out):
+    """An output binding parameter (`func.Out[...]`) whose value the host reads after the call."""
+
+    def __init__(self) -> None:
+        self._value: Any = None
+
+    def set(self, val: Any) -> None:
+        self._value = val
+
+    def get(self) -> Any:
+        return self._value
+
+
+class HostedFunction:
+    """One indexed function: its trigger, and how to call it with the trigger's value."""
+
+    def __init__(self, function: func.Function, *, executor: Executor,
+                 function_directory: str) -> None:
+        self.name: str = function.get_function_name()
+        self.trigger = function.get_trigger()
+        self.user_function: Callable[..., Any] = function.get_user_function()
+        self.is_async = inspect.iscoroutinefunction(self.user_function)
+        self._executor = executor
+        self._function_directory = function_directory
+        parameters = inspect.signature(self.user_function).parameters
+        self._wants_context = "context" in parameters and self.trigger.name != "context"
+        # The result comes back through a named output parameter when an output
+        # binding (e.g. the HTTP response) is not bound to `$return`.
+        self._output_names = [
+            b.name for b in function.get_bindings()
+            if b is not self.trigger and b.direction == BindingDirection.OUT.value
+            and b.name != _RETURN_BINDING and b.name in parameters
+        ]
+
+    @property
+    def binding_type(self) -> str:
+        return self.trigger.type
+
+    async def invoke(self, trigger_value: Any) -> Any:
+        """Run the function and return its result (the first output parameter if it has no return binding)."""
+        kwargs: dict[str, Any] = {self.trigger.name: trigger_value}
+        if self._wants_context:
+            kwargs["context"] = InvocationContext(self.name, self._function_directory)
+        outputs = {name: OutValue() for name in self._output_names}
+        kwargs.update(outputs)
+        if self.is_async:
+            result = await self.user_function(**kwargs)
+        else:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(
+                self._executor, functools.partial(self.user_function, **kwargs))
+        if result is None and outputs:
+            return next(iter(outputs.values())).get()
+        return result
