@@ -1,0 +1,182 @@
+"""A small aiohttp host that serves an azure.functions FunctionApp without Core Tools."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import socket
+import ssl
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol
+
+import azure.functions as func
+from aiohttp import web
+
+from .certs import DevCertificate
+from .http_trigger import HttpTriggerAdapter
+from .invocation import HostedFunction
+from .settings import HostConfig, load_local_settings_json
+from .timer_trigger import TimerTriggerAdapter
+
+log = logging.getLogger("localdev.host")
+
+LOOPBACK = "127.0.0.1"
+# The line `python -m localdev serve|run` prints once listening, followed by the URLs.
+READY_PREFIX = "localdev: listening "
+# Azure Functions accepts request bodies up to 100 MB; aiohttp's default is 1 MB.
+MAX_REQUEST_BODY = 100 * 1024 * 1024
+
+
+class TriggerAdapter(Protocol):
+    """Hosts every function of one trigger kind: add at start-up, start/stop with the host."""
+
+    binding_type: str
+
+    def add(self, function: HostedFunction) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+AdapterFactory = Callable[[HostConfig], TriggerAdapter]
+
+
+def default_adapter_factories() -> dict[str, AdapterFactory]:
+    """Trigger kinds the host supports; a new kind is one more entry."""
+    return {
+        HttpTriggerAdapter.binding_type: HttpTriggerAdapter,
+        TimerTriggerAdapter.binding_type: lambda config: TimerTriggerAdapter(),
+    }
+
+
+def bind_loopback_socket(port: int, host: str = LOOPBACK) -> socket.socket:
+    """A listening-ready TCP socket; port 0 picks a free one (read it back from getsockname)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def server_ssl_context(certificate: DevCertificate) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate.server_cert, certificate.server_key)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+class FunctionHost:
+    """Indexes a FunctionApp once and serves it over HTTPS (and optionally plain HTTP)."""
+
+    def __init__(self, app: func.FunctionApp, config: HostConfig | None = None, *,
+                 adapter_factories: Mapping[str, AdapterFactory] | None = None) -> None:
+        self.config = config or HostConfig()
+        self._executor = ThreadPoolExecutor(max_workers=self.config.thread_pool_size,
+                                            thread_name_prefix="localdev-function")
+        factories = {**default_adapter_factories(), **(adapter_factories or {})}
+        self.functions: dict[str, HostedFunction] = {}
+        self.adapters: dict[str, TriggerAdapter] = {}
+        # get_functions() indexes the app and refuses to run twice.
+        for function in app.get_functions():
+            hosted = HostedFunction(function, executor=self._executor,
+                                    function_directory=self.config.function_directory)
+            self.functions[hosted.name] = hosted
+            kind = hosted.binding_type
+            if kind not in self.adapters:
+                if kind not in factories:
+                    log.info("ignoring function %s: localdev does not support %s triggers yet",
+                             hosted.name, kind)
+                    continue
+                self.adapters[kind] = factories[kind](self.config)
+            self.adapters[kind].add(hosted)
+        http = self.adapters.get(HttpTriggerAdapter.binding_type)
+        # Without HTTP functions the listener still answers (404s).
+        self.http: HttpTriggerAdapter = http if isinstance(http, HttpTriggerAdapter) \
+            else HttpTriggerAdapter(self.config)
+        self._runner: web.ServerRunner | None = None
+        self.urls: list[str] = []
+        self.https_port: int | None = None
+        self.http_port: int | None = None
+
+    async def invoke(self, function_name: str, trigger_value: Any) -> Any:
+        """Call a function directly, e.g. to drive a trigger kind the host cannot fire itself."""
+        return await self.functions[function_name].invoke(trigger_value)
+
+    async def start(self, *, https_port: int | None = 7071, certificate: DevCertificate | None = None,
+                    http_port: int | None = None, access_log: bool = False,
+                    shutdown_timeout: float = 5.0) -> list[str]:
+        """Listen on 127.0.0.1, then start the trigger adapters (timers). Returns the URLs."""
+        if https_port is None and http_port is None:
+            raise ValueError("nothing to listen on: give https_port and/or http_port")
+        if https_port is not None and certificate is None:
+            raise ValueError("HTTPS needs a certificate (see localdev.certs.ensure_dev_certificate)")
+        loop = asyncio.get_running_loop()
+
+        def make_request(message, payload, protocol, writer, task):  # type: ignore[no-untyped-def]
+            return web.BaseRequest(message, payload, protocol, writer, task, loop,
+                                   client_max_size=MAX_REQUEST_BODY)
+
+        server = web.Server(self.http.handle, request_factory=make_request,
+                            access_log=logging.getLogger("localdev.access") if access_log else None)
+        self._runner = web.ServerRunner(server, shutdown_timeout=shutdown_timeout)
+        await self._runner.setup()
+        try:
+            listeners = []
+            if https_port is not None:
+                assert certificate is not None
+                listeners.append(("https", https_port, server_ssl_context(certificate)))
+            if http_port is not None:
+                listeners.append(("http", http_port, None))
+            for scheme, port, context in listeners:
+                sock = bind_loopback_socket(port)
+                bound_port = sock.getsockname()[1]
+                await web.SockSite(self._runner, sock, ssl_context=context).start()
+                setattr(self, f"{scheme}_port", bound_port)
+                self.urls.append(f"{scheme}://{LOOPBACK}:{bound_port}")
+            for adapter in self.adapters.values():
+                await adapter.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return list(self.urls)
+
+    async def stop(self) -> None:
+        for adapter in self.adapters.values():
+            try:
+                await adapter.stop()
+            except Exception:
+                log.exception("stopping %s adapter failed", adapter.binding_type)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.urls = []
+
+    async def __aenter__(self) -> "FunctionHost":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
+def load_app(spec: str, app_directory: str | os.PathLike[str] = ".") -> func.FunctionApp:
+    """Import `module:attribute` from the app directory, after loading local.settings.json like `func start`."""
+    module_name, _, attribute = spec.partition(":")
+    directory = str(Path(app_directory).resolve())
+    load_local_settings_json(directory)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    module = importlib.import_module(module_name)
+    app = getattr(module, attribute or "app")
+    if not isinstance(app, func.FunctionApp):
+        raise TypeError(f"{spec} is a {type(app).__name__}, not an azure.functions.FunctionApp")
+    return app
