@@ -32,6 +32,7 @@ class Stack:
     env: dict
     rooms_page_size: int = 5
     participants_page_size: int = 7
+    caller_number: str = "+18005550100"
 
 
 def _settings(storage: str) -> dict:
@@ -43,6 +44,7 @@ def _settings(storage: str) -> dict:
         "ANTEROOM_TOKEN_SIGNING_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         "ANTEROOM_ROOMS_PAGE_SIZE": "5",
         "ANTEROOM_PARTICIPANTS_PAGE_SIZE": "7",
+        "ANTEROOM_PSTN_CALLER_NUMBERS": "+18005550100,+18005550101",
     }
 
 
