@@ -1,0 +1,1 @@
+"""Anteroom analytics: load Rooms operation logs and room-call events into pandas, transform, and report."""

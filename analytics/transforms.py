@@ -1,0 +1,341 @@
+"""Pure DataFrame -> DataFrame transforms over the normalized frames; none mutates its input.
+
+Operation transforms take the operations frame (ACSRoomsIncomingOperations columns); call transforms
+take the attendance frame (one row per participant connection, see `analytics.schema.ATTENDANCE`);
+attendance-against-roster transforms also take the roster frame (RoomId, RawId, Role).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+ROLE_COLUMNS = {
+    "Presenter": "RoomParticipantsPresenter",
+    "Attendee": "RoomParticipantsAttendee",
+    "Consumer": "RoomParticipantsConsumer",
+}
+LIFESPAN_BINS = (0, 60, 24 * 60, 7 * 24 * 60, 30 * 24 * 60, 180 * 24 * 60, np.inf)
+LIFESPAN_LABELS = ("up to 1 hour", "1 hour to 1 day", "1 to 7 days", "7 to 30 days", "30 to 180 days",
+                   "over 180 days")
+
+
+def _counts(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    counts = frame[column].astype("string").value_counts(dropna=False).rename_axis(column).reset_index(name="Count")
+    counts[column] = counts[column].fillna("(none)")
+    counts["Share"] = counts["Count"] / counts["Count"].sum() if len(frame) else 0.0
+    return counts.sort_values(["Count", column], ascending=[False, True], ignore_index=True)
+
+
+# --- Rooms Insights workbook tiles and the published KQL -------------------------------------
+
+def success_rate(operations: pd.DataFrame) -> pd.DataFrame:
+    """Workbook "Rooms API Success Rate": count and share by ResultType."""
+    return _counts(operations, "ResultType")
+
+
+def volume_by_operation(operations: pd.DataFrame) -> pd.DataFrame:
+    """Workbook "Rooms API Volume by Operation Type"."""
+    return _counts(operations, "OperationName")
+
+
+def volume_by_response_code(operations: pd.DataFrame) -> pd.DataFrame:
+    """Workbook "Rooms API Volume By Response Code"."""
+    return _counts(operations, "ResultSignature")
+
+
+def volume_by_version(operations: pd.DataFrame) -> pd.DataFrame:
+    """Workbook "Rooms Operations Versions"."""
+    return _counts(operations, "OperationVersion")
+
+
+def result_counts(operations: pd.DataFrame) -> pd.DataFrame:
+    """KQL "Rooms operation result counts": count by operation, version, result type and signature,
+    ordered by OperationName asc, Count desc."""
+    keys = ["OperationName", "OperationVersion", "ResultType", "ResultSignature"]
+    frame = operations[keys].astype("string").fillna("")
+    counts = frame.value_counts(dropna=False).reset_index(name="Count")
+    return counts.sort_values(["OperationName", "Count", "OperationVersion", "ResultSignature"],
+                              ascending=[True, False, True, True], ignore_index=True)
+
+
+def recent_errors(operations: pd.DataFrame, limit: int = 100) -> pd.DataFrame:
+    """KQL "Rooms operational errors": the latest `limit` failed operations, newest first."""
+    failed = operations[operations["ResultType"] == "Failed"]
+    columns = ["TimeGenerated", "OperationName", "OperationVersion", "ResultSignature"]
+    return failed.sort_values("TimeGenerated", ascending=False, kind="stable")[columns].head(limit).reset_index(drop=True)
+
+
+def version_summary(operations: pd.DataFrame, version: str | None = None) -> pd.DataFrame:
+    """KQL "Rooms operation summary" per OperationVersion (or for one `version`).
+
+    TotalRoomCount = distinct non-empty RoomId; the averages skip missing values, as KQL avg() does;
+    SumPstnDialoutEnabled counts records with PstnDialOutEnabled true.
+    """
+    frame = operations if version is None else operations[operations["OperationVersion"] == version]
+    room = frame["RoomId"].where(frame["RoomId"] != "")
+    grouped = frame.assign(RoomId=room, Pstn=frame["PstnDialOutEnabled"].fillna(False).astype(bool)).groupby(
+        frame["OperationVersion"].astype("string"), dropna=False)
+    summary = pd.DataFrame({
+        "TotalRoomCount": grouped["RoomId"].nunique(),
+        "AvgAddedParticipantsCount": grouped["AddedRoomParticipantsCount"].mean(),
+        "AvgRemovedParticipantsCount": grouped["RemovedRoomParticipantsCount"].mean(),
+        "AvgUpsertedParticipantsCount": grouped["UpsertedRoomParticipantsCount"].mean(),
+        "AvgRoomLifespan": grouped["RoomLifespan"].mean(),
+        "SumPstnDialoutEnabled": grouped["Pstn"].sum(),
+    })
+    summary.index = summary.index.rename("OperationVersion")
+    return summary.reset_index().astype({"AvgAddedParticipantsCount": "Float64", "AvgRemovedParticipantsCount": "Float64",
+                                         "AvgUpsertedParticipantsCount": "Float64", "AvgRoomLifespan": "Float64"})
+
+
+def busiest_rooms(operations: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
+    """Rooms with the most operations (the drill-down picker, ordered by activity)."""
+    rooms = operations[operations["RoomId"].notna() & (operations["RoomId"] != "")]
+    grouped = rooms.groupby("RoomId")
+    table = pd.DataFrame({"Operations": grouped.size(),
+                          "Failed": grouped["ResultType"].apply(lambda s: int((s == "Failed").sum())),
+                          "FirstSeen": grouped["TimeGenerated"].min(), "LastSeen": grouped["TimeGenerated"].max()})
+    return table.sort_values(["Operations", "LastSeen"], ascending=[False, False]).head(limit).reset_index()
+
+
+def room_drill_down(operations: pd.DataFrame, room_id: str) -> pd.DataFrame:
+    """Workbook drill-down grid for one room: OperationName, Level, Result, OperationDate, OperationTime.
+
+    Ordered newest first, as KQL's `order by` (descending by default); the date is `MM/dd/y` (year
+    without century) and the time `hh:mm:ss` (12-hour clock), as the workbook formats them.
+    """
+    rows = operations[operations["RoomId"] == room_id].sort_values("TimeGenerated", ascending=False, kind="stable")
+    times = rows["TimeGenerated"]
+    icon = np.where(rows["ResultType"] == "Succeeded", "✔️", "❌")
+    return pd.DataFrame({
+        "OperationName": rows["OperationName"].astype("string"),
+        "Level": rows["Level"].astype("string"),
+        "Result": pd.Series(icon, index=rows.index) + " " + rows["ResultSignature"].astype("string"),
+        "OperationDate": "📅" + times.dt.strftime("%m/%d/") + (times.dt.year % 100).astype("string"),
+        "OperationTime": times.dt.strftime("%I:%M:%S"),
+        "TimeGenerated": times,
+    }).reset_index(drop=True)
+
+
+# --- beyond the workbook: rooms ----------------------------------------------------------------
+
+def room_states(operations: pd.DataFrame) -> pd.DataFrame:
+    """Latest known state of each room from its successful operations (last non-missing value per column).
+
+    Adds RoomParticipantsCollaborator = RoomParticipantsCount minus the three logged roles (ACS logs
+    no Collaborator column), CreatedAt (successful CreateRoom time) and Deleted (a successful DeleteRoom).
+    """
+    ok = operations[(operations["ResultType"] == "Succeeded") & operations["RoomId"].notna()
+                    & (operations["RoomId"] != "")].sort_values("TimeGenerated", kind="stable")
+    columns = ["RoomLifespan", "PstnDialOutEnabled", "RoomParticipantsCount", *ROLE_COLUMNS.values()]
+    grouped = ok.groupby("RoomId")
+    states = grouped[columns].last()
+    creates = ok[ok["OperationName"] == "CreateRoom"].groupby("RoomId")["TimeGenerated"].min()
+    deleted = ok[ok["OperationName"] == "DeleteRoom"].groupby("RoomId").size() > 0
+    states["RoomParticipantsCollaborator"] = (
+        states["RoomParticipantsCount"] - states[list(ROLE_COLUMNS.values())].sum(axis=1, min_count=3)
+    ).clip(lower=0)
+    states["CreatedAt"] = creates.reindex(states.index)
+    states["Deleted"] = deleted.reindex(states.index, fill_value=False).astype(bool)
+    return states.reset_index()
+
+
+def rooms_created_over_time(operations: pd.DataFrame, freq: str = "D") -> pd.DataFrame:
+    """Successful CreateRoom count per period (`freq` a pandas offset alias), gaps as zero."""
+    created = operations[(operations["OperationName"] == "CreateRoom") & (operations["ResultType"] == "Succeeded")]
+    if created.empty:
+        return pd.DataFrame({"Period": pd.Series([], dtype="datetime64[ns, UTC]"), "RoomsCreated": pd.Series([], dtype="int64")})
+    counts = created.set_index("TimeGenerated").resample(freq).size()
+    return counts.rename_axis("Period").reset_index(name="RoomsCreated")
+
+
+def lifespan_distribution(operations: pd.DataFrame) -> pd.DataFrame:
+    """Rooms by booked lifespan bucket, from the RoomLifespan of each successful CreateRoom."""
+    created = operations[(operations["OperationName"] == "CreateRoom") & (operations["ResultType"] == "Succeeded")]
+    minutes = created["RoomLifespan"].dropna().astype("float64")
+    buckets = pd.cut(minutes, bins=LIFESPAN_BINS, labels=LIFESPAN_LABELS, right=True, include_lowest=True)
+    counts = buckets.value_counts(sort=False).reindex(LIFESPAN_LABELS, fill_value=0)
+    return counts.rename_axis("Lifespan").reset_index(name="Rooms")
+
+
+def pstn_share(states: pd.DataFrame) -> pd.DataFrame:
+    """Rooms with PSTN dial-out enabled, disabled, or unknown (older api-versions), from `room_states`."""
+    value = states["PstnDialOutEnabled"].map({True: "enabled", False: "disabled"}).fillna("unknown")
+    counts = value.value_counts().reindex(["enabled", "disabled", "unknown"], fill_value=0)
+    table = counts.rename_axis("PstnDialOut").reset_index(name="Rooms")
+    table["Share"] = table["Rooms"] / max(len(states), 1)
+    return table
+
+
+def role_mix(states: pd.DataFrame) -> pd.DataFrame:
+    """Roster places by role over all rooms (Collaborator derived), from `room_states`."""
+    columns = {**ROLE_COLUMNS, "Collaborator": "RoomParticipantsCollaborator"}
+    totals = pd.Series({role: int(states[column].fillna(0).sum()) for role, column in columns.items()})
+    table = totals.rename_axis("Role").reset_index(name="Participants")
+    table["Share"] = table["Participants"] / max(int(totals.sum()), 1)
+    return table
+
+
+def roster_size_distribution(states: pd.DataFrame) -> pd.DataFrame:
+    """Rooms by roster size (RoomParticipantsCount), from `room_states`."""
+    sizes = states["RoomParticipantsCount"].dropna().astype("int64")
+    return sizes.value_counts().sort_index().rename_axis("RosterSize").reset_index(name="Rooms")
+
+
+def error_hot_spots(operations: pd.DataFrame, top: int = 20) -> pd.DataFrame:
+    """Failed operations counted by OperationName x ResultSignature x hour, largest first."""
+    failed = operations[operations["ResultType"] == "Failed"]
+    frame = pd.DataFrame({"OperationName": failed["OperationName"].astype("string"),
+                          "ResultSignature": failed["ResultSignature"].astype("string"),
+                          "Hour": failed["TimeGenerated"].dt.floor("h")})
+    counts = frame.value_counts().reset_index(name="Failures")
+    return counts.sort_values(["Failures", "Hour", "OperationName"], ascending=[False, True, True]).head(top).reset_index(drop=True)
+
+
+def failures_by_hour_of_day(operations: pd.DataFrame) -> pd.DataFrame:
+    """Failed operations by OperationName (rows) and UTC hour of day 0-23 (columns)."""
+    failed = operations[operations["ResultType"] == "Failed"]
+    table = pd.crosstab(failed["OperationName"].astype("string"), failed["TimeGenerated"].dt.hour)
+    return table.reindex(columns=range(24), fill_value=0)
+
+
+def latency_by_operation(operations: pd.DataFrame) -> pd.DataFrame:
+    """DurationMs percentiles per operation (p50, p95, p99, max)."""
+    grouped = operations.groupby(operations["OperationName"].astype("string"))["DurationMs"]
+    table = grouped.quantile([0.5, 0.95, 0.99]).unstack()
+    table.columns = ["P50Ms", "P95Ms", "P99Ms"]
+    table["MaxMs"] = grouped.max()
+    table["Count"] = grouped.size()
+    return table.reset_index()
+
+
+# --- calls and attendance ----------------------------------------------------------------------
+
+def calls(attendance: pd.DataFrame) -> pd.DataFrame:
+    """One row per call: room, start, end, duration, participant connections, distinct users, PSTN legs."""
+    grouped = attendance.groupby("CorrelationId", sort=False)
+    pstn = attendance["EndpointType"] == "PSTN"
+    table = pd.DataFrame({
+        "RoomId": grouped["RoomId"].first(),
+        "CallStartTime": grouped["CallStartTime"].first(),
+        "CallEndTime": grouped["CallEndTime"].first(),
+        "CallDuration": grouped["CallDuration"].first(),
+        "Connections": grouped["ParticipantId"].count(),
+        "Participants": grouped["Identifier"].nunique(),
+        "PstnParticipants": attendance[pstn].groupby("CorrelationId")["Identifier"].nunique(),
+    })
+    table["PstnParticipants"] = table["PstnParticipants"].fillna(0).astype("int64")
+    return table.reset_index().sort_values("CallStartTime", kind="stable", ignore_index=True)
+
+
+def calls_per_room(call_table: pd.DataFrame) -> pd.DataFrame:
+    """Calls and call minutes per room, from `calls`."""
+    grouped = call_table.groupby("RoomId")
+    table = pd.DataFrame({"Calls": grouped.size(), "CallMinutes": grouped["CallDuration"].sum() / 60,
+                          "MaxParticipants": grouped["Participants"].max()})
+    return table.reset_index().sort_values(["Calls", "CallMinutes"], ascending=False, ignore_index=True)
+
+
+def distribution(values: pd.Series, name: str) -> pd.DataFrame:
+    """count, mean, min, p50, p90, max of a numeric series, as one row named `name`."""
+    numbers = pd.to_numeric(values, errors="coerce").dropna()
+    stats = {"Count": len(numbers), "Mean": numbers.mean(), "Min": numbers.min(), "P50": numbers.quantile(0.5),
+             "P90": numbers.quantile(0.9), "Max": numbers.max()}
+    return pd.DataFrame([{"Measure": name, **stats}])
+
+
+def peak_concurrency(attendance: pd.DataFrame) -> pd.DataFrame:
+    """Maximum simultaneous participants per call, and when it was first reached.
+
+    A leave and a join at the same instant do not overlap (leaves are counted first).
+    """
+    people = attendance[attendance["ParticipantId"].notna() & attendance["ParticipantStartTime"].notna()]
+    steps = _concurrency_steps(people, by_call=True)
+    if steps.empty:
+        return pd.DataFrame(columns=["CorrelationId", "RoomId", "PeakParticipants", "PeakAt"])
+    best = steps.loc[steps.groupby("CorrelationId", sort=False)["Level"].idxmax()]
+    rooms = people.groupby("CorrelationId")["RoomId"].first()
+    table = pd.DataFrame({"CorrelationId": best["CorrelationId"].to_numpy(),
+                          "PeakParticipants": best["Level"].to_numpy(), "PeakAt": best["Time"].to_numpy()})
+    table.insert(1, "RoomId", rooms.reindex(table["CorrelationId"]).to_numpy())
+    return table.sort_values(["PeakParticipants", "PeakAt"], ascending=[False, True], ignore_index=True)
+
+
+def overall_peak_concurrency(attendance: pd.DataFrame) -> pd.DataFrame:
+    """Maximum simultaneous participants across all calls, and when it was first reached."""
+    people = attendance[attendance["ParticipantId"].notna() & attendance["ParticipantStartTime"].notna()]
+    steps = _concurrency_steps(people, by_call=False)
+    if steps.empty:
+        return pd.DataFrame({"PeakParticipants": [0], "PeakAt": [pd.NaT]})
+    best = steps.loc[steps["Level"].idxmax()]
+    return pd.DataFrame({"PeakParticipants": [int(best["Level"])], "PeakAt": [best["Time"]]})
+
+
+def _concurrency_steps(people: pd.DataFrame, by_call: bool) -> pd.DataFrame:
+    end = people["ParticipantEndTime"].fillna(people["CallEndTime"])
+    joins = pd.DataFrame({"CorrelationId": people["CorrelationId"], "Time": people["ParticipantStartTime"], "Delta": 1})
+    leaves = pd.DataFrame({"CorrelationId": people["CorrelationId"], "Time": end, "Delta": -1})
+    steps = pd.concat([joins, leaves[leaves["Time"].notna()]], ignore_index=True)
+    keys = (["CorrelationId"] if by_call else []) + ["Time", "Delta"]
+    steps = steps.sort_values(keys, kind="stable", ignore_index=True)  # -1 sorts before +1 at one instant
+    running = steps.groupby("CorrelationId", sort=False)["Delta"].cumsum() if by_call else steps["Delta"].cumsum()
+    return steps.assign(Level=running.astype("int64"))
+
+
+def late_joiners(attendance: pd.DataFrame, minutes: float = 5) -> pd.DataFrame:
+    """Connections that joined more than `minutes` after their call started."""
+    late = attendance["ParticipantStartTime"] - attendance["CallStartTime"]
+    rows = attendance[late > pd.Timedelta(minutes=minutes)]
+    return rows[["CorrelationId", "RoomId", "Identifier", "Role", "CallStartTime", "ParticipantStartTime"]].assign(
+        MinutesLate=(late[rows.index].dt.total_seconds() / 60)).reset_index(drop=True)
+
+
+def early_leavers(attendance: pd.DataFrame, minutes: float = 5) -> pd.DataFrame:
+    """Connections that left more than `minutes` before their call ended."""
+    early = attendance["CallEndTime"] - attendance["ParticipantEndTime"]
+    rows = attendance[early > pd.Timedelta(minutes=minutes)]
+    return rows[["CorrelationId", "RoomId", "Identifier", "Role", "ParticipantEndTime", "CallEndTime"]].assign(
+        MinutesEarly=(early[rows.index].dt.total_seconds() / 60)).reset_index(drop=True)
+
+
+def no_shows(attendance: pd.DataFrame, roster: pd.DataFrame) -> pd.DataFrame:
+    """Roster users who never joined any call of their room, for rooms that had at least one call."""
+    rooms_with_calls = attendance["RoomId"].dropna().unique()
+    joined = attendance[["RoomId", "Identifier"]].dropna().drop_duplicates()
+    invited = roster[roster["RoomId"].isin(rooms_with_calls)]
+    merged = invited.merge(joined, left_on=["RoomId", "RawId"], right_on=["RoomId", "Identifier"], how="left",
+                           indicator=True)
+    missing = merged[merged["_merge"] == "left_only"]
+    return missing[["RoomId", "RawId", "Role"]].sort_values(["RoomId", "RawId"], ignore_index=True)
+
+
+def attendance_by_room(attendance: pd.DataFrame, roster: pd.DataFrame, minutes: float = 5) -> pd.DataFrame:
+    """Per room with calls: roster size, roster users who attended, no-shows, late joiners, early leavers.
+
+    Late and early counts are distinct users with at least one such connection.
+    """
+    rooms = pd.Index(attendance["RoomId"].dropna().unique(), name="RoomId")
+    roster_size = roster.groupby("RoomId")["RawId"].nunique().reindex(rooms, fill_value=0)
+    missing = no_shows(attendance, roster).groupby("RoomId").size().reindex(rooms, fill_value=0)
+    late = late_joiners(attendance, minutes).groupby("RoomId")["Identifier"].nunique().reindex(rooms, fill_value=0)
+    early = early_leavers(attendance, minutes).groupby("RoomId")["Identifier"].nunique().reindex(rooms, fill_value=0)
+    table = pd.DataFrame({"RosterSize": roster_size, "Attended": roster_size - missing, "NoShows": missing,
+                          "LateJoiners": late, "EarlyLeavers": early})
+    table["AttendanceRate"] = (table["Attended"] / table["RosterSize"]).where(table["RosterSize"] > 0)
+    return table.reset_index().sort_values(["NoShows", "RoomId"], ascending=[False, True], ignore_index=True)
+
+
+def validity_vs_usage(states: pd.DataFrame, call_table: pd.DataFrame) -> pd.DataFrame:
+    """Booked validity (RoomLifespan minutes) against minutes of calls actually held, per room.
+
+    UsedShare = call minutes / booked minutes; rooms without calls use 0 minutes.
+    """
+    used = call_table.groupby("RoomId").agg(Calls=("CorrelationId", "count"),
+                                            UsedMinutes=("CallDuration", lambda s: s.sum() / 60),
+                                            FirstCall=("CallStartTime", "min"), LastCall=("CallEndTime", "max"))
+    table = states.set_index("RoomId")[["RoomLifespan"]].rename(columns={"RoomLifespan": "BookedMinutes"})
+    table = table.join(used, how="left")
+    table["Calls"] = table["Calls"].fillna(0).astype("int64")
+    table["UsedMinutes"] = table["UsedMinutes"].fillna(0.0)
+    table["UsedShare"] = (table["UsedMinutes"] / table["BookedMinutes"].astype("Float64")).where(table["BookedMinutes"] > 0)
+    return table.reset_index().sort_values(["UsedMinutes", "RoomId"], ascending=[False, True], ignore_index=True)
