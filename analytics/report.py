@@ -198,9 +198,11 @@ def build_report(dataset: Dataset, options: ReportOptions = ReportOptions(), now
     return Report(options.title, now or datetime.now(timezone.utc), list(dataset.sources), sections)
 
 
-def _cell(value: object) -> str:
+def _cell(value: object, column: object = "") -> str:
     if value is None or (not isinstance(value, (list, tuple)) and pd.isna(value)):
         return ""
+    if isinstance(value, float) and str(column).endswith(("Share", "Rate")):
+        return f"{value:.1%}"
     if isinstance(value, pd.Timestamp):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, float):

@@ -183,8 +183,8 @@ def _room_operations(rng: random.Random, room_id: str, version: str, created: da
         elif name == "UpdateRoom" and rng.random() < 0.5:
             state["room_lifespan_minutes"] = lifespan = lifespan + 60
         ops.append(_operation(rng, name, version, moment, room_id, **state, **extra))
-    if rng.random() < 0.2:
-        moment += timedelta(minutes=lifespan * rng.random())
+    if rng.random() < 0.2:  # deleted early, some time after its last call could have ended
+        moment += timedelta(minutes=min(lifespan, 3 * 24 * 60) * rng.random())
         ops.append(_operation(rng, "DeleteRoom", version, moment, room_id, **state))
     return ops
 

@@ -91,9 +91,8 @@ def version_summary(operations: pd.DataFrame, version: str | None = None) -> pd.
 def busiest_rooms(operations: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
     """Rooms with the most operations (the drill-down picker, ordered by activity)."""
     rooms = operations[operations["RoomId"].notna() & (operations["RoomId"] != "")]
-    grouped = rooms.groupby("RoomId")
-    table = pd.DataFrame({"Operations": grouped.size(),
-                          "Failed": grouped["ResultType"].apply(lambda s: int((s == "Failed").sum())),
+    grouped = rooms.assign(Failed=(rooms["ResultType"] == "Failed")).groupby("RoomId")
+    table = pd.DataFrame({"Operations": grouped.size(), "Failed": grouped["Failed"].sum(),
                           "FirstSeen": grouped["TimeGenerated"].min(), "LastSeen": grouped["TimeGenerated"].max()})
     return table.sort_values(["Operations", "LastSeen"], ascending=[False, False]).head(limit).reset_index()
 
@@ -213,16 +212,18 @@ def latency_by_operation(operations: pd.DataFrame) -> pd.DataFrame:
 
 def calls(attendance: pd.DataFrame) -> pd.DataFrame:
     """One row per call: room, start, end, duration, participant connections, distinct users, PSTN legs."""
-    grouped = attendance.groupby("CorrelationId", sort=False)
-    pstn = attendance["EndpointType"] == "PSTN"
+    # A PSTN leg in a call summary has no identifier ("null"); its connection id stands for it.
+    people = attendance.assign(Person=attendance["Identifier"].fillna(attendance["ParticipantId"]))
+    grouped = people.groupby("CorrelationId", sort=False)
+    pstn = people["EndpointType"] == "PSTN"
     table = pd.DataFrame({
         "RoomId": grouped["RoomId"].first(),
         "CallStartTime": grouped["CallStartTime"].first(),
         "CallEndTime": grouped["CallEndTime"].first(),
         "CallDuration": grouped["CallDuration"].first(),
         "Connections": grouped["ParticipantId"].count(),
-        "Participants": grouped["Identifier"].nunique(),
-        "PstnParticipants": attendance[pstn].groupby("CorrelationId")["Identifier"].nunique(),
+        "Participants": grouped["Person"].nunique(),
+        "PstnParticipants": people[pstn].groupby("CorrelationId")["Person"].nunique(),
     })
     table["PstnParticipants"] = table["PstnParticipants"].fillna(0).astype("int64")
     return table.reset_index().sort_values("CallStartTime", kind="stable", ignore_index=True)
@@ -330,9 +331,9 @@ def validity_vs_usage(states: pd.DataFrame, call_table: pd.DataFrame) -> pd.Data
 
     UsedShare = call minutes / booked minutes; rooms without calls use 0 minutes.
     """
-    used = call_table.groupby("RoomId").agg(Calls=("CorrelationId", "count"),
-                                            UsedMinutes=("CallDuration", lambda s: s.sum() / 60),
+    used = call_table.groupby("RoomId").agg(Calls=("CorrelationId", "count"), UsedSeconds=("CallDuration", "sum"),
                                             FirstCall=("CallStartTime", "min"), LastCall=("CallEndTime", "max"))
+    used.insert(1, "UsedMinutes", used.pop("UsedSeconds") / 60)
     table = states.set_index("RoomId")[["RoomLifespan"]].rename(columns={"RoomLifespan": "BookedMinutes"})
     table = table.join(used, how="left")
     table["Calls"] = table["Calls"].fillna(0).astype("int64")
