@@ -163,6 +163,10 @@ class CallsService:
                 self._lines.release(endpoint.source_number, f"{room_id}|{endpoint.participant_id}")
 
     # -- use cases ---------------------------------------------------------------------------
+    def current_call(self, room_id: str) -> Call | None:
+        """The room's current or last call as stored (no access checks: for servers and tests)."""
+        return self._store.current(room_id)
+
     def check_token_scopes(self, scopes: tuple[str, ...]) -> None:
         if not set(scopes) & set(CALL_SCOPES):
             raise forbidden("The access token does not grant the voip or voip.join scope.", code="InsufficientScope")

@@ -15,6 +15,7 @@ import pytest
 
 from localdev.azurite import AzuriteTable
 from localdev.certs import ensure_dev_certificate
+from localdev.pstn import PstnSimulator
 
 ROOT = Path(__file__).resolve().parents[2]
 # The SDKs log every request and response at INFO; keep failures readable.
@@ -30,6 +31,7 @@ class Stack:
     secondary_access_key: str
     resource_id: str
     env: dict
+    pstn: PstnSimulator
     rooms_page_size: int = 5
     participants_page_size: int = 7
     caller_number: str = "+18005550100"
@@ -53,6 +55,8 @@ def stack(tmp_path_factory):
     certificate = ensure_dev_certificate(tmp_path_factory.mktemp("certs"))
     with AzuriteTable() as azurite:
         settings = _settings(azurite.connection_string)
+        pstn = PstnSimulator(settings["ANTEROOM_ACCESS_KEY"], ca_file=str(certificate.ca_cert)).start()
+        settings["ANTEROOM_PSTN_GATEWAY_URL"] = pstn.url
         env = {**os.environ, **settings}
         host = subprocess.Popen(
             [sys.executable, "-m", "localdev", "serve", "--port", "0", "--cert-dir", str(certificate.ca_cert.parent)],
@@ -65,6 +69,7 @@ def stack(tmp_path_factory):
                     url = line.split()[2]
                     break
             assert url, "the local host did not start"
+            pstn.app_base_url = url
             ca = str(certificate.ca_cert)
             saved = {name: os.environ.get(name) for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")}
             os.environ.update(REQUESTS_CA_BUNDLE=ca, SSL_CERT_FILE=ca)
@@ -76,6 +81,7 @@ def stack(tmp_path_factory):
                 secondary_access_key=settings["ANTEROOM_SECONDARY_ACCESS_KEY"],
                 resource_id=settings["ANTEROOM_RESOURCE_ID"],
                 env=settings,
+                pstn=pstn,
             )
             for name, value in saved.items():
                 if value is None:
@@ -85,6 +91,7 @@ def stack(tmp_path_factory):
         finally:
             host.terminate()
             host.wait(timeout=20)
+            pstn.stop()
 
 
 @pytest.fixture(scope="session")

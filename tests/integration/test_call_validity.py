@@ -62,10 +62,10 @@ def test_call_ends_mid_call_at_valid_until(world):
     # The sweep sees every room in the shared storage, so only this room's call is checked.
     clock.set(room.valid_until - TICK)
     services.calls.sweep()
-    assert services.calls._store.current(room.id).active
+    assert services.calls.current_call(room.id).active
     clock.set(room.valid_until)
     assert services.calls.sweep() >= 1
-    call = services.calls._store.current(room.id)
+    call = services.calls.current_call(room.id)
     assert call.state == "ended" and call.end_reason == "roomExpired"
     assert all(p.state == "disconnected" for p in call.participants)
 
@@ -77,4 +77,4 @@ def test_any_access_ends_an_expired_call(world):
     clock.set(room.valid_until + TICK)
     with pytest.raises(AnteroomError):
         services.calls.act_self(room.id, USER, "muteMic")
-    assert services.calls._store.current(room.id).end_reason == "roomExpired"
+    assert services.calls.current_call(room.id).end_reason == "roomExpired"

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import threading
+
+import requests
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -11,6 +13,15 @@ from azure.communication.rooms import ParticipantRole
 from .calls_support import CallUser, new_user, participant_states, roster
 
 pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(autouse=True)
+def hang_up_phones(stack):
+    """Each caller number has only two lines: phones a test leaves on a call hang up after it."""
+    yield
+    for call in list(stack.pstn.calls):
+        if call.state == "connected":
+            requests.post(f"{stack.pstn.url}/phones/{call.target}/leave", timeout=30)
 
 ROLES = [ParticipantRole.PRESENTER, ParticipantRole.ATTENDEE, ParticipantRole.CONSUMER, ParticipantRole.COLLABORATOR]
 # operation -> (capability it needs, roles allowed by ACS's role table)
@@ -143,7 +154,7 @@ def test_room_deletion_ends_the_call(stack, rooms_client, identity_client, stack
     room = rooms_client.create_room(participants=roster((user, ParticipantRole.PRESENTER)))
     user.join(room.id)
     rooms_client.delete_room(room_id=room.id)
-    call = stack_services.calls._store.current(room.id)
+    call = stack_services.calls.current_call(room.id)
     assert call.state == "ended" and call.end_reason == "roomDeleted"
     assert user.join(room.id).status_code == 404
 
@@ -194,5 +205,75 @@ def test_fifty_simultaneous_joins_make_one_call(stack, rooms_client, identity_cl
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200][:3]
     assert len({a.json()["serverCallId"] for a in answers}) == 1
     assert len({a.json()["participantId"] for a in answers}) == 50
-    call = stack_services.calls._store.current(room.id)
+    call = stack_services.calls.current_call(room.id)
     assert call.connected == 50 and len(call.participants) == 50 and call.sequence == 50
+
+
+def put_rule(stack, number, behaviour):
+    assert requests.put(f"{stack.pstn.url}/numbers/{number}", json={"behaviour": behaviour}, timeout=10).status_code == 200
+
+
+def phone(stack, number, action):
+    return requests.post(f"{stack.pstn.url}/phones/{number}/{action}", timeout=30)
+
+
+@pytest.fixture
+def pstn_room(stack, rooms_client, identity_client):
+    presenter = new_user(stack, identity_client)
+    room = rooms_client.create_room(pstn_dial_out_enabled=True, participants=roster((presenter, ParticipantRole.PRESENTER)))
+    presenter.join(room.id)
+    return presenter, room.id
+
+
+def dial(stack, presenter, room_id, number, caller=None):
+    body = {"phoneNumber": number, "callerIdNumber": caller or stack.caller_number}
+    return presenter.request("POST", f"/roomCalls/{room_id}/dialOut", body)
+
+
+def test_phone_participant_joins_and_may_only_mute_itself(stack, pstn_room):
+    presenter, room_id = pstn_room
+    answer = dial(stack, presenter, room_id, "+14255550001").json()
+    assert answer["outcome"] == "answered"
+    phone_id = answer["participant"]["participantId"]
+    assert answer["participant"]["identifier"] == {"kind": "phoneNumber", "rawId": "4:+14255550001", "phoneNumber": {"value": "+14255550001"}}
+    listed = next(p for p in presenter.call(room_id).json()["participants"] if p["participantId"] == phone_id)
+    assert listed["role"] is None and listed["state"] == "connected"
+    assert phone(stack, "+14255550001", "muteMic").json()["isMuted"] is True
+    assert phone(stack, "+14255550001", "unmuteMic").json()["isMuted"] is False
+    for action in ("startVideo", "startScreenShare"):
+        refused = phone(stack, "+14255550001", action)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "MissingCapability"
+    assert phone(stack, "+14255550001", "leave").status_code == 200
+    gone = next(p for p in presenter.call(room_id).json()["participants"] if p["participantId"] == phone_id)
+    assert gone["state"] == "disconnected" and gone["leaveReason"] == "phoneHungUp"
+
+
+@pytest.mark.parametrize("behaviour, outcome", [("decline", "declined"), ("busy", "busy"), ("noAnswer", "noAnswer")])
+def test_phones_that_do_not_answer(stack, pstn_room, behaviour, outcome):
+    presenter, room_id = pstn_room
+    number = {"decline": "+14255550011", "busy": "+14255550012", "noAnswer": "+14255550013"}[behaviour]
+    put_rule(stack, number, behaviour)
+    answer = dial(stack, presenter, room_id, number).json()
+    assert answer == {"outcome": outcome}
+    assert all(p["identifier"]["rawId"] != f"4:{number}" for p in presenter.call(room_id).json()["participants"])
+
+
+@pytest.mark.parametrize(
+    "number, caller, target",
+    [("14255550123", None, "phoneNumber"), ("+0123", None, "phoneNumber"), ("+14255550123", "+19999999999", "callerIdNumber")],
+)
+def test_dial_out_validation(stack, pstn_room, number, caller, target):
+    presenter, room_id = pstn_room
+    refused = dial(stack, presenter, room_id, number, caller)
+    assert refused.status_code == 400 and refused.json()["error"]["target"] == target
+
+
+def test_two_concurrent_calls_per_caller_number(stack, pstn_room):
+    presenter, room_id = pstn_room
+    caller = "+18005550101"
+    assert dial(stack, presenter, room_id, "+14255550021", caller).json()["outcome"] == "answered"
+    assert dial(stack, presenter, room_id, "+14255550022", caller).json()["outcome"] == "answered"
+    third = dial(stack, presenter, room_id, "+14255550023", caller)
+    assert third.status_code == 409 and third.json()["error"]["code"] == "ConcurrentCallLimitReached"
+    phone(stack, "+14255550021", "leave")
+    assert dial(stack, presenter, room_id, "+14255550023", caller).json()["outcome"] == "answered"

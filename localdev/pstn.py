@@ -1,0 +1,166 @@
+"""A simulated PSTN network for local runs and tests: rings numbers, answers by rule, acts as the phone.
+
+It is the app's PSTN gateway (`ANTEROOM_PSTN_GATEWAY_URL`): the app `POST`s `/calls` with
+`{source, target, reference}` and gets `{"outcome": ...}` back. What a number does is decided by
+rules, deterministically: every number answers unless a rule says otherwise.
+
+Rules come from a JSON file (`{"decline": [...], "busy": [...], "noAnswer": [...]}`) and can be
+changed at run time with `PUT /numbers/<E.164>` `{"behaviour": "answer"|"decline"|"busy"|"noAnswer"}`.
+
+Acting as the phone: `POST /phones/<E.164>/<action>` sends `action` for the number's call in
+progress to the app's `/pstn/events` (signed with the access key, like any trusted caller). The
+actions the app knows are `leave` (hang up), `muteMic` and `unmuteMic` — a phone may do nothing
+else, and the app refuses anything else with 403, which the simulator relays. `GET /calls` lists
+every call placed, with its outcome and state.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import ssl
+import threading
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from shared.hmac_auth import sign_headers
+from shared.timefmt import format_imf_fixdate
+
+BEHAVIOURS = ("answer", "decline", "busy", "noAnswer")
+_OUTCOMES = {"answer": "answered", "decline": "declined", "busy": "busy", "noAnswer": "noAnswer"}
+
+
+@dataclass
+class PlacedCall:
+    reference: str
+    source: str
+    target: str
+    outcome: str
+    state: str  # "connected" while the phone is on the call, "ended" after, "failed" if never answered
+
+
+def load_rules(path: str | Path | None) -> dict[str, str]:
+    """Number -> behaviour from a rules file; raises ValueError naming a bad entry."""
+    if path is None:
+        return {}
+    document = json.loads(Path(path).read_text())
+    rules: dict[str, str] = {}
+    for behaviour, numbers in document.items():
+        if behaviour not in BEHAVIOURS or not isinstance(numbers, list):
+            raise ValueError(f"{path}: {behaviour!r} is not one of {BEHAVIOURS} with a list of numbers")
+        rules.update({number: behaviour for number in numbers})
+    return rules
+
+
+class PstnSimulator:
+    """The simulated network as an HTTP server on 127.0.0.1, run on its own thread."""
+
+    def __init__(
+        self, access_key: str, *, app_base_url: str = "", ca_file: str | None = None,
+        rules: dict[str, str] | None = None, port: int = 0,
+    ):
+        # The app's URL may be set after start: the app needs our URL before it can start.
+        self.app_base_url = app_base_url.rstrip("/")
+        self._key = base64.b64decode(access_key)
+        self._ca_file = ca_file
+        self.rules = dict(rules or {})
+        self.calls: list[PlacedCall] = []
+        self._port = port
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # -- the gateway side (called by the app) -------------------------------------------------
+    async def _place_call(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        behaviour = self.rules.get(body["target"], "answer")
+        outcome = _OUTCOMES[behaviour]
+        with self._lock:
+            self.calls.append(
+                PlacedCall(body["reference"], body["source"], body["target"], outcome,
+                           "connected" if outcome == "answered" else "failed")
+            )
+        return web.json_response({"outcome": outcome})
+
+    async def _set_rule(self, request: web.Request) -> web.Response:
+        behaviour = (await request.json()).get("behaviour")
+        if behaviour not in BEHAVIOURS:
+            return web.json_response({"error": f"behaviour must be one of {BEHAVIOURS}"}, status=400)
+        self.rules[request.match_info["number"]] = behaviour
+        return web.json_response({"number": request.match_info["number"], "behaviour": behaviour})
+
+    async def _list_calls(self, request: web.Request) -> web.Response:
+        with self._lock:
+            return web.json_response([asdict(call) for call in self.calls])
+
+    # -- the phone side (driven by people or tests) ---------------------------------------------
+    async def _phone_action(self, request: web.Request) -> web.Response:
+        number, action = request.match_info["number"], request.match_info["action"]
+        with self._lock:
+            call = next((c for c in reversed(self.calls) if c.target == number and c.state == "connected"), None)
+        if call is None:
+            return web.json_response({"error": f"{number} is not on a call"}, status=404)
+        status, answer = await self._tell_app(call.reference, action)
+        if (status == 200 and action == "leave") or status == 404:
+            call.state = "ended"  # hung up, or the app already ended the call
+        return web.json_response(answer, status=status)
+
+    async def _tell_app(self, reference: str, action: str) -> tuple[int, object]:
+        url = f"{self.app_base_url}/pstn/events"
+        body = json.dumps({"reference": reference, "action": action}).encode()
+        headers = sign_headers(self._key, "POST", url, body, format_imf_fixdate(datetime.now(timezone.utc)))
+        headers["Content-Type"] = "application/json"
+        context = ssl.create_default_context(cafile=self._ca_file) if self._ca_file else None
+        async with aiohttp.ClientSession() as session:
+            async with session.post(url, data=body, headers=headers, ssl=context) as response:
+                return response.status, await response.json(content_type=None)
+
+    # -- running ----------------------------------------------------------------------------
+    def _application(self) -> web.Application:
+        application = web.Application()
+        application.router.add_post("/calls", self._place_call)
+        application.router.add_get("/calls", self._list_calls)
+        application.router.add_put("/numbers/{number}", self._set_rule)
+        application.router.add_post("/phones/{number}/{action}", self._phone_action)
+        return application
+
+    def start(self) -> "PstnSimulator":
+        ready = threading.Event()
+
+        def serve() -> None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            self._runner = web.AppRunner(self._application(), access_log=None)
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", self._port)
+            self._loop.run_until_complete(site.start())
+            port = site._server.sockets[0].getsockname()[1]
+            self.url = f"http://127.0.0.1:{port}"
+            ready.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self._runner.cleanup())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=serve, name="pstn-simulator", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the PSTN simulator did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def __enter__(self) -> "PstnSimulator":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
