@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -158,7 +159,7 @@ def _server_certificate_valid(paths: DevCertificate, ca_certificate: x509.Certif
     try:
         certificate.verify_directly_issued_by(ca_certificate)
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (ValueError, TypeError, x509.InvalidSignature, x509.ExtensionNotFound):
+    except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
         return False
     return set(names.get_values_for_type(x509.DNSName)) >= set(SERVER_DNS_NAMES) and \
         set(names.get_values_for_type(x509.IPAddress)) >= set(SERVER_IP_ADDRESSES)
