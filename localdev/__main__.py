@@ -1,0 +1,161 @@
+"""Command line: `python -m localdev serve ...` (host only) and `python -m localdev run ...` (the whole local service)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+from urllib.parse import urlparse
+
+from .azurite import REPO_ROOT, AzuriteTable
+from .certs import DevCertificate, ensure_dev_certificate
+from .host import READY_PREFIX, FunctionHost, load_app
+from .settings import (ACCESS_KEY, STORAGE_CONNECTION_STRING, HostConfig, acs_connection_string,
+                       ensure_local_settings)
+
+DEFAULT_STATE_DIR = ".localdev"
+
+
+def _say(line: str) -> None:
+    # Parents wait for these lines on a pipe: flush each one.
+    print(line, flush=True)
+
+
+async def serve_until_signalled(host: FunctionHost, *, https_port: int | None,
+                                http_port: int | None, certificate: DevCertificate | None,
+                                access_log: bool = False,
+                                on_ready: Callable[[FunctionHost], None] | None = None) -> None:
+    """Start the host, print the readiness line, and stop cleanly on SIGINT/SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        urls = await host.start(https_port=https_port, http_port=http_port,
+                                certificate=certificate, access_log=access_log)
+        if on_ready is not None:
+            on_ready(host)
+        _say(READY_PREFIX + " ".join(urls))
+        await stop.wait()
+    finally:
+        await host.stop()
+        _say("localdev: stopped")
+
+
+def _build_host(app_spec: str, app_dir: Path, threads: int | None) -> FunctionHost:
+    app = load_app(app_spec, app_dir)
+    overrides = {"thread_pool_size": threads} if threads else {}
+    return FunctionHost(app, HostConfig.load(app_dir, **overrides))
+
+
+def command_serve(args: argparse.Namespace) -> int:
+    app_dir = Path(args.app_dir).resolve()
+    certificate = ensure_dev_certificate(args.cert_dir or app_dir / DEFAULT_STATE_DIR / "certs")
+    host = _build_host(args.app, app_dir, args.threads)
+    asyncio.run(serve_until_signalled(host, https_port=args.port, http_port=args.http_port,
+                                      certificate=certificate, access_log=args.access_log))
+    return 0
+
+
+def _previous_storage_port(state_dir: Path) -> int:
+    """Azurite's port from the stored connection string, so it stays the same across runs."""
+    stored = ensure_local_settings(state_dir).get(STORAGE_CONNECTION_STRING, "")
+    for part in stored.split(";"):
+        name, _, value = part.partition("=")
+        if name == "TableEndpoint":
+            return urlparse(value).port or 0
+    return 0
+
+
+def _start_azurite(state_dir: Path, *, in_memory: bool, port: int) -> AzuriteTable:
+    location = None if in_memory else state_dir / "azurite"
+    if port:
+        return AzuriteTable(location=location, port=port).start()
+    previous = _previous_storage_port(state_dir)
+    if previous:
+        try:
+            return AzuriteTable(location=location, port=previous).start()
+        except RuntimeError:
+            logging.getLogger("localdev").info("port %d is taken; Azurite gets a new one", previous)
+    return AzuriteTable(location=location, port=0).start()
+
+
+def command_run(args: argparse.Namespace) -> int:
+    state_dir = Path(args.state_dir).resolve()
+    app_dir = Path(args.app_dir).resolve()
+    if args.fresh:
+        # Stored data goes; keys and the CA stay, so clients keep working.
+        shutil.rmtree(state_dir / "azurite", ignore_errors=True)
+    azurite = _start_azurite(state_dir, in_memory=args.in_memory, port=args.storage_port)
+    try:
+        settings = ensure_local_settings(state_dir, storage_connection_string=azurite.connection_string)
+        os.environ.update(settings)
+        certificate = ensure_dev_certificate(state_dir / "certs")
+        host = _build_host(args.app, app_dir, args.threads)
+
+        def announce(started: FunctionHost) -> None:
+            if started.https_port is not None:
+                endpoint = f"https://127.0.0.1:{started.https_port}"
+                _say(f"connection string: {acs_connection_string(endpoint, settings[ACCESS_KEY])}")
+            _say(f"CA certificate: {certificate.ca_cert}")
+            if started.http_port is not None:
+                _say(f"plain HTTP: http://127.0.0.1:{started.http_port}")
+            _say(f"storage: {azurite.endpoint}")
+
+        asyncio.run(serve_until_signalled(host, https_port=args.port, http_port=args.http_port,
+                                          certificate=certificate, access_log=args.access_log,
+                                          on_ready=announce))
+    finally:
+        azurite.stop()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m localdev", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="Python logging level (default INFO)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add_host_options(sub: argparse.ArgumentParser, default_app_dir: str) -> None:
+        sub.add_argument("--app", default="function_app:app",
+                         help="module:attribute of the FunctionApp (default function_app:app)")
+        sub.add_argument("--app-dir", default=default_app_dir,
+                         help="folder with the app module, host.json and local.settings.json")
+        sub.add_argument("--port", type=int, default=7071, help="HTTPS port; 0 picks a free one")
+        sub.add_argument("--http-port", type=int, default=None, help="also serve plain HTTP here")
+        sub.add_argument("--threads", type=int, default=None,
+                         help="thread pool for sync functions (default 64)")
+        sub.add_argument("--access-log", action="store_true", help="log every request")
+
+    serve = commands.add_parser("serve", help="serve a FunctionApp with the environment as it is")
+    add_host_options(serve, ".")
+    serve.add_argument("--cert-dir", default=None,
+                       help="dev certificate folder (default <app-dir>/.localdev/certs)")
+    serve.set_defaults(handler=command_serve)
+
+    run = commands.add_parser("run", help="Azurite + generated settings + the Anteroom app")
+    add_host_options(run, str(REPO_ROOT))
+    run.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
+                     help="settings, certificates and Azurite data (default .localdev)")
+    run.add_argument("--fresh", action="store_true", help="wipe stored Azurite data first")
+    run.add_argument("--in-memory", action="store_true", help="keep Azurite data in memory only")
+    run.add_argument("--storage-port", type=int, default=0,
+                     help="Azurite table port (default: the previous run's, else a free one)")
+    run.set_defaults(handler=command_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
