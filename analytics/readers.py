@@ -184,7 +184,7 @@ class RecordColumns:
     columns: dict[str, Any]
     count: int
     record_lines: list[int] | None  # line of each record when known cheaply; None for plain JSON lines
-    layout: str  # "lines" or "array"
+    layout: str  # "lines", "array" or "csv"
 
     def line_of(self, index: int) -> int | None:
         """1-based line of the record at `index` (0-based), found by rescanning only when needed."""
@@ -192,6 +192,8 @@ class RecordColumns:
             return self.record_lines[index]
         if self.layout == "lines":
             return _nth_non_blank_line(self.path, index)
+        if self.layout == "csv":
+            return index + 2  # after the header; exports put one record per line
         return _array_element_line(self.path, index)
 
 
