@@ -6,6 +6,7 @@ import collections
 import contextlib
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -164,6 +165,10 @@ class LocalService:
     @property
     def storage_connection_string(self) -> str:
         return self.azurite.connection_string
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """For aiohttp clients: its default context is built at import, before SSL_CERT_FILE is set."""
+        return ssl.create_default_context(cafile=self.ca_file)
 
     def start_host(self, env: Mapping[str, str] | None = None) -> HostProcess:
         """One more host on the same Azurite and settings (e.g. to test two instances)."""

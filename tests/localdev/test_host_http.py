@@ -249,7 +249,7 @@ async def test_http11_keep_alive(served):
 
 
 async def test_overhead_stays_small(served, client):
-    """A loose guard (CI machines vary); see the README of localdev for real numbers."""
+    """A loose guard (CI machines vary); localdev/README.md has measured numbers."""
     url = served.url("/api/async-thread")
     await _status(client, url)
     timings = []
