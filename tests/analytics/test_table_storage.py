@@ -1,0 +1,79 @@
+"""Our own logs written by the Table writers load, through Azurite, into the same frames as ACS exports."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+
+from analytics import transforms as t
+from analytics.cli import main
+from analytics.loaders import load_inputs, load_table_storage
+from shared.calllog import CallParticipantRecord, RoomCallRecord, TableCallLog
+from shared.oplog import RoomsOperationRecord, TableOperationLog
+
+from . import scenario
+from .azurite import azurite_tables
+from .conftest import OPERATION_INPUTS
+
+
+@pytest.fixture(scope="module")
+def connection_string():
+    with azurite_tables() as value:
+        yield value
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(f"2026-11-02T{text}+00:00")
+
+
+def test_table_logs_load_like_the_exports(connection_string, call_inputs, tmp_path):
+    exported = load_inputs([OPERATION_INPUTS["la-json"]], progress=False).operations
+    log = TableOperationLog(connection_string)
+    for row in exported.to_dict("records"):
+        room = {key: (None if pd.isna(value) else value) for key, value in row.items()}
+        log.write(RoomsOperationRecord(
+            time_generated=room["TimeGenerated"].to_pydatetime(), correlation_id=room["CorrelationId"],
+            operation_name=room["OperationName"], operation_version=room["OperationVersion"],
+            result_signature=int(room["ResultSignature"]), duration_ms=5.0, room_id=room["RoomId"],
+            room_lifespan_minutes=room["RoomLifespan"], added_participants=room["AddedRoomParticipantsCount"],
+            upserted_participants=room["UpsertedRoomParticipantsCount"],
+            removed_participants=room["RemovedRoomParticipantsCount"], participants_count=room["RoomParticipantsCount"],
+            presenters=room["RoomParticipantsPresenter"], attendees=room["RoomParticipantsAttendee"],
+            consumers=room["RoomParticipantsConsumer"], pstn_dial_out_enabled=room["PstnDialOutEnabled"]))
+    calls = TableCallLog(connection_string)
+    starts = {call_id: (room, at(start), at(end)) for call_id, room, _, start, end in scenario.CALLS}
+    for call_id, (room, start, end) in starts.items():
+        calls.write(RoomCallRecord(call_id=call_id, room_id=room, started_at=start, ended_at=end, end_reason="CallEnded"))
+    for call_id, participant, user, role, join, leave, endpoint in scenario.CONNECTIONS:
+        calls.write(CallParticipantRecord(call_id=call_id, participant_id=participant, identifier=scenario.raw_id(user),
+                                          room_id=starts[call_id][0], joined_at=at(join), left_at=at(leave),
+                                          role=role, endpoint_type=endpoint, call_started_at=starts[call_id][1]))
+    assert log.close(30) and calls.close(30)
+
+    stored = load_table_storage(connection_string)
+    ours = stored.operations.sort_values("TimeGenerated", ignore_index=True)
+    columns = [c for c in ours.columns if c not in ("DurationMs", "_ResourceId", "CallerIpAddress")]
+    pd.testing.assert_frame_equal(ours[columns], exported.sort_values("TimeGenerated", ignore_index=True)[columns])
+
+    rows = stored.attendance
+    assert len(rows) == 7 and rows["RoomId"].notna().all()
+    peaks = t.peak_concurrency(rows).set_index("CorrelationId")
+    assert peaks.loc["C1", "PeakParticipants"] == 5  # the PSTN guest is in our call log
+    roster = load_inputs([call_inputs["roster"]], progress=False).roster
+    assert len(t.no_shows(rows, roster)) == 2
+
+    window = load_table_storage(connection_string, since=at("10:00:00"), until=at("11:16:00"))
+    assert sorted(window.operations["CorrelationId"].str[-2:]) == ["a4", "a5", "a6"]
+
+    out = tmp_path / "report"
+    assert main(["report", "--connection-string", connection_string, str(call_inputs["roster"]), "--out", str(out),
+                 "--no-progress"]) == 0
+    assert pd.read_csv(out / "tables" / "success_rate.csv").set_index("ResultType")["Count"].to_dict() == {
+        "Succeeded": 5, "Failed": 2}
+
+
+def test_missing_tables_load_as_empty(connection_string):
+    data = load_table_storage(connection_string, operations_table="nosuchops", calls_table="nosuchcalls",
+                              participants_table="nosuchparts")
+    assert data.operations.empty and data.attendance.empty
