@@ -16,7 +16,7 @@ import pyarrow as pa
 from shared.oplog import DIAGNOSTIC_CATEGORY, OPERATION_NAMES, ROOM_COLUMNS
 
 from . import schema
-from .readers import Field, InputFormatError, RecordColumns, read_csv_columns, read_json_columns
+from .readers import Field, InputFormatError, RecordColumns, csv_header, read_csv_columns, read_json_columns
 
 OPERATION_FORMATS = ("diagnostic", "eventhub", "la-json", "la-csv")
 CALL_FORMATS = ("eventgrid", "cloudevents", "callsummary")
@@ -148,9 +148,7 @@ def detect_format(path: str | os.PathLike) -> str:
     """
     path = Path(path)
     if path.suffix.lower() == ".csv":
-        from .readers import _csv_header
-
-        header = set(_csv_header(path))
+        header = set(csv_header(path))
         if "OperationName" in header:
             return "la-csv"
         if header & {"CallStartTime", "ParticipantStartTime"}:

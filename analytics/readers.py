@@ -322,11 +322,11 @@ def _read_json_lines(path: Path, fields: Sequence[Field], envelope: str | None, 
             count += len(records)
     finally:
         bar.close()
-    columns = {field.name: _concat([piece[field.name] for piece in pieces]) for field in fields}
+    columns = {field.name: concat_columns([piece[field.name] for piece in pieces]) for field in fields}
     return RecordColumns(path, columns, count, None if exact_lines else lines, "lines")
 
 
-def _concat(parts: list[Any]) -> Any:
+def concat_columns(parts: list[Any]) -> Any:
     """Join column pieces: Arrow pieces stay Arrow, any Python list makes the whole a list."""
     if not parts:
         return []
@@ -349,7 +349,7 @@ def read_csv_columns(path: str | os.PathLike, wanted: Sequence[str]) -> RecordCo
     Raises InputFormatError naming the line of a row with the wrong number of fields.
     """
     path = Path(path)
-    names = _csv_header(path)
+    names = csv_header(path)
     options = pacsv.ConvertOptions(
         column_types={name: pa.string() for name in names}, strings_can_be_null=True,
         null_values=[""], include_columns=[name for name in names if name in set(wanted)],
@@ -362,7 +362,7 @@ def read_csv_columns(path: str | os.PathLike, wanted: Sequence[str]) -> RecordCo
     return RecordColumns(path, columns, table.num_rows, None, "csv")
 
 
-def _csv_header(path: Path) -> list[str]:
+def csv_header(path: Path) -> list[str]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         return next(csv.reader(handle), [])
 

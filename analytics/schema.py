@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 
 from shared.oplog import LOG_ANALYTICS_TABLE
 
-from .readers import InputFormatError, RecordColumns, _concat, to_frame
+from .readers import InputFormatError, RecordColumns, concat_columns, to_frame
 
 # Column kinds: "time" UTC timestamps, "str" free text, "cat" low-cardinality categoricals,
 # "int" nullable Int64, "float" float64 (NaN for missing), "bool" nullable boolean.
@@ -177,7 +177,7 @@ def read_frame(reads: list[RecordColumns]) -> tuple[pd.DataFrame, Locate]:
     """Concatenate raw reads into one frame, with a locator naming the file and line of any row."""
     # Join the raw columns before converting, so a folder of many small files converts once.
     names = list(dict.fromkeys(name for read in reads for name in read.columns))
-    columns = {name: _concat([read.columns.get(name) if read.columns.get(name) is not None else [None] * read.count
+    columns = {name: concat_columns([read.columns.get(name) if read.columns.get(name) is not None else [None] * read.count
                               for read in reads]) for name in names}
     frame = to_frame(columns, sum(read.count for read in reads))
     starts = np.cumsum([0] + [read.count for read in reads])

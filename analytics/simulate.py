@@ -302,14 +302,17 @@ def _identifier(connection: Connection) -> dict[str, Any]:
             "role": connection.role}
 
 
-def call_events(simulation: Simulation, schema: str, seed: int) -> list[dict[str, Any]]:
-    """Calling events of every call, Event Grid (`eventgrid`) or CloudEvents (`cloudevents`) shaped.
+def call_events(simulation: Simulation, schema: str, seed: int, limit: int | None = None) -> list[dict[str, Any]]:
+    """Calling events of every call (of the earliest calls up to `limit` events), in time order.
 
-    VoIP participants only, as ACS publishes no calling events for PSTN participants.
+    Event Grid (`eventgrid`) or CloudEvents (`cloudevents`) shaped; VoIP participants only, as ACS
+    publishes no calling events for PSTN participants.
     """
     rng = random.Random(seed ^ 0x5EED)
     timed: list[tuple[datetime, int, dict[str, Any]]] = []
     for call in simulation.calls:
+        if limit is not None and len(timed) >= limit:
+            break  # calls come in start order: the earliest calls give (about) the earliest events
         voip = [c for c in call.connections if c.endpoint == "VoIP"]
         if not voip:
             continue
@@ -334,7 +337,7 @@ def call_events(simulation: Simulation, schema: str, seed: int) -> list[dict[str
                         "name": "User"},
             "reason": {"code": 0, "subCode": 0, "phrase": "CallEnded"}})))
     timed.sort(key=lambda item: (item[0], item[1]))
-    return [event for _, _, event in timed]
+    return [event for _, _, event in timed[:limit]]
 
 
 def call_summary_records(simulation: Simulation) -> list[tuple[datetime, dict[str, Any]]]:
@@ -397,7 +400,7 @@ def write_formats(simulation: Simulation, out_dir: str | os.PathLike, formats: S
     for schema_name in ("eventgrid", "cloudevents"):
         if schema_name in formats:
             path = out / f"{schema_name}-calls.jsonl"
-            _dump_lines(path, call_events(simulation, schema_name, seed)[:limit])
+            _dump_lines(path, call_events(simulation, schema_name, seed, limit))
             files.append(path)
     if "callsummary" in formats:
         files += _write_hourly(out, resource, "CallSummary", call_summary_records(simulation)[:limit])

@@ -1,6 +1,8 @@
 """Every input format loads into the same normalized frames and gives the hand-computed report figures."""
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -158,3 +160,13 @@ def test_validity_against_use(call_inputs):
     assert usage.loc["R1", ["BookedMinutes", "UsedMinutes", "Calls"]].tolist() == [120, 60.0, 1]
     assert usage.loc["R1", "UsedShare"] == pytest.approx(0.5)
     assert usage.loc["R2", "UsedShare"] == pytest.approx(0.25)
+
+
+def test_event_grid_deliveries_as_json_lines_of_arrays(call_inputs, tmp_path):
+    events = json.loads(call_inputs["eventgrid"].read_text())
+    path = tmp_path / "deliveries.jsonl"
+    path.write_text("\n".join(json.dumps([event]) for event in events) + "\n")  # one webhook body per line
+    assert detect_format(path) == "eventgrid"
+    rows = load_inputs([path], progress=False).attendance
+    expected = load_inputs([call_inputs["eventgrid"]], progress=False).attendance
+    pd.testing.assert_frame_equal(rows, expected)

@@ -1,7 +1,7 @@
 """Our own logs written by the Table writers load, through Azurite, into the same frames as ACS exports."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 import pandas as pd
 import pytest
