@@ -78,6 +78,7 @@ class CallParticipant:
     left_at: datetime | None = None
     leave_reason: str | None = None
     source_number: str | None = None
+    joined_role: Role | None = None  # the role when it joined: events name it even after a roster change
     etag: str = ""
 
     @property

@@ -17,7 +17,10 @@ from .calls import (
     missing_capability,
     new_server_call_id,
 )
+from .call_events import events_for_change
 from .calls_store import TableCallsStore
+from .dispatcher import Dispatcher
+from .outbox import Outbox
 from .clock import Clock
 from .errors import AnteroomError, bad_request, forbidden, not_found, service_unavailable
 from .identifiers import is_acs_user, is_e164, phone_raw_id
@@ -79,7 +82,9 @@ class CallsService:
         pstn: PstnNetwork | None,
         lines: PstnLines,
         caller_numbers: tuple[str, ...],
+        dispatcher: Dispatcher | None = None,
     ) -> None:
+        self._dispatcher = dispatcher  # None: no Event Grid topic configured, so no events are kept
         self._rooms = rooms
         self._store = store
         self._clock = clock
@@ -133,11 +138,15 @@ class CallsService:
             if decision is None:
                 return None
             after, changed, result = decision
+            events = events_for_change(before, after, changed, self._clock()) if self._dispatcher else []
+            outbox_rows = Outbox.entities(room_id, after.sequence, after.server_call_id, events)
             try:
-                committed = self._store.commit(before, after, changed)
+                committed = self._store.commit(before, after, changed, outbox_rows)
             except ConcurrentChange:
                 _backoff(attempt)
                 continue
+            if events:
+                self._dispatcher.notify(room_id)
             return committed, result
         raise service_unavailable("The call is changing too fast; retry later.")
 
@@ -187,12 +196,14 @@ class CallsService:
                 if call.connected >= MAX_CALL_PARTICIPANTS:
                     raise forbidden(f"The call already has {MAX_CALL_PARTICIPANTS} participants.", code="CallFull")
                 invited = next((p for p in call.participants if p.raw_id == user_id and p.state == "ringing"), None)
-                endpoint = replace(invited, state="connected", joined_at=now) if invited else CallParticipant(
-                    str(uuid.uuid4()), user_id, EndpointKind.VOIP, "connected", now
+                endpoint = replace(invited, state="connected", joined_at=now, joined_role=caller.role) if invited else CallParticipant(
+                    str(uuid.uuid4()), user_id, EndpointKind.VOIP, "connected", now, joined_role=caller.role
                 )
                 after = replace(call, connected=call.connected + 1, sequence=call.sequence + 1)
                 return after, [endpoint], endpoint
-            endpoint = CallParticipant(str(uuid.uuid4()), user_id, EndpointKind.VOIP, "connected", now)
+            endpoint = CallParticipant(
+                str(uuid.uuid4()), user_id, EndpointKind.VOIP, "connected", now, joined_role=caller.role
+            )
             started = Call(
                 room_id=room_id,
                 server_call_id=new_server_call_id(),

@@ -14,6 +14,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from .calls import Call, CallParticipant, EndpointKind
+from .rooms import Role
 from .rooms_store import ConcurrentChange, _is_conflict, _is_precondition_failure
 from .storage import MAX_TRANSACTION_OPERATIONS, TableStore, check_transaction, chunked, storage_faults
 
@@ -68,6 +69,7 @@ class TableCallsStore:
             "LeftAt": p.left_at,
             "LeaveReason": p.leave_reason,
             "SourceNumber": p.source_number,
+            "JoinedRole": p.joined_role.value if p.joined_role else None,
         }
 
     @staticmethod
@@ -84,6 +86,7 @@ class TableCallsStore:
             left_at=_utc(entity.get("LeftAt")),
             leave_reason=entity.get("LeaveReason"),
             source_number=entity.get("SourceNumber"),
+            joined_role=Role(entity["JoinedRole"]) if entity.get("JoinedRole") else None,
             etag=entity.metadata["etag"],
         )
 

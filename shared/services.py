@@ -8,6 +8,8 @@ from datetime import timedelta
 from .calls_service import CallsService
 from .calls_store import TableCallsStore
 from .clock import Clock, utc_now
+from .dispatcher import Dispatcher, EventGridSink
+from .outbox import Outbox
 from .hmac_auth import HmacVerifier
 from .identity import IdentityService
 from .oplog import TableOperationLog
@@ -30,8 +32,12 @@ class Services:
     repeatability: RepeatabilityGuard
     operation_log: TableOperationLog
     calls: CallsService
+    outbox: Outbox
+    dispatcher: Dispatcher | None
 
     def close(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.close()
         self.operation_log.close()
         self.tables.close()
 
@@ -40,6 +46,13 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
     tables = TableStore(settings.storage_connection_string)
     rooms_table = settings.table_name("Rooms")
     rooms = RoomsService(TableRoomsStore(tables, rooms_table), clock, settings.max_room_participants)
+    outbox = Outbox(tables, rooms_table, clock)
+    dispatcher = None
+    if settings.eventgrid_endpoint:
+        sink = EventGridSink(
+            settings.eventgrid_endpoint, settings.eventgrid_key, settings.eventgrid_schema, settings.arm_resource_id
+        )
+        dispatcher = Dispatcher(outbox, sink)
     calls = CallsService(
         rooms,
         TableCallsStore(tables, rooms_table),
@@ -47,6 +60,7 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
         HttpPstnGateway(settings.pstn_gateway_url) if settings.pstn_gateway_url else None,
         PstnLines(tables, settings.table_name("PstnLines")),
         settings.caller_numbers,
+        dispatcher,
     )
     rooms.listener = calls  # roster removals and deletions reach live calls at once
     return Services(
@@ -60,6 +74,8 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
         ),
         rooms=rooms,
         calls=calls,
+        outbox=outbox,
+        dispatcher=dispatcher,
         identity=IdentityService(
             tables, settings.table_name("Identities"), settings.resource_id, settings.token_signing_key, clock
         ),

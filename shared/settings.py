@@ -46,6 +46,10 @@ class Settings:
     public_hosts: tuple[str, ...] = field(default_factory=tuple)
     pstn_gateway_url: str | None = None
     caller_numbers: tuple[str, ...] = field(default_factory=tuple)
+    eventgrid_endpoint: str | None = None
+    eventgrid_key: str | None = None
+    eventgrid_schema: str = "EventGridSchema"
+    arm_resource_id: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -95,6 +99,17 @@ class Settings:
         gateway = env.get(PREFIX + "PSTN_GATEWAY_URL", "").strip() or None
         if gateway and not gateway.startswith(("http://", "https://")):
             problems.append(f"{PREFIX}PSTN_GATEWAY_URL must be an http(s) URL")
+        eventgrid_endpoint = env.get(PREFIX + "EVENTGRID_ENDPOINT", "").strip() or None
+        eventgrid_key = env.get(PREFIX + "EVENTGRID_KEY", "").strip() or None
+        if bool(eventgrid_endpoint) != bool(eventgrid_key):
+            problems.append(f"{PREFIX}EVENTGRID_ENDPOINT and {PREFIX}EVENTGRID_KEY go together")
+        schema = env.get(PREFIX + "EVENTGRID_SCHEMA", "EventGridSchema").strip()
+        if schema not in ("EventGridSchema", "CloudEventSchemaV1_0"):
+            problems.append(f"{PREFIX}EVENTGRID_SCHEMA must be EventGridSchema or CloudEventSchemaV1_0")
+        arm_resource_id = env.get(PREFIX + "ARM_RESOURCE_ID", "").strip() or (
+            f"/subscriptions/{resource_id}/resourceGroups/anteroom/providers/"
+            "Microsoft.Communication/communicationServices/anteroom"
+        )
         settings = cls(
             storage_connection_string=connection_string,
             access_keys=tuple(keys),
@@ -111,6 +126,10 @@ class Settings:
             public_hosts=hosts,
             pstn_gateway_url=gateway,
             caller_numbers=numbers,
+            eventgrid_endpoint=eventgrid_endpoint,
+            eventgrid_key=eventgrid_key,
+            eventgrid_schema=schema,
+            arm_resource_id=arm_resource_id,
         )
         if problems:
             raise SettingsError("; ".join(problems))

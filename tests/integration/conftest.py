@@ -16,6 +16,7 @@ import pytest
 from localdev.azurite import AzuriteTable
 from localdev.certs import ensure_dev_certificate
 from localdev.pstn import PstnSimulator
+from tests.conftest import TEST_CERT_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 # The SDKs log every request and response at INFO; keep failures readable.
@@ -52,7 +53,7 @@ def _settings(storage: str) -> dict:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    certificate = ensure_dev_certificate(tmp_path_factory.mktemp("certs"))
+    certificate = ensure_dev_certificate(TEST_CERT_DIR)
     with AzuriteTable() as azurite:
         settings = _settings(azurite.connection_string)
         pstn = PstnSimulator(settings["ANTEROOM_ACCESS_KEY"], ca_file=str(certificate.ca_cert)).start()
@@ -71,8 +72,6 @@ def stack(tmp_path_factory):
             assert url, "the local host did not start"
             pstn.app_base_url = url
             ca = str(certificate.ca_cert)
-            saved = {name: os.environ.get(name) for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")}
-            os.environ.update(REQUESTS_CA_BUNDLE=ca, SSL_CERT_FILE=ca)
             yield Stack(
                 base_url=url,
                 connection_string=f"endpoint={url}/;accesskey={settings['ANTEROOM_ACCESS_KEY']}",
@@ -83,11 +82,6 @@ def stack(tmp_path_factory):
                 env=settings,
                 pstn=pstn,
             )
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
         finally:
             host.terminate()
             host.wait(timeout=20)

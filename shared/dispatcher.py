@@ -1,0 +1,126 @@
+"""Publishes outbox events to Event Grid: right after each commit, and from a timer as the safety net."""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Protocol
+
+from azure.core.credentials import AzureKeyCredential
+from azure.core.messaging import CloudEvent
+
+from .call_events import OutgoingEvent
+from .outbox import Outbox, events_from_entity
+
+log = logging.getLogger("anteroom.events")
+EVENT_GRID_SCHEMA = "EventGridSchema"
+CLOUD_EVENTS_SCHEMA = "CloudEventSchemaV1_0"
+
+
+class EventSink(Protocol):
+    def send(self, events: list[OutgoingEvent]) -> None:
+        """Deliver these events in this order, or raise."""
+
+
+class EventGridSink:
+    """azure-eventgrid's EventGridPublisherClient to one topic, in either schema (client built on first use)."""
+
+    def __init__(self, endpoint: str, key: str, schema: str, resource: str) -> None:
+        self._endpoint, self._key, self.schema, self._resource = endpoint, key, schema, resource
+        self._client = None
+        self._lock = threading.Lock()
+
+    def _publisher(self):
+        with self._lock:
+            if self._client is None:
+                from azure.eventgrid import EventGridPublisherClient
+
+                self._client = EventGridPublisherClient(self._endpoint, AzureKeyCredential(self._key))
+            return self._client
+
+    def convert(self, event: OutgoingEvent):
+        if self.schema == CLOUD_EVENTS_SCHEMA:
+            return CloudEvent(
+                source=self._resource, type=event.event_type, data=event.data, subject=event.subject,
+                id=event.id, time=event.event_time,
+            )
+        from azure.eventgrid import EventGridEvent
+
+        return EventGridEvent(
+            subject=event.subject, event_type=event.event_type, data=event.data, data_version="1.0",
+            topic=self._resource.lower(), id=event.id, event_time=event.event_time,
+        )
+
+    def send(self, events: list[OutgoingEvent]) -> None:
+        self._publisher().send([self.convert(event) for event in events])
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+class Dispatcher:
+    """Moves a room's pending events to the sink, in commit order, one batch per room.
+
+    `notify(room)` hands the work to a background thread so the request that committed does not
+    wait for Event Grid; `sweep()` (timer) retries whatever a crash or an outage left behind.
+    Delivery is at least once: an event whose batch failed is sent again with the same id.
+    """
+
+    def __init__(self, outbox: Outbox, sink: EventSink) -> None:
+        self._outbox = outbox
+        self._sink = sink
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._room_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def _lock_for(self, room_id: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._room_locks.setdefault(room_id, threading.Lock())
+
+    def notify(self, room_id: str) -> None:
+        if self._thread is None:
+            with self._locks_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="event-dispatcher", daemon=True)
+                    self._thread.start()
+        self._queue.put(room_id)
+
+    def _run(self) -> None:
+        while True:
+            room_id = self._queue.get()
+            if room_id is None:
+                return
+            try:
+                self.dispatch_room(room_id)
+            except Exception:
+                log.exception("publishing events of room %s failed; the sweep will retry", room_id)
+
+    def dispatch_room(self, room_id: str) -> int:
+        """Publish the room's pending events; returns how many went out. Raises if the sink fails."""
+        with self._lock_for(room_id):
+            pending = self._outbox.pending(room_id)
+            if not pending:
+                return 0
+            try:
+                self._sink.send([event for entity in pending for event in events_from_entity(entity)])
+            except Exception:
+                self._outbox.mark_failed(room_id, pending)
+                raise
+            self._outbox.mark_delivered(room_id, pending)
+            return len(pending)
+
+    def sweep(self) -> int:
+        sent = 0
+        for room_id in self._outbox.rooms_with_due_events():
+            try:
+                sent += self.dispatch_room(room_id)
+            except Exception:
+                log.warning("events of room %s still not delivered; retrying later", room_id, exc_info=True)
+        return sent
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(5)
