@@ -119,3 +119,17 @@ def events_for_change(
             "reason": _reason(after.end_reason),
         })
     return events
+
+
+def envelope(event: OutgoingEvent, schema: str, resource: str) -> dict:
+    """The event as Event Grid hands it to a webhook: Event Grid schema, or CloudEvents 1.0."""
+    time = event.event_time.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+    if schema == "CloudEventSchemaV1_0":
+        return {
+            "specversion": "1.0", "id": event.id, "source": resource, "type": event.event_type,
+            "subject": event.subject, "time": time, "datacontenttype": "application/json", "data": event.data,
+        }
+    return {
+        "id": event.id, "topic": resource.lower(), "subject": event.subject, "eventType": event.event_type,
+        "eventTime": time, "data": event.data, "dataVersion": "1.0", "metadataVersion": "1",
+    }

@@ -1,0 +1,56 @@
+"""Event delivery: the outbox safety net (timer) and replays of stored call events to a webhook."""
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared.errors import bad_request
+from shared.replay import replay
+from shared.services import get_services
+from shared.timefmt import parse_rfc3339
+
+from .pipeline import ApiRequest, ApiResponse, acs_operation
+
+bp = func.Blueprint()
+log = logging.getLogger("anteroom.events")
+
+
+@bp.function_name("DispatchPendingEvents")
+@bp.timer_trigger(arg_name="timer", schedule="*/10 * * * * *", run_on_startup=True, use_monitor=False)
+def dispatch_pending_events(timer: func.TimerRequest) -> None:
+    """Publishes what the after-commit path could not (topic down, process killed mid-batch)."""
+    dispatcher = get_services().dispatcher
+    if dispatcher is not None:
+        sent = dispatcher.sweep()
+        if sent:
+            log.info("published %d pending events", sent)
+
+
+@bp.function_name("ReplayCallEvents")
+@bp.route(route="callEvents:replay", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@acs_operation("ReplayCallEvents", None)
+def replay_call_events(request: ApiRequest) -> ApiResponse:
+    body = request.json()
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object.")
+    times = {}
+    for key in ("from", "until"):
+        if body.get(key) is not None:
+            try:
+                times[key] = parse_rfc3339(body[key])
+            except ValueError:
+                raise bad_request(f"{key} must be an RFC 3339 date-time.", target=key) from None
+    for key in ("endpoint", "roomId", "serverCallId", "schema"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            raise bad_request(f"{key} must be a string.", target=key)
+    if not body.get("endpoint"):
+        raise bad_request("endpoint is required.", target="endpoint")
+    services = request.services
+    result = replay(
+        services.outbox, services.settings.arm_resource_id, body["endpoint"],
+        body.get("schema") or services.settings.eventgrid_schema,
+        room_id=body.get("roomId"), server_call_id=body.get("serverCallId"),
+        since=times.get("from"), until=times.get("until"),
+    )
+    return ApiResponse(200, {"replayed": result.replayed, "failed": result.failed})
