@@ -1,0 +1,1 @@
+"""Microsoft's own SDK test suites, run live against the local stack."""
