@@ -1,6 +1,5 @@
 """Wire details the SDKs do not expose: auth failures, api-versions, repeatability, headers, bad bodies."""
 import base64
-import json
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -12,31 +11,15 @@ import requests
 from shared.hmac_auth import sign_headers
 from shared.timefmt import format_imf_fixdate
 
+from .hmac_client import HmacClient
+
 pytestmark = pytest.mark.stack
 API = "api-version=2025-03-13"
 
 
-class Client:
-    """A minimal ACS HMAC client over requests, so tests can send what the SDKs never would."""
-
-    def __init__(self, stack):
-        self.base = stack.base_url.rstrip("/")
-        self.key = base64.b64decode(stack.access_key)
-        self.verify = stack.ca_file
-
-    def send(self, method, path, body=None, headers=None, raw=None, key=None, date=None, sign=True):
-        url = self.base + path
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
-        sent = {"Content-Type": "application/json"} if data else {}
-        if sign:
-            sent.update(sign_headers(key or self.key, method, url, data, date or format_imf_fixdate(datetime.now(timezone.utc))))
-        sent.update(headers or {})
-        return requests.request(method, url, data=data, headers=sent, verify=self.verify, timeout=30)
-
-
 @pytest.fixture
 def http(stack):
-    return Client(stack)
+    return HmacClient(stack)
 
 
 def active_room_count(stack_services):

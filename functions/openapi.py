@@ -1,0 +1,781 @@
+"""OpenAPI 3.1 description of every HTTP route of the app, served at `GET /openapi.json`."""
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import azure.functions as func
+
+from shared.calls import Capability
+from shared.calls_service import REMOTE_ACTIONS, SELF_ACTIONS
+from shared.identity import DEFAULT_TOKEN_MINUTES, MAX_TOKEN_MINUTES, MIN_TOKEN_MINUTES, SCOPES
+from shared.pstn import DialOutcome
+from shared.rooms import Role
+
+from .pipeline import IDENTITY_API, ROOMS_API, ApiVersions
+
+bp = func.Blueprint()
+
+OPENAPI_VERSION = "3.1.0"
+HMAC_SECURITY = [{"acsHmac": []}]
+BEARER_SECURITY = [{"accessToken": []}]
+
+# Patterns of what the code emits or checks; JSON Schema patterns are ECMA-262, so [0-9] and not \d.
+ROOM_ID = "^[0-9]{17}$"  # shared/rooms.py check_room_id: exactly 17 ASCII digits
+GENERATED_ROOM_ID = "^99[0-9]{15}$"  # shared/rooms.py new_room_id
+ACS_USER_RAW_ID = "^8:(acs|dod-acs|gcch-acs|spool):[A-Za-z0-9][A-Za-z0-9._-]{0,255}$"  # shared/identifiers.py
+E164 = r"^\+[1-9][0-9]{1,14}$"
+UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# shared/timefmt.py format_acs: UTC as +00:00, microseconds with trailing zeros trimmed, none when zero.
+ACS_DATE_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{0,5}[1-9])?\+00:00$"
+IMF_FIXDATE = (
+    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
+    r"[0-9]{2}:[0-9]{2}:[0-9]{2} GMT$"
+)
+
+# Values the code writes as string literals rather than enums (shared/calls.py, shared/calls_service.py).
+ENDPOINT_STATES = ["connected", "ringing", "disconnected"]
+CALL_STATES = ["active", "ended"]
+LEAVE_REASONS = ["hungUp", "phoneHungUp", "removedByParticipant", "removedFromRoom", "callEnded", "roomExpired", "roomDeleted"]
+END_REASONS = ["lastParticipantLeft", "roomExpired", "roomDeleted"]
+
+
+# -- small builders ------------------------------------------------------------------------------
+def _ref(name: str, kind: str = "schemas") -> dict:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _or_null(schema: dict) -> dict:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _object(properties: dict, required: tuple[str, ...] = (), *, closed: bool = True, **extra: Any) -> dict:
+    """An object schema. Responses are closed (no undocumented keys); request bodies are left open
+    because the handlers ignore keys they do not know."""
+    schema: dict = {"type": "object", "properties": properties, **extra}
+    if required:
+        schema["required"] = list(required)
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _json(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+def _header(schema: dict, description: str, required: bool) -> dict:
+    return {"description": description, "required": required, "schema": schema}
+
+
+def _common_headers(status: int) -> dict:
+    # The host's own 404 (an empty path segment matches no route) comes without the pipeline's headers.
+    return {
+        "MS-CV": _ref("MS-CV-required" if status != 404 else "MS-CV", "headers"),
+        "x-ms-client-request-id": _ref("x-ms-client-request-id", "headers"),
+    }
+
+
+def _success(description: str, schema: dict | None, *, versions: str | None, status: int = 200, **headers) -> dict:
+    """A 2xx answer. `versions` names the api-supported-versions header component (None: unversioned API)."""
+    response: dict = {"description": description, "headers": {**_common_headers(status), **headers}}
+    if versions:
+        response["headers"]["api-supported-versions"] = _ref(versions, "headers")
+    if schema is not None:
+        response["content"] = _json(schema)
+    return response
+
+
+def _error(status: int, codes: list[str], description: str) -> dict:
+    """An error answer whose `error.code` is one of `codes`."""
+    headers = _common_headers(status)
+    # x-ms-error-code is left out on 400s carrying details (as ACS does) and on the host's own 404.
+    headers["x-ms-error-code"] = _ref("x-ms-error-code" if status in (400, 404) else "x-ms-error-code-required", "headers")
+    if status == 503:
+        headers["Retry-After"] = _ref("Retry-After", "headers")
+    schema = {
+        "allOf": [_ref("CommunicationErrorResponse")],
+        "properties": {"error": {"properties": {"code": {"enum": codes}}}},
+    }
+    return {"description": description, "headers": headers, "content": _json(schema)}
+
+
+API_VERSION_CODES = ["MissingApiVersionParameter", "UnsupportedApiVersion"]
+
+
+def _errors(*, versioned: bool, **by_status: list[str]) -> dict:
+    """The error answers of one pipeline operation: its own (`e400=[...]`) plus those every one has."""
+    descriptions = {
+        400: "The request is malformed or fails validation.",
+        403: "The caller may not do this (scope, invitation, room window or role capability).",
+        404: "The resource does not exist (or a path segment is empty).",
+        409: "The request conflicts with the current state.",
+        412: "A precondition failed.",
+    }
+    responses: dict = {}
+    codes = {int(name[1:]): list(values) for name, values in by_status.items()}
+    if versioned:
+        codes[400] = codes.get(400, []) + API_VERSION_CODES
+    for status in sorted(codes):
+        responses[str(status)] = _error(status, codes[status], descriptions[status])
+    for status, name in ((401, "Unauthorized"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"),
+                         (500, "InternalServerError"), (503, "ServiceUnavailable")):
+        responses[str(status)] = _ref(name, "responses")
+    return dict(sorted(responses.items()))
+
+
+def _operation(
+    operation_id: str, summary: str, tag: str, responses: dict, *,
+    security: list, parameters: list | None = None, body: dict | None = None, description: str | None = None,
+) -> dict:
+    operation: dict = {"operationId": operation_id, "summary": summary, "tags": [tag]}
+    if description:
+        operation["description"] = description
+    if parameters:
+        operation["parameters"] = parameters
+    if body:
+        operation["requestBody"] = body
+    operation["security"] = security
+    operation["responses"] = responses
+    return operation
+
+
+def _body(schema: dict, *, required: bool, media_type: str = "application/json", description: str = "") -> dict:
+    body: dict = {"required": required, "content": {media_type: {"schema": schema}}}
+    if description:
+        body["description"] = description
+    return body
+
+
+def _path_parameter(name: str, schema: dict, description: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": schema}
+
+
+def _api_version_parameter(versions: ApiVersions) -> dict:
+    return {
+        "name": "api-version",
+        "in": "query",
+        "required": True,
+        "description": "Version of the API to invoke. On nextLink continuation requests the Rooms SDK's "
+        "enum spelling (`ApiVersion.V2025_03_13`) is accepted too.",
+        "schema": {"type": "string", "enum": list(versions.advertised)},
+    }
+
+
+# -- components ------------------------------------------------------------------------------------
+def _schemas() -> dict:
+    acs_date_time = {"$ref": "#/components/schemas/AcsDateTime"}
+    request_date_time = {"type": ["string", "null"], "format": "date-time"}
+    participant_map = {
+        "type": "object",
+        "propertyNames": {"pattern": ACS_USER_RAW_ID},
+        "additionalProperties": _or_null(_ref("ParticipantProperties")),
+        "description": "Keyed by the participant's raw id (ACS users only).",
+    }
+    user_identifier = _object(
+        {
+            "kind": {"const": "communicationUser"},
+            "rawId": {"type": "string", "pattern": ACS_USER_RAW_ID},
+            "communicationUser": _object({"id": {"type": "string", "pattern": ACS_USER_RAW_ID}}, ("id",)),
+        },
+        ("kind", "rawId", "communicationUser"),
+    )
+    phone_identifier = _object(
+        {
+            "kind": {"const": "phoneNumber"},
+            "rawId": {"type": "string", "pattern": "^4:" + E164[1:]},
+            "phoneNumber": _object({"value": {"type": "string", "pattern": E164}}, ("value",)),
+        },
+        ("kind", "rawId", "phoneNumber"),
+    )
+    return {
+        # ---- common (acs-common 2023-11-15) ----
+        "CommunicationErrorResponse": _object(
+            {"error": _ref("CommunicationError")}, ("error",), description="The Communication Services error."
+        ),
+        "CommunicationError": _object(
+            {
+                "code": {"type": "string", "description": "The error code."},
+                "message": {"type": "string", "description": "The error message."},
+                "target": {"type": "string", "description": "The error target."},
+                "details": {"type": "array", "items": _ref("CommunicationError"),
+                            "description": "Further details about specific errors that led to this error."},
+                "innererror": _ref("CommunicationError"),
+            },
+            ("code", "message"),
+        ),
+        "AcsDateTime": {
+            "type": "string",
+            "format": "date-time",
+            "pattern": ACS_DATE_TIME,
+            "description": "RFC 3339 in UTC written as `+00:00`; microseconds with trailing zeros trimmed, "
+            "no fraction when zero.",
+            "examples": ["2023-06-26T05:46:17.815913+00:00", "2023-06-30T00:00:00+00:00"],
+        },
+        # ---- Rooms (communicationservicesrooms 2025-03-13) ----
+        "Role": {
+            "type": "string",
+            "enum": [role.value for role in Role],
+            "description": "The role of a room participant. The default value is Attendee. Requests may use any letter case.",
+        },
+        "ParticipantProperties": _object(
+            {"role": _or_null(_ref("Role"))},
+            closed=False,
+            description="`role` missing or null means Attendee (the official model requires `role`).",
+        ),
+        "CreateRoomRequest": _object(
+            {
+                "validFrom": {**request_date_time, "description": "When the room opens; default now."},
+                "validUntil": {**request_date_time, "description": "When the room closes; default validFrom + 180 days."},
+                "pstnDialOutEnabled": {"type": ["boolean", "null"], "description": "Default false."},
+                "participants": _or_null(participant_map),
+            },
+            closed=False,
+            description="All properties optional; null means the default. A null participant entry is ignored.",
+        ),
+        "UpdateRoomRequest": _object(
+            {
+                "validFrom": request_date_time,
+                "validUntil": request_date_time,
+                "pstnDialOutEnabled": {"type": ["boolean", "null"]},
+            },
+            closed=False,
+            description="Merge-patch: a property left out or null keeps its stored value.",
+        ),
+        "UpdateParticipantsRequest": _object(
+            {"participants": {**participant_map, "description": "A role upserts the participant; null removes it."}},
+            ("participants",),
+            closed=False,
+        ),
+        "RoomModel": _object(
+            {
+                "id": {"type": "string", "pattern": GENERATED_ROOM_ID, "description": "Server-generated room id."},
+                "createdAt": acs_date_time,
+                "validFrom": acs_date_time,
+                "validUntil": acs_date_time,
+                "pstnDialOutEnabled": {"type": "boolean"},
+            },
+            ("createdAt", "id", "validFrom", "validUntil", "pstnDialOutEnabled"),
+            description="The meeting room. Participants are not part of it.",
+        ),
+        "RoomsCollection": _object(
+            {
+                "value": {"type": "array", "items": _ref("RoomModel")},
+                "nextLink": {"type": "string", "format": "uri", "description": "Absolute URL of the next page."},
+            },
+            ("value",),
+        ),
+        "RoomParticipant": _object(
+            {"rawId": {"type": "string", "pattern": ACS_USER_RAW_ID}, "role": _ref("Role")}, ("rawId", "role")
+        ),
+        "ParticipantsCollection": _object(
+            {
+                "value": {"type": "array", "items": _ref("RoomParticipant")},
+                "nextLink": {"type": "string", "format": "uri", "description": "Absolute URL of the next page."},
+            },
+            ("value",),
+        ),
+        "UpdateParticipantsResult": _object({}, description="Always the empty object."),
+        # ---- Identity (communicationservicesidentity 2023-10-01) ----
+        "CommunicationIdentityTokenScope": {"type": "string", "enum": list(SCOPES)},
+        "CommunicationIdentityCreateRequest": _object(
+            {
+                "createTokenWithScopes": {
+                    "type": ["array", "null"], "items": _ref("CommunicationIdentityTokenScope"), "minItems": 1,
+                    "description": "Also issue a token with these scopes.",
+                },
+                "expiresInMinutes": _expires_in_minutes(),
+            },
+            closed=False,
+        ),
+        "CommunicationIdentityAccessTokenRequest": _object(
+            {
+                "scopes": {"type": "array", "items": _ref("CommunicationIdentityTokenScope"), "minItems": 1},
+                "expiresInMinutes": _expires_in_minutes(),
+            },
+            ("scopes",),
+            closed=False,
+        ),
+        "CommunicationIdentity": _object(
+            {"id": {"type": "string", "pattern": f"^8:acs:{UUID}_{UUID}$", "description": "8:acs:<resource id>_<user id>"}},
+            ("id",),
+        ),
+        "CommunicationIdentityAccessToken": _object(
+            {
+                "token": {"type": "string", "pattern": "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$",
+                          "description": "A signed JWT."},
+                "expiresOn": acs_date_time,
+            },
+            ("token", "expiresOn"),
+        ),
+        "CommunicationIdentityAccessTokenResult": _object(
+            {"identity": _ref("CommunicationIdentity"), "accessToken": _ref("CommunicationIdentityAccessToken")},
+            ("identity",),
+            description="`accessToken` only when `createTokenWithScopes` was given.",
+        ),
+        # ---- room-call client API (ours) ----
+        "CommunicationIdentifier": {"oneOf": [user_identifier, phone_identifier],
+                                    "description": "A CommunicationIdentifierModel with kind and rawId."},
+        "CallParticipant": _object(
+            {
+                "participantId": {"type": "string", "format": "uuid", "pattern": f"^{UUID}$"},
+                "identifier": _ref("CommunicationIdentifier"),
+                "role": {**_or_null(_ref("Role")),
+                         "description": "The live roster role; null for phones, users off the roster, and in the "
+                         "answers of actions."},
+                "state": {"type": "string", "enum": ENDPOINT_STATES},
+                "isMuted": {"type": "boolean"},
+                "isVideoOn": {"type": "boolean"},
+                "isScreenSharing": {"type": "boolean"},
+                "joinedAt": acs_date_time,
+                "leftAt": acs_date_time,
+                "leaveReason": {"type": "string", "enum": LEAVE_REASONS},
+            },
+            ("participantId", "identifier", "role", "state", "isMuted", "isVideoOn", "isScreenSharing"),
+            dependentRequired={"leftAt": ["leaveReason"], "leaveReason": ["leftAt"]},
+        ),
+        "RoomCall": _object(
+            {
+                "serverCallId": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+                "roomId": {"type": "string", "pattern": GENERATED_ROOM_ID},
+                "state": {"type": "string", "enum": CALL_STATES},
+                "startedAt": acs_date_time,
+                "correlationId": {"type": "string", "format": "uuid", "pattern": f"^{UUID}$"},
+                "participants": {"type": "array", "items": _ref("CallParticipant"),
+                                 "description": "Every endpoint of the call, ringing and disconnected ones included."},
+                "endedAt": acs_date_time,
+                "endReason": {"type": "string", "enum": END_REASONS},
+            },
+            ("serverCallId", "roomId", "state", "startedAt", "correlationId", "participants"),
+            dependentRequired={"endedAt": ["endReason"], "endReason": ["endedAt"]},
+        ),
+        "Capability": {"type": "string", "enum": [capability.value for capability in Capability]},
+        "JoinRoomCallResult": _object(
+            {
+                "serverCallId": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+                "participantId": {"type": "string", "format": "uuid", "pattern": f"^{UUID}$"},
+                "role": _ref("Role"),
+                "capabilities": {"type": "array", "items": _ref("Capability"), "uniqueItems": True,
+                                 "description": "What the caller may do now, sorted."},
+                "call": _ref("RoomCall"),
+            },
+            ("serverCallId", "participantId", "role", "capabilities", "call"),
+        ),
+        "InvitationRequest": _object(
+            {"rawId": {"type": "string", "pattern": ACS_USER_RAW_ID, "description": "A user on the room's roster."}},
+            ("rawId",),
+            closed=False,
+        ),
+        "DialOutRequest": _object(
+            {
+                "phoneNumber": {"type": "string", "pattern": E164},
+                "callerIdNumber": {"type": "string", "pattern": E164,
+                                   "description": "One of the resource's numbers (ANTEROOM_PSTN_CALLER_NUMBERS)."},
+            },
+            ("phoneNumber", "callerIdNumber"),
+            closed=False,
+        ),
+        "DialOutResult": _object(
+            {
+                "outcome": {"type": "string", "enum": [outcome.value for outcome in DialOutcome]},
+                "participant": _ref("CallParticipant"),
+            },
+            ("outcome",),
+            description="`participant` (the phone, now in the call) only when the outcome is answered.",
+        ),
+        "PstnEventRequest": _object(
+            {
+                "reference": {"type": "string", "pattern": f"^[0-9]{{17}}\\|{UUID}$",
+                              "description": "`<roomId>|<participantId>` as given to the gateway when dialling."},
+                "action": {"type": "string", "enum": list(SELF_ACTIONS)},
+            },
+            ("reference", "action"),
+            closed=False,
+        ),
+        "ReplayCallEventsRequest": _object(
+            {
+                "endpoint": {"type": "string", "format": "uri", "description": "The webhook to deliver to (http or https)."},
+                "roomId": {"type": ["string", "null"]},
+                "serverCallId": {"type": ["string", "null"]},
+                "from": request_date_time,
+                "until": request_date_time,
+                "schema": {"type": ["string", "null"], "enum": ["EventGridSchema", "CloudEventSchemaV1_0", None],
+                           "description": "Defaults to the app's ANTEROOM_EVENTGRID_SCHEMA."},
+            },
+            ("endpoint",),
+            closed=False,
+            description="Name at least one selector: roomId, serverCallId or a time range.",
+        ),
+        "ReplayCallEventsResult": _object(
+            {"replayed": {"type": "integer", "minimum": 0}, "failed": {"type": "integer", "minimum": 0}},
+            ("replayed", "failed"),
+        ),
+    }
+
+
+def _expires_in_minutes() -> dict:
+    return {
+        "type": ["integer", "null"],
+        "minimum": MIN_TOKEN_MINUTES,
+        "maximum": MAX_TOKEN_MINUTES,
+        "default": DEFAULT_TOKEN_MINUTES,
+        "description": "Token lifetime in minutes.",
+    }
+
+
+def _headers() -> dict:
+    ms_cv = {"type": "string", "pattern": "^[A-Za-z0-9+/]{22}$"}
+    error_code = {"type": "string"}
+    return {
+        "MS-CV": _header(ms_cv, "Correlation id of the request (the operation log's CorrelationId).", False),
+        "MS-CV-required": _header(ms_cv, "Correlation id of the request (the operation log's CorrelationId).", True),
+        "x-ms-client-request-id": _header({"type": "string"}, "Echo of the request's x-ms-client-request-id.", False),
+        "x-ms-error-code": _header(error_code, "The error code; absent on validation errors carrying details.", False),
+        "x-ms-error-code-required": _header(error_code, "The error code, as in the body.", True),
+        "Retry-After": _header({"type": "integer", "minimum": 0}, "Seconds to wait before retrying.", True),
+        "rooms-api-supported-versions": _header({"type": "string", "const": ROOMS_API.header}, "The Rooms api-versions served.", True),
+        "identity-api-supported-versions": _header({"type": "string", "const": IDENTITY_API.header}, "The Identity api-versions served.", True),
+    }
+
+
+def _shared_responses() -> dict:
+    return {
+        "Unauthorized": _error(401, ["Denied"], "Authentication failed (HMAC signature, or access token)."),
+        "PayloadTooLarge": _error(413, ["RequestEntityTooLarge"], "The body exceeds ANTEROOM_MAX_BODY_BYTES."),
+        "UnsupportedMediaType": _error(
+            415, ["UnsupportedMediaType"], "A body that is not application/json or application/merge-patch+json."
+        ),
+        "InternalServerError": _error(500, ["InternalServerError"], "An unexpected failure."),
+        "ServiceUnavailable": _error(503, ["ServiceUnavailable"], "Storage or the PSTN gateway is unavailable, or "
+                                     "contention did not settle; retry after Retry-After seconds."),
+    }
+
+
+# -- paths -------------------------------------------------------------------------------------------
+def _rooms_paths() -> dict:
+    version = _api_version_parameter(ROOMS_API)
+    room_id = _path_parameter("roomId", {"type": "string", "pattern": ROOM_ID}, "The room id (17 digits).")
+    next_link = {
+        "name": "nextLink", "in": "query", "required": False, "schema": {"type": "string"},
+        "description": "Opaque continuation token, as found in the previous page's nextLink URL.",
+    }
+    repeatability = [
+        {"name": "Repeatability-Request-ID", "in": "header", "required": False,
+         "schema": {"type": "string", "format": "uuid"},
+         "description": "Makes the create repeatable: a repeat gets the first answer again."},
+        {"name": "Repeatability-First-Sent", "in": "header", "required": False,
+         "schema": {"type": "string", "pattern": IMF_FIXDATE},
+         "description": "IMF-fixdate of the first attempt; required with Repeatability-Request-ID."},
+    ]
+    versions = "rooms-api-supported-versions"
+    hmac = HMAC_SECURITY
+    merge_patch = "application/merge-patch+json"
+    return {
+        "/rooms": {
+            "post": _operation(
+                "Rooms_Create", "Creates a new room.", "Rooms",
+                {
+                    "201": _success(
+                        "The new room.", _ref("RoomModel"), versions=versions, status=201,
+                        Location=_header({"type": "string", "format": "uri"}, "URL of the new room.", True),
+                        **{"Repeatability-Result": _header(
+                            {"type": "string", "const": "accepted"}, "Sent when the request carried repeatability headers.", False
+                        )},
+                    ),
+                    **_errors(versioned=True, e400=["BadRequest"], e409=["Conflict"], e412=["PreconditionFailed"]),
+                },
+                security=hmac, parameters=[version, *repeatability],
+                body=_body(_ref("CreateRoomRequest"), required=False, description="An empty body creates a room with defaults."),
+            ),
+            "get": _operation(
+                "Rooms_List", "Lists the active rooms, newest first.", "Rooms",
+                {
+                    "200": _success("One page of rooms.", _ref("RoomsCollection"), versions=versions),
+                    **_errors(versioned=True, e400=["BadRequest"]),
+                },
+                security=hmac, parameters=[version, next_link],
+            ),
+        },
+        "/rooms/{roomId}": {
+            "get": _operation(
+                "Rooms_Get", "Gets a room.", "Rooms",
+                {
+                    "200": _success("The room.", _ref("RoomModel"), versions=versions),
+                    **_errors(versioned=True, e400=["BadRequest"], e404=["NotFound"]),
+                },
+                security=hmac, parameters=[room_id, version],
+            ),
+            "patch": _operation(
+                "Rooms_Update", "Updates a room (merge-patch).", "Rooms",
+                {
+                    "200": _success("The updated room.", _ref("RoomModel"), versions=versions),
+                    **_errors(versioned=True, e400=["BadRequest"], e404=["NotFound"]),
+                },
+                security=hmac, parameters=[room_id, version],
+                body=_body(_ref("UpdateRoomRequest"), required=True, media_type=merge_patch),
+            ),
+            "delete": _operation(
+                "Rooms_Delete", "Deletes a room (again and again until it is purged).", "Rooms",
+                {
+                    "204": _success("The room is deleted.", None, versions=versions, status=204),
+                    **_errors(versioned=True, e400=["BadRequest"], e404=["NotFound"]),
+                },
+                security=hmac, parameters=[room_id, version],
+            ),
+        },
+        "/rooms/{roomId}/participants": {
+            "get": _operation(
+                "Participants_List", "Lists the room's participants.", "Rooms",
+                {
+                    "200": _success("One page of participants.", _ref("ParticipantsCollection"), versions=versions),
+                    **_errors(versioned=True, e400=["BadRequest"], e404=["NotFound"]),
+                },
+                security=hmac, parameters=[room_id, version, next_link],
+            ),
+            "patch": _operation(
+                "Participants_Update", "Adds, updates or removes participants, all or nothing.", "Rooms",
+                {
+                    "200": _success("The roster changed.", _ref("UpdateParticipantsResult"), versions=versions),
+                    **_errors(versioned=True, e400=["BadRequest"], e404=["NotFound"]),
+                },
+                security=hmac, parameters=[room_id, version],
+                body=_body(_ref("UpdateParticipantsRequest"), required=True, media_type=merge_patch),
+            ),
+        },
+    }
+
+
+def _identity_paths() -> dict:
+    version = _api_version_parameter(IDENTITY_API)
+    identity_id = _path_parameter(
+        "id", {"type": "string"}, "The user's raw id, 8:acs:<resource id>_<user id> (URL-encoded); others answer 404."
+    )
+    versions = "identity-api-supported-versions"
+    hmac = HMAC_SECURITY
+    return {
+        "/identities": {
+            "post": _operation(
+                "CommunicationIdentity_Create", "Creates a user, and optionally a token for it.", "Identity",
+                {
+                    "201": _success("The new user.", _ref("CommunicationIdentityAccessTokenResult"),
+                                    versions=versions, status=201),
+                    **_errors(versioned=True, e400=["BadRequest"]),
+                },
+                security=hmac, parameters=[version],
+                body=_body(_ref("CommunicationIdentityCreateRequest"), required=False),
+            ),
+        },
+        "/identities/{id}": {
+            "delete": _operation(
+                "CommunicationIdentity_Delete", "Deletes a user; its tokens stop working.", "Identity",
+                {
+                    "204": _success("The user is deleted.", None, versions=versions, status=204),
+                    **_errors(versioned=True, e404=["NotFound"]),
+                },
+                security=hmac, parameters=[identity_id, version],
+            ),
+        },
+        "/identities/{id}/:issueAccessToken": {
+            "post": _operation(
+                "CommunicationIdentity_IssueAccessToken", "Issues an access token for a user.", "Identity",
+                {
+                    "200": _success("The token.", _ref("CommunicationIdentityAccessToken"), versions=versions),
+                    **_errors(versioned=True, e400=["BadRequest"], e404=["NotFound"]),
+                },
+                security=hmac, parameters=[identity_id, version],
+                body=_body(_ref("CommunicationIdentityAccessTokenRequest"), required=True),
+            ),
+        },
+        "/identities/{id}/:revokeAccessTokens": {
+            "post": _operation(
+                "CommunicationIdentity_RevokeAccessTokens", "Revokes every token issued to a user so far.", "Identity",
+                {
+                    "204": _success("The tokens are revoked.", None, versions=versions, status=204),
+                    **_errors(versioned=True, e404=["NotFound"]),
+                },
+                security=hmac, parameters=[identity_id, version],
+            ),
+        },
+    }
+
+
+def _room_call_paths() -> dict:
+    room_id = _path_parameter("roomId", {"type": "string", "pattern": ROOM_ID}, "The room id (17 digits).")
+    participant_id = _path_parameter("participantId", {"type": "string", "format": "uuid"},
+                                     "The target endpoint's participantId.")
+    self_action = _path_parameter("action", {"type": "string", "enum": list(SELF_ACTIONS)}, "What to do to oneself.")
+    remote_action = _path_parameter("action", {"type": "string", "enum": list(REMOTE_ACTIONS)}, "What to do to the participant.")
+    bearer = BEARER_SECURITY
+    room_gate = ["InsufficientScope", "RoomNotOpenYet", "RoomExpired", "NotInvited"]
+    acting = room_gate + ["MissingCapability"]
+    in_call = ["NoActiveCall", "NotInCall"]
+    return {
+        "/roomCalls/{roomId}/join": {
+            "post": _operation(
+                "JoinRoomCall", "Joins (or starts) the room's call.", "RoomCalls",
+                {
+                    "200": _success("The caller is in the call (joining again changes nothing).",
+                                    _ref("JoinRoomCallResult"), versions=None),
+                    **_errors(versioned=False, e400=["BadRequest"], e403=room_gate + ["CallFull"], e404=["NotFound"]),
+                },
+                security=bearer, parameters=[room_id],
+                description="Only users on the room's roster, only between validFrom and validUntil.",
+            ),
+        },
+        "/roomCalls/{roomId}": {
+            "get": _operation(
+                "GetRoomCall", "Gets the room's current or last call.", "RoomCalls",
+                {
+                    "200": _success("The call.", _ref("RoomCall"), versions=None),
+                    **_errors(versioned=False, e400=["BadRequest"], e403=["InsufficientScope", "NotInvited"],
+                              e404=["NotFound"]),
+                },
+                security=bearer, parameters=[room_id],
+            ),
+        },
+        "/roomCalls/{roomId}/me/{action}": {
+            "post": _operation(
+                "ActOnSelf", "Leaves, or changes one's own microphone, video or screen sharing.", "RoomCalls",
+                {
+                    "200": _success("The caller's endpoint after the action.", _ref("CallParticipant"), versions=None),
+                    **_errors(versioned=False, e400=["BadRequest"], e403=acting, e404=["NotFound"], e409=in_call),
+                },
+                security=bearer, parameters=[room_id, self_action],
+            ),
+        },
+        "/roomCalls/{roomId}/participants/{participantId}/{action}": {
+            "post": _operation(
+                "ActOnParticipant", "Mutes or removes another endpoint (Presenter).", "RoomCalls",
+                {
+                    "200": _success("The target endpoint after the action.", _ref("CallParticipant"), versions=None),
+                    **_errors(versioned=False, e400=["BadRequest"], e403=acting, e404=["NotFound"], e409=in_call),
+                },
+                security=bearer, parameters=[room_id, participant_id, remote_action],
+            ),
+        },
+        "/roomCalls/{roomId}/invitations": {
+            "post": _operation(
+                "InviteToRoomCall", "Rings a roster user into the call.", "RoomCalls",
+                {
+                    "201": _success("The invited endpoint, ringing.", _ref("CallParticipant"), versions=None, status=201),
+                    **_errors(versioned=False, e400=["BadRequest"], e403=acting, e404=["NotFound"],
+                              e409=in_call + ["AlreadyInCall"]),
+                },
+                security=bearer, parameters=[room_id], body=_body(_ref("InvitationRequest"), required=True),
+            ),
+        },
+        "/roomCalls/{roomId}/dialOut": {
+            "post": _operation(
+                "DialOutFromRoomCall", "Dials a phone into the call (Presenter, room with pstnDialOutEnabled).",
+                "RoomCalls",
+                {
+                    "200": _success("How the dial went.", _ref("DialOutResult"), versions=None),
+                    **_errors(versioned=False, e400=["BadRequest"], e403=acting, e404=["NotFound"],
+                              e409=in_call + ["ConcurrentCallLimitReached"]),
+                },
+                security=bearer, parameters=[room_id], body=_body(_ref("DialOutRequest"), required=True),
+            ),
+        },
+        "/pstn/events": {
+            "post": _operation(
+                "PstnEvent", "The PSTN gateway reports a phone-side action (hang-up, mute).", "PstnGateway",
+                {
+                    "200": _success("The phone endpoint after the action.", _ref("CallParticipant"), versions=None),
+                    **_errors(versioned=False, e400=["BadRequest"], e403=["RoomNotOpenYet", "RoomExpired", "MissingCapability"],
+                              e404=["NotFound"], e409=in_call),
+                },
+                security=HMAC_SECURITY, body=_body(_ref("PstnEventRequest"), required=True),
+                description="Signed with the resource's access key like the management APIs; no api-version.",
+            ),
+        },
+    }
+
+
+def _event_paths() -> dict:
+    return {
+        "/callEvents:replay": {
+            "post": _operation(
+                "ReplayCallEvents", "Delivers stored call events again, with their original ids, to one webhook.",
+                "CallEvents",
+                {
+                    "200": _success("How many events the webhook accepted and refused.",
+                                    _ref("ReplayCallEventsResult"), versions=None),
+                    **_errors(versioned=False, e400=["BadRequest"]),
+                },
+                security=HMAC_SECURITY, body=_body(_ref("ReplayCallEventsRequest"), required=True),
+                description="One event per POST, as Event Grid delivers; signed like the management APIs.",
+            ),
+        },
+    }
+
+
+def _meta_paths() -> dict:
+    return {
+        "/openapi.json": {
+            "get": _operation(
+                "GetOpenApiDocument", "This document.", "Meta",
+                {"200": {"description": "The OpenAPI document.", "content": _json({"type": "object"})}},
+                security=[],
+            ),
+        },
+    }
+
+
+def build_document() -> dict:
+    """The whole document, as a fresh dict."""
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "Anteroom",
+            "summary": "Self-hostable Azure Communication Services Rooms and Identity, plus room calls.",
+            "description": "Rooms and Identity follow the ACS data-plane contracts (Rooms 2025-03-13, Identity "
+            "2023-10-01). The room-call client API and the PSTN gateway webhook are Anteroom's own.",
+            # The newest Rooms api-version: the contract this document mainly describes.
+            "version": ROOMS_API.advertised[-1],
+        },
+        "tags": [
+            {"name": "Rooms", "description": "ACS Rooms data plane."},
+            {"name": "Identity", "description": "ACS Identity data plane: users and access tokens."},
+            {"name": "RoomCalls", "description": "Room-call client API, authenticated with user access tokens."},
+            {"name": "PstnGateway", "description": "Webhook the PSTN gateway calls."},
+            {"name": "CallEvents", "description": "Stored call events (Event Grid schema or CloudEvents)."},
+            {"name": "Meta", "description": "About the API itself."},
+        ],
+        "paths": {**_rooms_paths(), **_identity_paths(), **_room_call_paths(), **_event_paths(), **_meta_paths()},
+        "components": {
+            "schemas": _schemas(),
+            "responses": _shared_responses(),
+            "headers": _headers(),
+            "securitySchemes": {
+                "acsHmac": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "`HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=<base64>` "
+                    "over VERB, path and query, x-ms-date, host and x-ms-content-sha256 (base64 SHA-256 of the "
+                    "body), keyed with the resource's access key; the request also carries x-ms-date and "
+                    "x-ms-content-sha256.",
+                },
+                "accessToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "A user access token from the Identity API with scope voip or voip.join.",
+                },
+            },
+        },
+    }
+
+
+@functools.cache
+def document_bytes() -> bytes:
+    """The serialized document, built on first use and kept for the process's life."""
+    return json.dumps(build_document(), indent=1).encode()
+
+
+@bp.function_name("GetOpenApiDocument")
+@bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def get_openapi_document(req: func.HttpRequest) -> func.HttpResponse:
+    """Anonymous on purpose: the document describes the API and holds no secrets."""
+    return func.HttpResponse(document_bytes(), status_code=200, mimetype="application/json")
