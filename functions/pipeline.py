@@ -139,10 +139,14 @@ def _resolve_api_version(http: func.HttpRequest, versions: ApiVersions) -> str:
     return version
 
 
-def _check_body(http: func.HttpRequest, services: Services) -> None:
-    body = http.get_body() or b""
-    if len(body) > services.settings.max_body_bytes:
+def _check_body_size(http: func.HttpRequest, services: Services) -> None:
+    # Before authentication, so an oversized body is refused without hashing it for the signature.
+    if len(http.get_body() or b"") > services.settings.max_body_bytes:
         raise payload_too_large(services.settings.max_body_bytes)
+
+
+def _check_media_type(http: func.HttpRequest) -> None:
+    body = http.get_body() or b""
     if body.strip():
         media_type = (http.headers.get("content-type") or "").split(";")[0].strip().lower()
         if media_type not in _JSON_MEDIA_TYPES:
@@ -231,15 +235,23 @@ def acs_operation(
             services: Services | None = None
             try:
                 services = get_services()
+                _check_body_size(req, services)
                 caller = None
                 if auth == BEARER:
                     caller = _bearer_claims(req, services)
+                    throttled_as = f"user:{caller.user_id}"
                 else:
-                    services.hmac.verify(req.method, req.url, req.headers, req.get_body() or b"", services.clock())
+                    key_index = services.hmac.verify(
+                        req.method, req.url, req.headers, req.get_body() or b"", services.clock()
+                    )
+                    throttled_as = f"key:{key_index}"
+                # Only authenticated callers are counted: forged requests cannot spend someone's budget.
+                if services.throttle is not None:
+                    services.throttle.admit(throttled_as)
                 if versions is not None:
                     api_version = _resolve_api_version(req, versions)
                     headers["api-supported-versions"] = versions.header
-                _check_body(req, services)
+                _check_media_type(req)
                 result = handler(ApiRequest(req, api_version, services, caller))
                 status, facts = result.status, result.facts
                 response = _response(status, result.body, {**headers, **result.headers})

@@ -55,11 +55,13 @@ class HmacVerifier:
 
     def verify(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes, now: datetime
-    ) -> None:
+    ) -> int:
         """Raise a 401 AnteroomError unless the request carries a valid signature.
 
-        `headers` must look up case-insensitively. Checks, in order: the Authorization shape, the
-        body hash, the date skew, then the signature; none of them leaks which key was tried.
+        Returns the index of the key that signed it (0 primary, 1 secondary), which names the
+        caller for throttling. `headers` must look up case-insensitively. Checks, in order: the
+        Authorization shape, the body hash, the date skew, then the signature; none of them leaks
+        which key was tried.
         """
         authorization = headers.get("authorization") or ""
         scheme, _, params = authorization.partition(" ")
@@ -83,12 +85,14 @@ class HmacVerifier:
         targets = {raw_target, unquote(raw_target)}
         hosts = {headers.get("host") or parts.netloc, parts.netloc, *self.extra_hosts}
         given = fields["Signature"].encode()
-        matched = False
-        for key in self.keys:
+        matched_key = -1
+        for index, key in enumerate(self.keys):
             for target in targets:
                 for host in hosts:
                     expected = signature(key, string_to_sign(method, target, date, host, claimed_hash))
                     # Every combination is compared so timing does not tell which one matched.
-                    matched |= hmac.compare_digest(expected.encode(), given)
-        if not matched:
+                    if hmac.compare_digest(expected.encode(), given):
+                        matched_key = index
+        if matched_key < 0:
             raise unauthorized("Denied by the resource provider.")
+        return matched_key

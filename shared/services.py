@@ -18,6 +18,7 @@ from .pstn import HttpPstnGateway, PstnLines
 from .rooms_service import RoomsService
 from .rooms_store import TableRoomsStore
 from .settings import Settings
+from .throttle import Throttle
 from .storage import TableStore
 
 
@@ -34,6 +35,7 @@ class Services:
     calls: CallsService
     outbox: Outbox
     dispatcher: Dispatcher | None
+    throttle: Throttle | None = None  # None when ANTEROOM_THROTTLE_REQUESTS is 0
 
     def close(self) -> None:
         if self.dispatcher is not None:
@@ -84,6 +86,10 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
             timedelta(seconds=settings.repeatability_window_seconds),
         ),
         operation_log=TableOperationLog(tables.table, settings.table_name("RoomsOperations")),
+        throttle=(
+            Throttle(settings.throttle_requests, settings.throttle_window_seconds)
+            if settings.throttle_requests else None
+        ),
     )
 
 

@@ -43,6 +43,9 @@ class Settings:
     rooms_page_size: int = 50
     participants_page_size: int = 100
     max_body_bytes: int = 1_048_576
+    # Per caller (access key or token user) and per instance; 0 turns throttling off.
+    throttle_requests: int = 6000
+    throttle_window_seconds: int = 60
     public_hosts: tuple[str, ...] = field(default_factory=tuple)
     pstn_gateway_url: str | None = None
     caller_numbers: tuple[str, ...] = field(default_factory=tuple)
@@ -123,6 +126,8 @@ class Settings:
             rooms_page_size=integer("ROOMS_PAGE_SIZE", 50),
             participants_page_size=integer("PARTICIPANTS_PAGE_SIZE", 100),
             max_body_bytes=integer("MAX_BODY_BYTES", 1_048_576),
+            throttle_requests=integer("THROTTLE_REQUESTS", 6000, minimum=0),
+            throttle_window_seconds=integer("THROTTLE_WINDOW_SECONDS", 60),
             public_hosts=hosts,
             pstn_gateway_url=gateway,
             caller_numbers=numbers,

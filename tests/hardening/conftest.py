@@ -1,0 +1,106 @@
+"""Stacks for the hardening tests: Azurite plus a host whose whole log (DEBUG, access log) is kept for inspection."""
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import pytest
+
+from localdev.azurite import AzuriteTable
+from localdev.certs import ensure_dev_certificate
+from localdev.settings import acs_connection_string, generate_app_settings
+from localdev.testing import HostProcess
+from tests.conftest import ROOT, TEST_CERT_DIR
+
+
+class LoggedHost(HostProcess):
+    """A host logging at DEBUG with its access log, every line kept (not only the last 20,000)."""
+
+    def _command(self) -> list[str]:
+        command = super()._command()
+        serve = command.index("serve")
+        return command[:serve] + ["--log-level", "DEBUG"] + command[serve:] + ["--access-log"]
+
+    def start(self) -> "LoggedHost":
+        if self.process is None and self.lines.maxlen is not None:
+            self.lines = collections.deque()
+        return super().start()
+
+
+@dataclass
+class HardeningStack:
+    azurite: AzuriteTable
+    host: LoggedHost
+    settings: dict[str, str]
+
+    @property
+    def base_url(self) -> str:
+        return self.host.base_url
+
+    @property
+    def access_key(self) -> str:
+        return self.settings["ANTEROOM_ACCESS_KEY"]
+
+    @property
+    def secondary_access_key(self) -> str:
+        return self.settings["ANTEROOM_SECONDARY_ACCESS_KEY"]
+
+    @property
+    def resource_id(self) -> str:
+        return self.settings["ANTEROOM_RESOURCE_ID"]
+
+    @property
+    def connection_string(self) -> str:
+        return acs_connection_string(self.base_url, self.access_key)
+
+    @property
+    def ca_file(self) -> str:
+        return str(ensure_dev_certificate(TEST_CERT_DIR).ca_cert)
+
+    def log(self) -> str:
+        return self.host.output()
+
+    @contextlib.contextmanager
+    def services(self):
+        """The app's own services on this stack's storage, to look behind the API."""
+        from shared.services import build_services
+        from shared.settings import Settings
+
+        services = build_services(Settings.from_env(self.settings))
+        try:
+            yield services
+        finally:
+            services.close()
+
+
+@contextlib.contextmanager
+def hardening_stack(
+    env: Mapping[str, str] | None = None, *, azurite_location: str | os.PathLike[str] | None = None
+) -> Iterator[HardeningStack]:
+    """Azurite (in memory, or kept in `azurite_location` so it survives a restart) and one logged host."""
+    certificate = ensure_dev_certificate(TEST_CERT_DIR)
+    with AzuriteTable(location=azurite_location) as azurite:
+        settings = {**generate_app_settings(azurite.connection_string), **(env or {})}
+        host = LoggedHost("function_app:app", Path(ROOT), settings, certificate.ca_cert.parent)
+        host.start()
+        try:
+            yield HardeningStack(azurite, host, settings)
+        finally:
+            host.stop()
+
+
+@pytest.fixture(scope="session")
+def hardened():
+    """The default configuration (throttling at its default), shared by the fuzzing, input and auth tests."""
+    with hardening_stack() as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def hardened_services(hardened):
+    with hardened.services() as services:
+        yield services
