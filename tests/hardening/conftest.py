@@ -36,6 +36,7 @@ class HardeningStack:
     azurite: AzuriteTable
     host: LoggedHost
     settings: dict[str, str]
+    _storage_port: int | None = None
 
     @property
     def base_url(self) -> str:
@@ -64,6 +65,15 @@ class HardeningStack:
     def log(self) -> str:
         return self.host.output()
 
+    def stop_storage(self) -> None:
+        """Stop Azurite as an outage would (it saves its data first when it has a location)."""
+        self._storage_port = self.azurite.port
+        self.azurite.stop()
+
+    def restart_storage(self) -> None:
+        """Azurite back on the same port and folder, so the host's connection string still works."""
+        self.azurite = AzuriteTable(location=self.azurite.location, port=self._storage_port).start()
+
     @contextlib.contextmanager
     def services(self):
         """The app's own services on this stack's storage, to look behind the API."""
@@ -83,14 +93,19 @@ def hardening_stack(
 ) -> Iterator[HardeningStack]:
     """Azurite (in memory, or kept in `azurite_location` so it survives a restart) and one logged host."""
     certificate = ensure_dev_certificate(TEST_CERT_DIR)
-    with AzuriteTable(location=azurite_location) as azurite:
+    azurite = AzuriteTable(location=azurite_location).start()
+    stack = None
+    try:
         settings = {**generate_app_settings(azurite.connection_string), **(env or {})}
         host = LoggedHost("function_app:app", Path(ROOT), settings, certificate.ca_cert.parent)
+        stack = HardeningStack(azurite, host, settings)
         host.start()
-        try:
-            yield HardeningStack(azurite, host, settings)
-        finally:
-            host.stop()
+        yield stack
+    finally:
+        if stack is not None:
+            stack.host.stop()
+            azurite = stack.azurite  # a restarted Azurite is another process
+        azurite.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,148 @@
+"""Storage outage mid-run: quick 503s with Retry-After in ACS's shape, never a 500 or a half-written room, recovery by itself."""
+import threading
+import time
+import uuid
+
+import pytest
+from azure.communication.identity import CommunicationIdentityClient
+
+from tests.integration.hmac_client import HmacClient
+
+from .conftest import hardening_stack
+
+pytestmark = pytest.mark.stack
+ROOMS = "api-version=2025-03-13"
+IDENTITY = "api-version=2023-10-01"
+ROSTER_SIZE = 150  # over one Table transaction (100), so writes take several round trips
+FAST_ANSWER_SECONDS = 8  # the SDK's own defaults would keep a request for minutes
+
+
+@pytest.fixture(scope="module")
+def outage(tmp_path_factory):
+    # Azurite keeps its data in a folder so it survives being stopped and started again.
+    with hardening_stack(azurite_location=tmp_path_factory.mktemp("azurite-outage")) as stack:
+        yield stack
+
+
+def roster(role, count=ROSTER_SIZE, tag="o"):
+    return {"participants": {f"8:acs:{tag}_{index:04d}": {"role": role} for index in range(count)}}
+
+
+def assert_unavailable(answer):
+    assert answer.status_code == 503, (answer.status_code, answer.text)
+    assert int(answer.headers["Retry-After"]) >= 1
+    assert answer.headers["x-ms-error-code"] == "ServiceUnavailable"
+    error = answer.json()["error"]
+    assert error["code"] == "ServiceUnavailable" and error["message"]
+
+
+def all_participants(client, room_id):
+    found, path = [], f"/rooms/{room_id}/participants?{ROOMS}"
+    while path:
+        page = client.send("GET", path)
+        assert page.status_code == 200, page.text
+        found += page.json()["value"]
+        link = page.json().get("nextLink")
+        path = link[len(client.base):] if link else None
+    return found
+
+
+class Workload:
+    """Two threads creating big rooms and flipping a big roster, recording every answer, until stopped."""
+
+    def __init__(self, client, room_id):
+        self.client, self.room_id = client, room_id
+        self.answers: list = []
+        self.created: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._create_rooms), threading.Thread(target=self._flip_roster)]
+
+    def _record(self, answer):
+        self.answers.append(answer)
+        if answer.status_code == 201:
+            self.created.append(answer.json()["id"])
+
+    def _create_rooms(self):
+        while not self._stop.is_set():
+            self._record(self.client.send("POST", f"/rooms?{ROOMS}", roster("Attendee", tag=f"w{uuid.uuid4().hex[:8]}")))
+
+    def _flip_roster(self):
+        roles = ["Consumer", "Attendee"]
+        while not self._stop.is_set():
+            roles.reverse()
+            self._record(self.client.send("PATCH", f"/rooms/{self.room_id}/participants?{ROOMS}", roster(roles[0])))
+
+    def __enter__(self):
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+
+
+def test_outage_gives_fast_503s_and_the_service_recovers_by_itself(outage):
+    client = HmacClient(outage)
+    identity = CommunicationIdentityClient.from_connection_string(outage.connection_string)
+    user, token = identity.create_user_and_token(["voip"])
+    flipped = client.send("POST", f"/rooms?{ROOMS}", roster("Attendee")).json()["id"]
+    assert client.send("PATCH", f"/rooms/{flipped}/participants?{ROOMS}", {"participants": {user.raw_id: {"role": "Presenter"}}}).status_code == 200
+
+    with Workload(client, flipped) as workload:
+        time.sleep(1.5)
+        outage.stop_storage()
+        time.sleep(1.5)
+        probes = [
+            ("POST", f"/rooms?{ROOMS}", roster("Presenter", 3), {}),
+            ("GET", f"/rooms?{ROOMS}", None, {}),
+            ("GET", f"/rooms/{flipped}?{ROOMS}", None, {}),
+            ("PATCH", f"/rooms/{flipped}?{ROOMS}", {"pstnDialOutEnabled": True}, {}),
+            ("GET", f"/rooms/{flipped}/participants?{ROOMS}", None, {}),
+            ("DELETE", f"/rooms/{flipped}?{ROOMS}", None, {}),
+            ("POST", f"/identities?{IDENTITY}", {}, {}),
+            ("POST", f"/identities/{user.raw_id}/:issueAccessToken?{IDENTITY}", {"scopes": ["voip"]}, {}),
+            # A valid token cannot be checked against revocation while storage is down: 503, not 401.
+            ("POST", f"/roomCalls/{flipped}/join", None, {"sign": False, "headers": {"Authorization": f"Bearer {token.token}"}}),
+        ]
+        for method, path, body, extra in probes:
+            started = time.monotonic()
+            answer = client.send(method, path, body, **extra)
+            assert time.monotonic() - started < FAST_ANSWER_SECONDS, (method, path)
+            assert_unavailable(answer)
+        outage.restart_storage()
+        deadline = time.monotonic() + 60
+        while client.send("GET", f"/rooms/{flipped}?{ROOMS}").status_code != 200:
+            assert time.monotonic() < deadline, "the service did not recover after storage came back"
+            time.sleep(0.5)
+        time.sleep(1.5)  # the workload runs on against recovered storage
+
+    statuses = [answer.status_code for answer in workload.answers]
+    assert set(statuses) <= {200, 201, 503}, statuses  # never a 500
+    assert 503 in statuses and statuses[-1] in (200, 201)
+    for answer in workload.answers:
+        if answer.status_code == 503:
+            assert_unavailable(answer)
+
+    # Nothing half-written: every created room has its whole roster, and the flipped roster has one role.
+    for room_id in workload.created:
+        assert len(all_participants(client, room_id)) == ROSTER_SIZE
+    flipped_roles = {p["role"] for p in all_participants(client, flipped) if p["rawId"].startswith("8:acs:o_")}
+    assert len(flipped_roles) == 1, flipped_roles
+    # And the room deleted during the outage is still there, because that delete failed.
+    assert client.send("GET", f"/rooms/{flipped}?{ROOMS}").json()["pstnDialOutEnabled"] is False
+
+
+def test_rooms_written_before_the_outage_survive_it(outage):
+    client = HmacClient(outage)
+    room = client.send("POST", f"/rooms?{ROOMS}", roster("Collaborator", 5, tag="s")).json()
+    outage.stop_storage()
+    assert_unavailable(client.send("GET", f"/rooms/{room['id']}?{ROOMS}"))
+    outage.restart_storage()
+    deadline = time.monotonic() + 60
+    while (answer := client.send("GET", f"/rooms/{room['id']}?{ROOMS}")).status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert answer.json() == room
+    assert {p["role"] for p in all_participants(client, room["id"])} == {"Collaborator"}
