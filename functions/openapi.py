@@ -92,7 +92,7 @@ def _error(status: int, codes: list[str], description: str) -> dict:
     headers = _common_headers(status)
     # x-ms-error-code is left out on 400s carrying details (as ACS does) and on the host's own 404.
     headers["x-ms-error-code"] = _ref("x-ms-error-code" if status in (400, 404) else "x-ms-error-code-required", "headers")
-    if status == 503:
+    if status in (429, 503):
         headers["Retry-After"] = _ref("Retry-After", "headers")
     schema = {
         "allOf": [_ref("CommunicationErrorResponse")],
@@ -120,7 +120,7 @@ def _errors(*, versioned: bool, **by_status: list[str]) -> dict:
     for status in sorted(codes):
         responses[str(status)] = _error(status, codes[status], descriptions[status])
     for status, name in ((401, "Unauthorized"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"),
-                         (500, "InternalServerError"), (503, "ServiceUnavailable")):
+                         (429, "TooManyRequests"), (500, "InternalServerError"), (503, "ServiceUnavailable")):
         responses[str(status)] = _ref(name, "responses")
     return dict(sorted(responses.items()))
 
@@ -445,6 +445,10 @@ def _shared_responses() -> dict:
         "PayloadTooLarge": _error(413, ["RequestEntityTooLarge"], "The body exceeds ANTEROOM_MAX_BODY_BYTES."),
         "UnsupportedMediaType": _error(
             415, ["UnsupportedMediaType"], "A body that is not application/json or application/merge-patch+json."
+        ),
+        "TooManyRequests": _error(
+            429, ["TooManyRequests"], "The caller (access key or token user) is over ANTEROOM_THROTTLE_REQUESTS per "
+            "ANTEROOM_THROTTLE_WINDOW_SECONDS on this instance; retry after Retry-After seconds."
         ),
         "InternalServerError": _error(500, ["InternalServerError"], "An unexpected failure."),
         "ServiceUnavailable": _error(503, ["ServiceUnavailable"], "Storage or the PSTN gateway is unavailable, or "
