@@ -17,6 +17,7 @@ import azure.functions as func
 from aiohttp import web
 
 from .certs import DevCertificate
+from .eventgrid_trigger import EventGridTriggerAdapter
 from .http_trigger import HttpTriggerAdapter
 from .invocation import HostedFunction
 from .settings import HostConfig, load_local_settings_json
@@ -51,6 +52,7 @@ def default_adapter_factories() -> dict[str, AdapterFactory]:
     return {
         HttpTriggerAdapter.binding_type: HttpTriggerAdapter,
         TimerTriggerAdapter.binding_type: lambda config: TimerTriggerAdapter(),
+        EventGridTriggerAdapter.binding_type: lambda config: EventGridTriggerAdapter(),
     }
 
 
