@@ -7,6 +7,8 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
+from shared.oplog import DEFAULT_TABLE_PREFIX
+
 from .loaders import FORMATS, Dataset, load_inputs, load_table_storage, merge_datasets
 from .readers import InputFormatError
 from .report import ReportOptions, build_report, write_report
@@ -34,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, help="output folder")
     report.add_argument("--format", choices=FORMATS, help="force one input format for every file (default: detect)")
     report.add_argument("--connection-string", help="also load our operation and call logs from Table storage")
+    report.add_argument("--table-prefix", default=DEFAULT_TABLE_PREFIX,
+                        help=f"the app's ANTEROOM_TABLE_PREFIX (default {DEFAULT_TABLE_PREFIX})")
     report.add_argument("--room-id", help="room for the drill-down (default: the busiest room)")
     report.add_argument("--late-minutes", type=float, default=5.0, help="late joiner threshold (default 5)")
     report.add_argument("--early-minutes", type=float, default=5.0, help="early leaver threshold (default 5)")
@@ -61,7 +65,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.inputs:
         datasets.append(load_inputs(args.inputs, input_format=args.format, progress=not args.no_progress))
     if args.connection_string:
-        datasets.append(load_table_storage(args.connection_string))
+        datasets.append(load_table_storage(args.connection_string, table_prefix=args.table_prefix))
     dataset = datasets[0] if len(datasets) == 1 else merge_datasets(datasets)
     loaded = time.perf_counter()
     options = ReportOptions(room_id=args.room_id, late_minutes=args.late_minutes, early_minutes=args.early_minutes)

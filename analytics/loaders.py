@@ -13,7 +13,8 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from shared.oplog import DIAGNOSTIC_CATEGORY, OPERATION_NAMES, ROOM_COLUMNS
+from shared.calllog import CALLS_TABLE_SUFFIX, PARTICIPANTS_TABLE_SUFFIX
+from shared.oplog import DEFAULT_TABLE_PREFIX, DIAGNOSTIC_CATEGORY, OPERATIONS_TABLE_SUFFIX, OPERATION_NAMES, ROOM_COLUMNS
 
 from . import schema
 from .readers import Field, InputFormatError, RecordColumns, csv_header, read_csv_columns, read_json_columns
@@ -408,16 +409,21 @@ def roster_from_file(path: Path) -> pd.DataFrame:
 def load_table_storage(
     connection_string: str,
     *,
-    operations_table: str = "roomsoperations",
-    calls_table: str = "roomcalls",
-    participants_table: str = "roomcallparticipants",
+    table_prefix: str = DEFAULT_TABLE_PREFIX,
+    operations_table: str | None = None,
+    calls_table: str | None = None,
+    participants_table: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> Dataset:
     """Load our own operation and call logs from Table storage; missing tables load as empty.
 
+    Table names are the app's (`<table_prefix>RoomsOperations`, ...) unless given one by one.
     Raises azure.core exceptions for storage failures other than a missing table.
     """
+    operations_table = operations_table or table_prefix + OPERATIONS_TABLE_SUFFIX
+    calls_table = calls_table or table_prefix + CALLS_TABLE_SUFFIX
+    participants_table = participants_table or table_prefix + PARTICIPANTS_TABLE_SUFFIX
     from azure.core.exceptions import ResourceNotFoundError
     from azure.data.tables import TableServiceClient
 

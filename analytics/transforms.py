@@ -52,8 +52,9 @@ def result_counts(operations: pd.DataFrame) -> pd.DataFrame:
     """KQL "Rooms operation result counts": count by operation, version, result type and signature,
     ordered by OperationName asc, Count desc."""
     keys = ["OperationName", "OperationVersion", "ResultType", "ResultSignature"]
-    frame = operations[keys].astype("string").fillna("")
-    counts = frame.value_counts(dropna=False).reset_index(name="Count")
+    # Count on the categorical codes, then turn the few resulting rows into text.
+    counts = operations.groupby(keys, observed=True, dropna=False).size().reset_index(name="Count")
+    counts[keys] = counts[keys].astype("string").fillna("")
     return counts.sort_values(["OperationName", "Count", "OperationVersion", "ResultSignature"],
                               ascending=[True, False, True, True], ignore_index=True)
 
@@ -213,9 +214,14 @@ def latency_by_operation(operations: pd.DataFrame) -> pd.DataFrame:
 def calls(attendance: pd.DataFrame) -> pd.DataFrame:
     """One row per call: room, start, end, duration, participant connections, distinct users, PSTN legs."""
     # A PSTN leg in a call summary has no identifier ("null"); its connection id stands for it.
-    people = attendance.assign(Person=attendance["Identifier"].fillna(attendance["ParticipantId"]))
-    grouped = people.groupby("CorrelationId", sort=False)
-    pstn = people["EndpointType"] == "PSTN"
+    # Grouping and counting run on integer codes of the call and person ids: strings only name the result.
+    call_code, call_ids = pd.factorize(attendance["CorrelationId"])
+    person_code = pd.factorize(attendance["Identifier"].fillna(attendance["ParticipantId"]))[0]
+    people = pd.DataFrame({"Call": call_code, "Person": person_code}, index=attendance.index)
+    people = people.join(attendance[["RoomId", "CallStartTime", "CallEndTime", "CallDuration", "ParticipantId"]])
+    people = people[people["Call"] >= 0]
+    grouped = people.groupby("Call", sort=True)
+    pstn = (attendance["EndpointType"] == "PSTN").reindex(people.index)
     table = pd.DataFrame({
         "RoomId": grouped["RoomId"].first(),
         "CallStartTime": grouped["CallStartTime"].first(),
@@ -223,10 +229,11 @@ def calls(attendance: pd.DataFrame) -> pd.DataFrame:
         "CallDuration": grouped["CallDuration"].first(),
         "Connections": grouped["ParticipantId"].count(),
         "Participants": grouped["Person"].nunique(),
-        "PstnParticipants": people[pstn].groupby("CorrelationId")["Person"].nunique(),
+        "PstnParticipants": people[pstn].groupby("Call")["Person"].nunique(),
     })
     table["PstnParticipants"] = table["PstnParticipants"].fillna(0).astype("int64")
-    return table.reset_index().sort_values("CallStartTime", kind="stable", ignore_index=True)
+    table.insert(0, "CorrelationId", pd.Series(call_ids, dtype=attendance["CorrelationId"].dtype).take(table.index).to_numpy())
+    return table.reset_index(drop=True).sort_values("CallStartTime", kind="stable", ignore_index=True)
 
 
 def calls_per_room(call_table: pd.DataFrame) -> pd.DataFrame:
@@ -251,36 +258,45 @@ def peak_concurrency(attendance: pd.DataFrame) -> pd.DataFrame:
     A leave and a join at the same instant do not overlap (leaves are counted first).
     """
     people = attendance[attendance["ParticipantId"].notna() & attendance["ParticipantStartTime"].notna()]
-    steps = _concurrency_steps(people, by_call=True)
+    steps, call_ids = _concurrency_steps(people, by_call=True)
     if steps.empty:
         return pd.DataFrame(columns=["CorrelationId", "RoomId", "PeakParticipants", "PeakAt"])
-    best = steps.loc[steps.groupby("CorrelationId", sort=False)["Level"].idxmax()]
-    rooms = people.groupby("CorrelationId")["RoomId"].first()
-    table = pd.DataFrame({"CorrelationId": best["CorrelationId"].to_numpy(),
-                          "PeakParticipants": best["Level"].to_numpy(), "PeakAt": best["Time"].to_numpy()})
-    table.insert(1, "RoomId", rooms.reindex(table["CorrelationId"]).to_numpy())
+    best = steps.loc[steps.groupby("Call", sort=False)["Level"].idxmax()]
+    codes = best["Call"].to_numpy()
+    rooms = people["RoomId"].groupby(pd.factorize(people["CorrelationId"], sort=True)[0]).first()
+    table = pd.DataFrame({"CorrelationId": pd.Series(call_ids).take(codes).to_numpy(),
+                          "RoomId": rooms.reindex(codes).to_numpy(),
+                          "PeakParticipants": best["Level"].to_numpy(), "PeakAt": best["Time"].array})
     return table.sort_values(["PeakParticipants", "PeakAt"], ascending=[False, True], ignore_index=True)
 
 
 def overall_peak_concurrency(attendance: pd.DataFrame) -> pd.DataFrame:
     """Maximum simultaneous participants across all calls, and when it was first reached."""
     people = attendance[attendance["ParticipantId"].notna() & attendance["ParticipantStartTime"].notna()]
-    steps = _concurrency_steps(people, by_call=False)
+    steps, _ = _concurrency_steps(people, by_call=False)
     if steps.empty:
         return pd.DataFrame({"PeakParticipants": [0], "PeakAt": [pd.NaT]})
     best = steps.loc[steps["Level"].idxmax()]
     return pd.DataFrame({"PeakParticipants": [int(best["Level"])], "PeakAt": [best["Time"]]})
 
 
-def _concurrency_steps(people: pd.DataFrame, by_call: bool) -> pd.DataFrame:
+def _concurrency_steps(people: pd.DataFrame, by_call: bool) -> tuple[pd.DataFrame, np.ndarray]:
+    """+1 at each join and -1 at each leave, in time order (per call), with the running level.
+
+    Returns the steps (Call = the call's rank in id order) and the call ids by rank.
+    """
     end = people["ParticipantEndTime"].fillna(people["CallEndTime"])
-    joins = pd.DataFrame({"CorrelationId": people["CorrelationId"], "Time": people["ParticipantStartTime"], "Delta": 1})
-    leaves = pd.DataFrame({"CorrelationId": people["CorrelationId"], "Time": end, "Delta": -1})
-    steps = pd.concat([joins, leaves[leaves["Time"].notna()]], ignore_index=True)
-    keys = (["CorrelationId"] if by_call else []) + ["Time", "Delta"]
-    steps = steps.sort_values(keys, kind="stable", ignore_index=True)  # -1 sorts before +1 at one instant
-    running = steps.groupby("CorrelationId", sort=False)["Delta"].cumsum() if by_call else steps["Delta"].cumsum()
-    return steps.assign(Level=running.astype("int64"))
+    has_end = end.notna().to_numpy()
+    # Integer keys and numpy's stable lexsort: the same order as sorting the id strings, far cheaper.
+    call, call_ids = pd.factorize(people["CorrelationId"], sort=True)
+    times = pd.concat([people["ParticipantStartTime"], end[has_end]], ignore_index=True)
+    calls = np.concatenate([call, call[has_end]])
+    deltas = np.concatenate([np.ones(len(call), dtype=np.int64), np.full(int(has_end.sum()), -1, dtype=np.int64)])
+    stamps = times.array.asi8
+    order = np.lexsort((deltas, stamps, calls) if by_call else (deltas, stamps))  # -1 before +1 at one instant
+    steps = pd.DataFrame({"Call": calls[order], "Time": times.take(order).reset_index(drop=True), "Delta": deltas[order]})
+    running = steps.groupby("Call", sort=False)["Delta"].cumsum() if by_call else steps["Delta"].cumsum()
+    return steps.assign(Level=running.astype("int64")), np.asarray(call_ids)
 
 
 def late_joiners(attendance: pd.DataFrame, minutes: float = 5) -> pd.DataFrame:

@@ -15,9 +15,13 @@ from urllib.parse import urlparse
 
 from .azurite import REPO_ROOT, AzuriteTable
 from .certs import DevCertificate, ensure_dev_certificate
-from .host import READY_PREFIX, FunctionHost, load_app
-from .settings import (ACCESS_KEY, STORAGE_CONNECTION_STRING, HostConfig, acs_connection_string,
-                       ensure_local_settings)
+from .eventgrid import EventGridTopic
+from .eventgrid_trigger import EventGridTriggerAdapter
+from .host import READY_PREFIX, FunctionHost, bind_loopback_socket, load_app
+from .pstn import PstnSimulator
+from .settings import (ACCESS_KEY, EVENTGRID_ENDPOINT, EVENTGRID_KEY, PSTN_CALLER_NUMBERS, PSTN_GATEWAY_URL,
+                       STORAGE_CONNECTION_STRING, HostConfig, acs_connection_string, ensure_local_settings,
+                       generate_companion_settings)
 
 DEFAULT_STATE_DIR = ".localdev"
 
@@ -73,6 +77,19 @@ def _previous_storage_port(state_dir: Path) -> int:
     return 0
 
 
+def _previous_port_if_free(state_dir: Path, url_setting: str) -> int:
+    """The port of a stored URL when it is free again (URLs handed out stay valid), else 0 (any)."""
+    port = urlparse(ensure_local_settings(state_dir).get(url_setting, "")).port or 0
+    if not port:
+        return 0
+    try:
+        bind_loopback_socket(port).close()
+    except OSError:
+        logging.getLogger("localdev").info("port %d is taken; %s gets a new one", port, url_setting)
+        return 0
+    return port
+
+
 def _start_azurite(state_dir: Path, *, in_memory: bool, port: int) -> AzuriteTable:
     location = None if in_memory else state_dir / "azurite"
     if port:
@@ -86,32 +103,80 @@ def _start_azurite(state_dir: Path, *, in_memory: bool, port: int) -> AzuriteTab
     return AzuriteTable(location=location, port=0).start()
 
 
+def _start_topic(args: argparse.Namespace, state_dir: Path, key: str, certificate: DevCertificate,
+                 host: FunctionHost) -> EventGridTopic:
+    """The topic, delivering to the app's Event Grid-triggered functions in this process."""
+    adapter = host.adapters.get(EventGridTriggerAdapter.binding_type)
+    port = args.eventgrid_port if args.eventgrid_port is not None else \
+        _previous_port_if_free(state_dir, EVENTGRID_ENDPOINT)
+    return EventGridTopic(state_dir / "eventgrid", key=key, port=port, certificate=certificate,
+                          time_scale=args.eventgrid_time_scale,
+                          function_invoker=adapter.deliver if isinstance(adapter, EventGridTriggerAdapter) else None)
+
+
 def command_run(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir).resolve()
     app_dir = Path(args.app_dir).resolve()
     if args.fresh:
         # Stored data goes; keys and the CA stay, so clients keep working.
         shutil.rmtree(state_dir / "azurite", ignore_errors=True)
+        shutil.rmtree(state_dir / "eventgrid" / "pending", ignore_errors=True)
     azurite = _start_azurite(state_dir, in_memory=args.in_memory, port=args.storage_port)
+    pstn: PstnSimulator | None = None
     try:
-        settings = ensure_local_settings(state_dir, storage_connection_string=azurite.connection_string)
-        os.environ.update(settings)
+        settings = ensure_local_settings(state_dir, storage_connection_string=azurite.connection_string,
+                                         generated=generate_companion_settings())
         certificate = ensure_dev_certificate(state_dir / "certs")
+        if args.pstn:
+            port = args.pstn_port if args.pstn_port is not None else _previous_port_if_free(state_dir, PSTN_GATEWAY_URL)
+            pstn = PstnSimulator(settings[ACCESS_KEY], ca_file=str(certificate.ca_cert), port=port).start()
+            settings = ensure_local_settings(state_dir, current={PSTN_GATEWAY_URL: pstn.url})
         host = _build_host(args.app, app_dir, args.threads)
+        topic = _start_topic(args, state_dir, settings[EVENTGRID_KEY], certificate, host) if args.eventgrid else None
 
         def announce(started: FunctionHost) -> None:
             if started.https_port is not None:
                 endpoint = f"https://127.0.0.1:{started.https_port}"
                 _say(f"connection string: {acs_connection_string(endpoint, settings[ACCESS_KEY])}")
+                if pstn is not None:
+                    pstn.app_base_url = endpoint  # the phones report to the app here
             _say(f"CA certificate: {certificate.ca_cert}")
             if started.http_port is not None:
                 _say(f"plain HTTP: http://127.0.0.1:{started.http_port}")
             _say(f"storage: {azurite.endpoint}")
+            if topic is not None:
+                _say(f"Event Grid topic: {topic.endpoint}")
+                _say(f"Event Grid key: {topic.key}")
+                _say(f"Event Grid subscriptions: {topic.subscriptions_file}")
+            if pstn is not None:
+                _say(f"PSTN gateway: {pstn.url}")
 
-        asyncio.run(serve_until_signalled(host, https_port=args.port, http_port=args.http_port,
-                                          certificate=certificate, access_log=args.access_log,
-                                          on_ready=announce))
+        async def serve_with_topic() -> None:
+            nonlocal settings
+            if topic is not None:
+                await topic.start()
+                settings = ensure_local_settings(state_dir, current={EVENTGRID_ENDPOINT: topic.endpoint})
+            exported = dict(settings)
+            # The app refuses a topic key without an endpoint, and numbers without a gateway are useless.
+            if topic is None:
+                exported.pop(EVENTGRID_ENDPOINT, None)
+                exported.pop(EVENTGRID_KEY, None)
+            if pstn is None:
+                exported.pop(PSTN_GATEWAY_URL, None)
+                exported.pop(PSTN_CALLER_NUMBERS, None)
+            os.environ.update(exported)  # before the host starts: timers may run at once
+            try:
+                await serve_until_signalled(host, https_port=args.port, http_port=args.http_port,
+                                            certificate=certificate, access_log=args.access_log,
+                                            on_ready=announce)
+            finally:
+                if topic is not None:
+                    await topic.stop()
+
+        asyncio.run(serve_with_topic())
     finally:
+        if pstn is not None:
+            pstn.stop()
         azurite.stop()
     return 0
 
@@ -146,6 +211,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--in-memory", action="store_true", help="keep Azurite data in memory only")
     run.add_argument("--storage-port", type=int, default=0,
                      help="Azurite table port (default: the previous run's, else a free one)")
+    run.add_argument("--no-eventgrid", dest="eventgrid", action="store_false",
+                     help="do not start the local Event Grid topic (the app then keeps no call events)")
+    run.add_argument("--eventgrid-port", type=int, default=None,
+                     help="Event Grid topic port (default: the previous run's, else a free one)")
+    run.add_argument("--eventgrid-time-scale", type=float, default=1.0,
+                     help="multiply Event Grid's retry schedule and event time to live (default 1)")
+    run.add_argument("--no-pstn", dest="pstn", action="store_false",
+                     help="do not start the simulated PSTN network")
+    run.add_argument("--pstn-port", type=int, default=None,
+                     help="PSTN simulator port (default: the previous run's, else a free one)")
     run.set_defaults(handler=command_run)
     return parser
 

@@ -29,6 +29,10 @@ ACCESS_KEY = "ANTEROOM_ACCESS_KEY"
 SECONDARY_ACCESS_KEY = "ANTEROOM_SECONDARY_ACCESS_KEY"
 RESOURCE_ID = "ANTEROOM_RESOURCE_ID"
 TOKEN_SIGNING_KEY = "ANTEROOM_TOKEN_SIGNING_KEY"
+EVENTGRID_ENDPOINT = "ANTEROOM_EVENTGRID_ENDPOINT"
+EVENTGRID_KEY = "ANTEROOM_EVENTGRID_KEY"
+PSTN_GATEWAY_URL = "ANTEROOM_PSTN_GATEWAY_URL"
+PSTN_CALLER_NUMBERS = "ANTEROOM_PSTN_CALLER_NUMBERS"
 SETTINGS_FILE_NAME = "settings.json"
 
 
@@ -110,13 +114,26 @@ def generate_app_settings(storage_connection_string: str) -> dict[str, str]:
     }
 
 
+def generate_companion_settings() -> dict[str, str]:
+    """Settings of what `run` starts beside the app: the Event Grid topic's key and the PSTN numbers."""
+    # 555-01xx numbers are reserved for fiction, so they never ring a real phone.
+    first = secrets.randbelow(99)
+    return {
+        EVENTGRID_KEY: _random_key(),
+        PSTN_CALLER_NUMBERS: f"+180055501{first:02d},+180055501{first + 1:02d}",
+    }
+
+
 def ensure_local_settings(state_dir: str | os.PathLike[str], *,
-                          storage_connection_string: str | None = None) -> dict[str, str]:
+                          storage_connection_string: str | None = None,
+                          generated: Mapping[str, str] | None = None,
+                          current: Mapping[str, str] | None = None) -> dict[str, str]:
     """Load `<state_dir>/settings.json`, creating missing settings, and return them.
 
     Keys and the resource id are generated once and reused on every restart so
-    connection strings handed to clients stay valid. A given storage
-    connection string replaces the stored one (Azurite's port may change).
+    connection strings handed to clients stay valid. `generated` adds more
+    values the same way (kept once stored); a given storage connection string
+    and the `current` values replace the stored ones (ports may change).
     """
     directory = Path(state_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -125,7 +142,8 @@ def ensure_local_settings(state_dir: str | os.PathLike[str], *,
         stored = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         stored = {}
-    settings = {**generate_app_settings(storage_connection_string or ""), **stored}
+    settings = {**generate_app_settings(storage_connection_string or ""), **(generated or {}), **stored,
+                **(current or {})}
     if storage_connection_string is not None:
         settings[STORAGE_CONNECTION_STRING] = storage_connection_string
     if settings != stored:

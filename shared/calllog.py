@@ -4,13 +4,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
-from .oplog import MemoryLog, WriterBackedLog, hour_partition, read_time_range, time_row_key
+from .calls import Call, CallParticipant, EndpointKind
+from .oplog import DEFAULT_TABLE_PREFIX, MemoryLog, WriterBackedLog, hour_partition, read_time_range, time_row_key
 from .table_batches import BackgroundTableWriter, TableSource
 
-DEFAULT_CALLS_TABLE = "roomcalls"
-DEFAULT_PARTICIPANTS_TABLE = "roomcallparticipants"
+CALLS_TABLE_SUFFIX = "RoomCalls"
+PARTICIPANTS_TABLE_SUFFIX = "RoomCallParticipants"
+DEFAULT_CALLS_TABLE = DEFAULT_TABLE_PREFIX + CALLS_TABLE_SUFFIX
+DEFAULT_PARTICIPANTS_TABLE = DEFAULT_TABLE_PREFIX + PARTICIPANTS_TABLE_SUFFIX
 ENDPOINT_TYPES = frozenset({"VoIP", "PSTN", "Server", "Bot", "Unknown"})
 ROLES = frozenset({"Presenter", "Attendee", "Consumer", "Collaborator", "Organizer"})
 
@@ -153,6 +156,12 @@ class MemoryCallLog(MemoryLog):
     """In-memory twin of TableCallLog."""
 
 
+class CallLog(Protocol):
+    """Where attendance records go: TableCallLog in the app, MemoryCallLog in unit tests."""
+
+    def write(self, record: CallLogRecord) -> None: ...
+
+
 class TableCallLog(WriterBackedLog):
     """Writes call and participant records to two Table-storage tables, batched in the background.
 
@@ -180,6 +189,38 @@ class TableCallLog(WriterBackedLog):
         """Queue one call or participant record; never blocks on storage and never raises."""
         table = self.calls_table if isinstance(record, RoomCallRecord) else self.participants_table
         self._writer.write(table, record.to_entity())
+
+
+ENDPOINT_TYPE_OF_KIND = {EndpointKind.VOIP: "VoIP", EndpointKind.PHONE: "PSTN"}
+
+
+def records_for_change(before: Call | None, after: Call, changed: list[CallParticipant]) -> list[CallLogRecord]:
+    """The attendance records one committed call change leaves: call start/end, each connect and disconnect.
+
+    Endpoints that rang and never connected leave nothing: they never attended.
+    """
+    same_call = before is not None and before.server_call_id == after.server_call_id
+    records: list[CallLogRecord] = []
+    if not same_call or (after.active and not before.active) or (before.active and not after.active):
+        records.append(RoomCallRecord(
+            call_id=after.correlation_id, room_id=after.room_id, started_at=after.started_at,
+            server_call_id=after.server_call_id, ended_at=None if after.active else after.ended_at,
+            end_reason=None if after.active else after.end_reason,
+        ))
+    previous = {p.participant_id: p for p in before.participants} if same_call else {}
+    for endpoint in changed:
+        earlier = previous.get(endpoint.participant_id)
+        joined_now = endpoint.connected and (earlier is None or not earlier.connected)
+        left_now = endpoint.state == "disconnected" and earlier is not None and earlier.connected
+        if endpoint.joined_at is None or not (joined_now or left_now):
+            continue
+        records.append(CallParticipantRecord(
+            call_id=after.correlation_id, participant_id=endpoint.participant_id, identifier=endpoint.raw_id,
+            room_id=after.room_id, joined_at=endpoint.joined_at, endpoint_type=ENDPOINT_TYPE_OF_KIND[endpoint.kind],
+            role=endpoint.joined_role.value if endpoint.joined_role else None, call_started_at=after.started_at,
+            left_at=endpoint.left_at if left_now else None, end_reason=endpoint.leave_reason if left_now else None,
+        ))
+    return records
 
 
 def read_call_records(

@@ -18,6 +18,7 @@ from .calls import (
     new_server_call_id,
 )
 from .call_events import events_for_change
+from .calllog import CallLog, records_for_change
 from .calls_store import TableCallsStore
 from .dispatcher import Dispatcher
 from .outbox import Outbox
@@ -83,8 +84,10 @@ class CallsService:
         lines: PstnLines,
         caller_numbers: tuple[str, ...],
         dispatcher: Dispatcher | None = None,
+        call_log: CallLog | None = None,
     ) -> None:
         self._dispatcher = dispatcher  # None: no Event Grid topic configured, so no events are kept
+        self._call_log = call_log  # None: attendance is not recorded
         self._rooms = rooms
         self._store = store
         self._clock = clock
@@ -147,6 +150,9 @@ class CallsService:
                 continue
             if events:
                 self._dispatcher.notify(room_id)
+            if self._call_log is not None:
+                for record in records_for_change(before, after, changed):
+                    self._call_log.write(record)
             return committed, result
         raise service_unavailable("The call is changing too fast; retry later.")
 

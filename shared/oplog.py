@@ -19,7 +19,10 @@ from .timefmt import parse_rfc3339
 
 LOG_ANALYTICS_TABLE = "ACSRoomsIncomingOperations"
 DIAGNOSTIC_CATEGORY = "RoomsOperational"
-DEFAULT_TABLE_NAME = "roomsoperations"
+# The app names its tables `<ANTEROOM_TABLE_PREFIX><suffix>`; the defaults assume the default prefix.
+DEFAULT_TABLE_PREFIX = "anteroom"
+OPERATIONS_TABLE_SUFFIX = "RoomsOperations"
+DEFAULT_TABLE_NAME = DEFAULT_TABLE_PREFIX + OPERATIONS_TABLE_SUFFIX
 OPERATION_NAMES = frozenset(
     {"CreateRoom", "GetRoom", "UpdateRoom", "DeleteRoom", "ListRooms", "GetParticipants", "UpdateParticipants"}
 )
@@ -48,8 +51,9 @@ def new_correlation_id() -> str:
 
 def format_log_time(moment: datetime) -> str:
     """UTC with 7 fractional digits and `Z`, as Azure Monitor writes `time` (e.g. `...T09:15:02.1234560Z`)."""
-    moment = moment.astimezone(timezone.utc)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond:06d}0Z"
+    if moment.tzinfo is not timezone.utc:
+        moment = moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "0Z"
 
 
 def hour_partition(moment: datetime) -> str:
@@ -387,7 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     export = commands.add_parser("export", help="write the stored log as diagnostic-settings PT1H.json files")
     export.add_argument("--connection-string", default=os.environ.get("ANTEROOM_STORAGE_CONNECTION_STRING"),
                         help="storage connection string (default: $ANTEROOM_STORAGE_CONNECTION_STRING)")
-    export.add_argument("--table", default=DEFAULT_TABLE_NAME, help=f"table name (default {DEFAULT_TABLE_NAME})")
+    export.add_argument("--table", default=DEFAULT_TABLE_NAME,
+                        help=f"table name: ANTEROOM_TABLE_PREFIX + {OPERATIONS_TABLE_SUFFIX} (default {DEFAULT_TABLE_NAME})")
     export.add_argument("--out", required=True, help="output folder")
     export.add_argument("--resource-id", required=True, help="ARM id of the Communication Services resource")
     export.add_argument("--since", help="ISO time; only records at or after it (UTC if no offset)")

@@ -12,7 +12,8 @@ from .dispatcher import Dispatcher, EventGridSink
 from .outbox import Outbox
 from .hmac_auth import HmacVerifier
 from .identity import IdentityService
-from .oplog import TableOperationLog
+from .calllog import CALLS_TABLE_SUFFIX, PARTICIPANTS_TABLE_SUFFIX, TableCallLog
+from .oplog import OPERATIONS_TABLE_SUFFIX, TableOperationLog
 from .repeatability import RepeatabilityGuard
 from .pstn import HttpPstnGateway, PstnLines
 from .rooms_service import RoomsService
@@ -32,6 +33,7 @@ class Services:
     identity: IdentityService
     repeatability: RepeatabilityGuard
     operation_log: TableOperationLog
+    call_log: TableCallLog
     calls: CallsService
     outbox: Outbox
     dispatcher: Dispatcher | None
@@ -41,6 +43,7 @@ class Services:
         if self.dispatcher is not None:
             self.dispatcher.close()
         self.operation_log.close()
+        self.call_log.close()
         self.tables.close()
 
 
@@ -55,6 +58,9 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
             settings.eventgrid_endpoint, settings.eventgrid_key, settings.eventgrid_schema, settings.arm_resource_id
         )
         dispatcher = Dispatcher(outbox, sink)
+    call_log = TableCallLog(
+        tables.table, settings.table_name(CALLS_TABLE_SUFFIX), settings.table_name(PARTICIPANTS_TABLE_SUFFIX)
+    )
     calls = CallsService(
         rooms,
         TableCallsStore(tables, rooms_table),
@@ -63,6 +69,7 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
         PstnLines(tables, settings.table_name("PstnLines")),
         settings.caller_numbers,
         dispatcher,
+        call_log,
     )
     rooms.listener = calls  # roster removals and deletions reach live calls at once
     return Services(
@@ -85,7 +92,8 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
             tables, settings.table_name("Repeatability"), clock,
             timedelta(seconds=settings.repeatability_window_seconds),
         ),
-        operation_log=TableOperationLog(tables.table, settings.table_name("RoomsOperations")),
+        operation_log=TableOperationLog(tables.table, settings.table_name(OPERATIONS_TABLE_SUFFIX)),
+        call_log=call_log,
         throttle=(
             Throttle(settings.throttle_requests, settings.throttle_window_seconds)
             if settings.throttle_requests else None
