@@ -326,12 +326,12 @@ def attendance_from_call_log(calls: Iterable[dict[str, Any]], participants: Iter
     if participant_frame.empty:
         participant_frame = pd.DataFrame(columns=["CorrelationId", "ParticipantStartTime", "ParticipantEndTime"])
     call_frame = call_frame.drop_duplicates("CorrelationId", keep="last").set_index("CorrelationId")
-    for column in ("CallStartTime", "CallEndTime"):
-        if column in call_frame:
-            call_frame[column] = pd.to_datetime(call_frame[column], utc=True)
-    for column in ("ParticipantStartTime", "ParticipantEndTime"):
-        if column in participant_frame:
-            participant_frame[column] = pd.to_datetime(participant_frame[column], utc=True)
+    # Records leave out what is not known yet (a live call has no end): those columns are missing, not empty.
+    for frame, columns in ((call_frame, ("CallStartTime", "CallEndTime")),
+                           (participant_frame, ("ParticipantStartTime", "ParticipantEndTime"))):
+        for column in columns:
+            frame[column] = (pd.to_datetime(frame[column], utc=True) if column in frame
+                             else pd.Series(pd.NaT, index=frame.index, dtype=schema.TIME_DTYPE))
     participant_frame = participant_frame.drop(columns=[c for c in ("TimeGenerated", "CallType", "RoomId", "CallStartTime")
                                                         if c in participant_frame])
     return _complete_attendance(call_frame, participant_frame)

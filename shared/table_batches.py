@@ -193,20 +193,26 @@ class BackgroundTableWriter:
                 return items
 
     def _write_batch(self, items: list[tuple[str, dict[str, Any]]]) -> None:
-        by_table: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-        verb = "upsert"
-        mode = self._update_mode()
+        # A transaction may name an entity only once: records for one row fold into one write
+        # (merged in merge mode, the last one otherwise); the counters still count records.
+        by_table: dict[str, dict[tuple[str, str], tuple[dict[str, Any], int]]] = {}
         for table_name, entity in items:
-            by_table.setdefault(table_name, []).append((verb, entity, mode))
-        for table_name, operations in by_table.items():
+            rows = by_table.setdefault(table_name, {})
+            key = (entity["PartitionKey"], entity["RowKey"])
+            earlier, records = rows.get(key, ({}, 0))
+            rows[key] = ({**earlier, **entity} if self._merge else dict(entity), records + 1)
+        mode = self._update_mode()
+        for table_name, rows in by_table.items():
+            operations = [("upsert", entity, mode) for entity, _ in rows.values()]
             for chunk in transaction_batches(operations):
+                records = sum(rows[(entity["PartitionKey"], entity["RowKey"])][1] for _, entity, _ in chunk)
                 written = self._submit_with_retries(table_name, chunk)
                 with self._idle:
                     if written:
-                        self.written += len(chunk)
+                        self.written += records
                     else:
-                        self.dropped += len(chunk)
-                    self._pending -= len(chunk)
+                        self.dropped += records
+                    self._pending -= records
                     self._idle.notify_all()
 
     def _update_mode(self) -> Any:

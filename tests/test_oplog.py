@@ -373,3 +373,20 @@ def test_writer_drops_entities_without_keys_instead_of_failing_later():
     writer.write("t", {"PartitionKey": "A", "RowKey": "2"})
     assert writer.flush(5)
     assert (writer.written, writer.dropped) == (1, 1)
+
+
+def test_writer_folds_records_for_one_row_into_one_write_per_transaction():
+    table = FakeTable(delay=0.2)  # the first submit is slow, so later records queue up and drain together
+    writer = BackgroundTableWriter(lambda name: table, flush_interval=0.01, merge=True)
+    writer.write("t", {"PartitionKey": "A", "RowKey": "warm-up"})
+    time.sleep(0.05)
+    writer.write("t", {"PartitionKey": "A", "RowKey": "1", "Joined": 1})
+    writer.write("t", {"PartitionKey": "A", "RowKey": "1", "Left": 2})
+    writer.write("t", {"PartitionKey": "A", "RowKey": "2", "Joined": 3})
+    assert writer.flush(5)
+    assert (writer.written, writer.dropped) == (4, 0)
+    for transaction in table.transactions:
+        keys = [(op[1]["PartitionKey"], op[1]["RowKey"]) for op in transaction]
+        assert len(keys) == len(set(keys))
+    rows = {op[1]["RowKey"]: op[1] for t in table.transactions for op in t}
+    assert rows["1"] == {"PartitionKey": "A", "RowKey": "1", "Joined": 1, "Left": 2}

@@ -77,3 +77,16 @@ def test_missing_tables_load_as_empty(connection_string):
     data = load_table_storage(connection_string, operations_table="nosuchops", calls_table="nosuchcalls",
                               participants_table="nosuchparts")
     assert data.operations.empty and data.attendance.empty
+
+
+def test_a_live_call_without_ends_loads_with_empty_end_times():
+    from analytics.loaders import attendance_from_call_log
+
+    start = at("09:00:00")
+    rows = attendance_from_call_log(
+        [{"CorrelationId": "live", "RoomId": "r1", "CallStartTime": start}],
+        [{"CorrelationId": "live", "ParticipantId": "p1", "Identifier": "8:acs:u1", "ParticipantStartTime": start}],
+    )
+    assert len(rows) == 1 and rows["RoomId"].iloc[0] == "r1"
+    assert rows["CallEndTime"].isna().all() and rows["ParticipantEndTime"].isna().all()
+    assert t.peak_concurrency(rows)["PeakParticipants"].tolist() == [1]
