@@ -19,12 +19,15 @@ log = logging.getLogger("anteroom.events")
 @bp.function_name("DispatchPendingEvents")
 @bp.timer_trigger(arg_name="timer", schedule="*/10 * * * * *", run_on_startup=True, use_monitor=False)
 def dispatch_pending_events(timer: func.TimerRequest) -> None:
-    """Publishes what the after-commit path could not (topic down, process killed mid-batch)."""
-    dispatcher = get_services().dispatcher
-    if dispatcher is not None:
-        sent = dispatcher.sweep()
+    """Publishes what the after-commit path could not (topic down, callback receiver down, process killed)."""
+    services = get_services()
+    if services.dispatcher is not None:
+        sent = services.dispatcher.sweep()
         if sent:
             log.info("published %d pending events", sent)
+    delivered = services.callbacks.sweep()
+    if delivered:
+        log.info("delivered %d pending Call Automation callback batches", delivered)
 
 
 @bp.function_name("ReplayCallEvents")
@@ -49,7 +52,7 @@ def replay_call_events(request: ApiRequest) -> ApiResponse:
     services = request.services
     result = replay(
         services.outbox, services.settings.arm_resource_id, body["endpoint"],
-        body.get("schema") or services.settings.eventgrid_schema,
+        body["schema"] if body.get("schema") is not None else services.settings.eventgrid_schema,
         room_id=body.get("roomId"), server_call_id=body.get("serverCallId"),
         since=times.get("from"), until=times.get("until"),
     )

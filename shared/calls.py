@@ -66,6 +66,47 @@ def new_server_call_id() -> str:
 
 
 @dataclass(frozen=True)
+class AutomationContext:
+    """Which Call Automation connection asked for an endpoint's last change, and where to report it."""
+
+    call_connection_id: str
+    callback_uri: str
+    operation_context: str | None = None
+
+    def to_json(self) -> dict:
+        return {"id": self.call_connection_id, "uri": self.callback_uri, "context": self.operation_context}
+
+    @classmethod
+    def from_json(cls, body: dict) -> "AutomationContext":
+        return cls(body["id"], body["uri"], body.get("context"))
+
+
+@dataclass(frozen=True)
+class CallConnection:
+    """A server application connected to the call through Call Automation (not an endpoint of it)."""
+
+    call_connection_id: str
+    callback_uri: str
+    connected_at: datetime
+    operation_context: str | None = None
+    state: str = "connected"  # or "disconnected" once it hung up
+
+    @property
+    def connected(self) -> bool:
+        return self.state == "connected"
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.call_connection_id, "uri": self.callback_uri, "at": self.connected_at.isoformat(),
+            "context": self.operation_context, "state": self.state,
+        }
+
+    @classmethod
+    def from_json(cls, body: dict) -> "CallConnection":
+        return cls(body["id"], body["uri"], datetime.fromisoformat(body["at"]), body.get("context"), body["state"])
+
+
+@dataclass(frozen=True)
 class CallParticipant:
     participant_id: str
     raw_id: str
@@ -79,6 +120,7 @@ class CallParticipant:
     leave_reason: str | None = None
     source_number: str | None = None
     joined_role: Role | None = None  # the role when it joined: events name it even after a roster change
+    automation: AutomationContext | None = None  # the Call Automation operation that last acted on it
     etag: str = ""
 
     @property
@@ -117,6 +159,7 @@ class Call:
     end_reason: str | None = None
     etag: str = ""
     participants: tuple[CallParticipant, ...] = field(default_factory=tuple)
+    connections: tuple[CallConnection, ...] = field(default_factory=tuple)  # Call Automation connections
 
     @property
     def active(self) -> bool:
@@ -127,6 +170,9 @@ class Call:
 
     def connected_endpoint_of(self, raw_id: str) -> CallParticipant | None:
         return next((p for p in self.participants if p.raw_id == raw_id and p.connected), None)
+
+    def connection(self, call_connection_id: str) -> CallConnection | None:
+        return next((c for c in self.connections if c.call_connection_id == call_connection_id), None)
 
 
 def identifier_json(raw_id: str, kind: EndpointKind) -> dict:

@@ -9,6 +9,7 @@ from typing import Callable
 
 from .calls import (
     MAX_CALL_PARTICIPANTS,
+    AutomationContext,
     Call,
     CallParticipant,
     Capability,
@@ -17,11 +18,12 @@ from .calls import (
     missing_capability,
     new_server_call_id,
 )
+from .call_automation import callbacks_for_change
 from .call_events import events_for_change
 from .calllog import CallLog, records_for_change
 from .calls_store import TableCallsStore
 from .dispatcher import Dispatcher
-from .outbox import Outbox
+from .outbox import CALLBACK_PREFIX, Outbox
 from .clock import Clock
 from .errors import AnteroomError, bad_request, forbidden, not_found, service_unavailable
 from .identifiers import is_acs_user, is_e164, phone_raw_id
@@ -75,6 +77,9 @@ def _backoff(attempt: int) -> None:
 
 
 class CallsService:
+    # Call Automation callbacks (set by the composition root); their outbox rows are kept regardless.
+    callbacks: Dispatcher | None = None
+
     def __init__(
         self,
         rooms: RoomsService,
@@ -143,11 +148,14 @@ class CallsService:
             after, changed, result = decision
             events = events_for_change(before, after, changed, self._clock()) if self._dispatcher else []
             outbox_rows = Outbox.entities(room_id, after.sequence, after.server_call_id, events)
+            callback_rows = self._callback_rows(before, after, changed)
             try:
-                committed = self._store.commit(before, after, changed, outbox_rows)
+                committed = self._store.commit(before, after, changed, outbox_rows + callback_rows)
             except ConcurrentChange:
                 _backoff(attempt)
                 continue
+            if callback_rows and self.callbacks is not None:
+                self.callbacks.notify(room_id)
             if events:
                 self._dispatcher.notify(room_id)
             if self._call_log is not None:
@@ -155,6 +163,30 @@ class CallsService:
                     self._call_log.write(record)
             return committed, result
         raise service_unavailable("The call is changing too fast; retry later.")
+
+    def _callback_rows(self, before: Call | None, after: Call, changed: list[CallParticipant]) -> list[dict]:
+        """Outbox rows of the Call Automation callbacks this change produces, one row set per callback URI."""
+        by_destination: dict[str, list] = {}
+        for callback in callbacks_for_change(before, after, changed, self._clock()):
+            by_destination.setdefault(callback.destination, []).append(callback.event)
+        rows: list[dict] = []
+        for destination, events in by_destination.items():
+            rows += Outbox.entities(
+                after.room_id, after.sequence, after.server_call_id, events,
+                prefix=CALLBACK_PREFIX, destination=destination, first_index=len(rows),
+            )
+        return rows
+
+    # -- for sibling services (Call Automation): the same serialised change, departures and lines --
+    def change(self, room_id: str, mutate: Callable[[Call | None], tuple[Call, list[CallParticipant], object] | None]):
+        """Commit what `mutate` decides under the call's ETag, with its events and callbacks."""
+        return self._change(room_id, mutate)
+
+    def disconnect(self, call: Call, leaving: list[CallParticipant], reason: str) -> tuple[Call, list[CallParticipant]]:
+        return self._disconnect(call, leaving, reason)
+
+    def release_lines(self, room_id: str, endpoints: list[CallParticipant]) -> None:
+        self._release_lines(room_id, endpoints)
 
     def _disconnect(self, call: Call, leaving: list[CallParticipant], reason: str) -> tuple[Call, list[CallParticipant]]:
         """Take endpoints off the call; when the last connected one goes, the call ends."""
@@ -309,6 +341,13 @@ class CallsService:
             raise forbidden("The user is not invited to this room.", code="NotInvited")
         self._endpoint(self._active_call(room_id), caller)
         self._require(caller, Capability.ADD_COMMUNICATION_USER, record)
+        return self.ring_user(room_id, record, raw_id)
+
+    def ring_user(
+        self, room_id: str, record: RoomRecord, raw_id: str,
+        automation: AutomationContext | None = None, invitation_id: str | None = None,
+    ) -> CallParticipant:
+        """Ring a roster user into the active call (no caller check: callers check first)."""
         if self._rooms.role_of_in(record, raw_id) is None:
             raise forbidden("Only users on the room's roster can be invited into its call.", code="NotInvited")
 
@@ -317,7 +356,9 @@ class CallsService:
                 raise AnteroomError("The room has no call in progress.", code="NoActiveCall", status=409)
             if any(p.raw_id == raw_id and p.state != "disconnected" for p in call.participants):
                 raise AnteroomError("The user is already in the call or being invited.", code="AlreadyInCall", status=409)
-            ringing = CallParticipant(str(uuid.uuid4()), raw_id, EndpointKind.VOIP, "ringing", None)
+            ringing = CallParticipant(
+                invitation_id or str(uuid.uuid4()), raw_id, EndpointKind.VOIP, "ringing", None, automation=automation
+            )
             return replace(call, sequence=call.sequence + 1), [ringing], ringing
 
         return self._change(room_id, mutate)[1]
@@ -333,18 +374,9 @@ class CallsService:
         return self.place_phone_call(room_id, phone_number, caller_id_number)
 
     def place_phone_call(self, room_id: str, phone_number: str, caller_id_number: str) -> DialOut:
-        """Dial a phone into the room's active call (no role check: callers check first)."""
-        if not is_e164(phone_number):
-            raise bad_request("The phone number must be in E.164 format (+ and up to 15 digits).", target="phoneNumber")
-        if not is_e164(caller_id_number) or caller_id_number not in self._caller_numbers:
-            raise bad_request(
-                "The caller id number must be one of this resource's phone numbers.", target="callerIdNumber"
-            )
-        if self._pstn is None:
-            raise service_unavailable("No PSTN gateway is configured (ANTEROOM_PSTN_GATEWAY_URL).")
-        participant_id = str(uuid.uuid4())
+        """Dial a phone into the room's active call and wait for the outcome (no role check: callers check first)."""
+        participant_id = self.reserve_phone_line(room_id, phone_number, caller_id_number)
         reference = f"{room_id}|{participant_id}"
-        self._lines.acquire(caller_id_number, reference)
         try:
             outcome = self._pstn.place_call(caller_id_number, phone_number, reference)
             if outcome is not DialOutcome.ANSWERED:
@@ -365,6 +397,54 @@ class CallsService:
         except Exception:
             self._lines.release(caller_id_number, reference)
             raise
+
+    def reserve_phone_line(
+        self, room_id: str, phone_number: str, caller_id_number: str, participant_id: str | None = None
+    ) -> str:
+        """Check a dial-out and take a line of the caller number; answers the new endpoint's id.
+
+        Raises 400 for a number that is not E.164 or a caller number that is not the resource's,
+        409 when the caller number's lines are all busy, 503 without a PSTN gateway.
+        """
+        if not is_e164(phone_number):
+            raise bad_request("The phone number must be in E.164 format (+ and up to 15 digits).", target="phoneNumber")
+        if not is_e164(caller_id_number) or caller_id_number not in self._caller_numbers:
+            raise bad_request(
+                "The caller id number must be one of this resource's phone numbers.", target="callerIdNumber"
+            )
+        if self._pstn is None:
+            raise service_unavailable("No PSTN gateway is configured (ANTEROOM_PSTN_GATEWAY_URL).")
+        participant_id = participant_id or str(uuid.uuid4())
+        self._lines.acquire(caller_id_number, f"{room_id}|{participant_id}")
+        return participant_id
+
+    def ring_phone(self, room_id: str, ringing: CallParticipant) -> None:
+        """Place a ringing phone endpoint's call through the gateway and settle the endpoint.
+
+        Answered: it joins the call (unless the invitation was cancelled or the call ended in the
+        meantime). Otherwise it ends with the outcome as its reason and its line is released.
+        """
+        reference = f"{room_id}|{ringing.participant_id}"
+        try:
+            outcome = self._pstn.place_call(ringing.source_number, ringing.raw_id.removeprefix("4:"), reference)
+            reason = None if outcome is DialOutcome.ANSWERED else outcome.value
+        except AnteroomError:
+            reason = "gatewayFailed"
+        now = self._clock()
+
+        def mutate(call: Call | None):
+            endpoint = call.participant(ringing.participant_id) if call is not None and call.active else None
+            if endpoint is None or endpoint.state != "ringing":
+                return None  # cancelled, or the call ended: nothing left to settle
+            if reason is None:
+                joined = replace(endpoint, state="connected", joined_at=now)
+                return replace(call, connected=call.connected + 1, sequence=call.sequence + 1), [joined], joined
+            failed = replace(endpoint, state="disconnected", left_at=now, leave_reason=reason)
+            return replace(call, sequence=call.sequence + 1), [failed], failed
+
+        settled = self._change(room_id, mutate)
+        if settled is None or not settled[1].connected:
+            self._lines.release(ringing.source_number, reference)
 
     def phone_event(self, reference: str, action: str) -> CallParticipant:
         """An event from the phone side (the PSTN network): `reference` is `<roomId>|<participantId>`."""

@@ -6,6 +6,7 @@ If-Match on the call entity, so simultaneous joins and leaves serialise there an
 """
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -13,7 +14,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
-from .calls import Call, CallParticipant, EndpointKind
+from .calls import AutomationContext, Call, CallConnection, CallParticipant, EndpointKind
 from .rooms import Role
 from .rooms_store import ConcurrentChange, _is_conflict, _is_precondition_failure
 from .storage import MAX_TRANSACTION_OPERATIONS, TableStore, check_transaction, chunked, storage_faults
@@ -52,6 +53,8 @@ class TableCallsStore:
             "CorrelationId": call.correlation_id,
             "EndedAt": call.ended_at,
             "EndReason": call.end_reason,
+            # A handful at most: kept on the call entity so they change under its ETag with the call.
+            "Connections": json.dumps([c.to_json() for c in call.connections]),
         }
 
     @staticmethod
@@ -70,6 +73,7 @@ class TableCallsStore:
             "LeaveReason": p.leave_reason,
             "SourceNumber": p.source_number,
             "JoinedRole": p.joined_role.value if p.joined_role else None,
+            "Automation": json.dumps(p.automation.to_json()) if p.automation else None,
         }
 
     @staticmethod
@@ -87,6 +91,7 @@ class TableCallsStore:
             leave_reason=entity.get("LeaveReason"),
             source_number=entity.get("SourceNumber"),
             joined_role=Role(entity["JoinedRole"]) if entity.get("JoinedRole") else None,
+            automation=AutomationContext.from_json(json.loads(entity["Automation"])) if entity.get("Automation") else None,
             etag=entity.metadata["etag"],
         )
 
@@ -116,6 +121,7 @@ class TableCallsStore:
             end_reason=entity.get("EndReason"),
             etag=entity.metadata["etag"],
             participants=participants,
+            connections=tuple(CallConnection.from_json(c) for c in json.loads(entity.get("Connections") or "[]")),
         )
 
     def commit(

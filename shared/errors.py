@@ -112,3 +112,8 @@ def service_unavailable(message: str, retry_after_seconds: int = 5) -> AnteroomE
         status=503,
         headers={"Retry-After": str(retry_after_seconds)},
     )
+
+
+def call_automation_error(status: int, sub_code: int, message: str) -> AnteroomError:
+    """Call Automation's error shape: ACS puts the numeric subcode, as a string, in `error.code`."""
+    return AnteroomError(message, code=str(sub_code), status=status)

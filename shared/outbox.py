@@ -4,6 +4,9 @@ Rows live in the room's partition under RowKey `ev|<sequence>|<bundle>`, so a ro
 in commit order. A row carries a bundle of up to 30 events (a call that ends for 350 participants
 still commits in one transaction). A row stays `pending` until the dispatcher has handed it to
 Event Grid, then stays on as `delivered` (for replays) until the room itself is purged.
+
+Call Automation callbacks use the same rows under their own prefix, `cb|`, each row bound for one
+callback URI (`Destination`); an `Outbox` instance reads one prefix, so each has its own dispatcher.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from .clock import Clock
 from .storage import TableStore, chunked, storage_faults
 
 PREFIX, END = "ev|", "ev}"
+CALLBACK_PREFIX = "cb|"
 PENDING, DELIVERED = "pending", "delivered"
 
 
@@ -39,24 +43,32 @@ def events_from_entity(entity) -> list[OutgoingEvent]:
 
 
 class Outbox:
-    def __init__(self, tables: TableStore, table_name: str, clock: Clock) -> None:
+    def __init__(self, tables: TableStore, table_name: str, clock: Clock, prefix: str = PREFIX) -> None:
         self._tables = tables
         self._table_name = table_name  # the rooms table: events share the room's partition
         self._clock = clock
+        self._low, self._high = prefix, prefix[:-1] + "}"  # every RowKey starting with the prefix
 
     @property
     def _table(self):
         return self._tables.table(self._table_name)
 
     @staticmethod
-    def entities(room_id: str, sequence: int, server_call_id: str, events: list[OutgoingEvent]) -> list[dict]:
-        """Rows to add to the call change's transaction (the caller submits them)."""
+    def entities(
+        room_id: str, sequence: int, server_call_id: str, events: list[OutgoingEvent],
+        *, prefix: str = PREFIX, destination: str | None = None, first_index: int = 0,
+    ) -> list[dict]:
+        """Rows to add to the call change's transaction (the caller submits them).
+
+        `destination` (callbacks) names where the row's events go; `first_index` keeps RowKeys
+        unique when one change writes rows for several destinations.
+        """
         rows = []
-        for index, start in enumerate(range(0, len(events), BUNDLE)):
+        for index, start in enumerate(range(0, len(events), BUNDLE), start=first_index):
             bundle = events[start : start + BUNDLE]
             rows.append({
                 "PartitionKey": room_id,
-                "RowKey": f"{PREFIX}{sequence:012d}|{index:03d}",
+                "RowKey": f"{prefix}{sequence:012d}|{index:03d}",
                 "Events": json.dumps([
                     {"id": e.id, "type": e.event_type, "subject": e.subject, "data": e.data, "time": e.event_time.isoformat()}
                     for e in bundle
@@ -66,6 +78,7 @@ class Outbox:
                 "State": PENDING,
                 "Attempts": 0,
                 "NextAttemptAt": bundle[0].event_time,
+                **({"Destination": destination} if destination else {}),
             })
         return rows
 
@@ -74,7 +87,7 @@ class Outbox:
             return list(
                 self._table.query_entities(
                     "PartitionKey eq @pk and RowKey gt @low and RowKey lt @high and State eq @pending",
-                    parameters={"pk": room_id, "low": PREFIX, "high": END, "pending": PENDING},
+                    parameters={"pk": room_id, "low": self._low, "high": self._high, "pending": PENDING},
                 )
             )
 
@@ -108,7 +121,7 @@ class Outbox:
                 e["PartitionKey"]
                 for e in self._table.query_entities(
                     "RowKey gt @low and RowKey lt @high and State eq @pending and NextAttemptAt le @now",
-                    parameters={"low": PREFIX, "high": END, "pending": PENDING, "now": self._clock()},
+                    parameters={"low": self._low, "high": self._high, "pending": PENDING, "now": self._clock()},
                     select=["PartitionKey"],
                 )
             }
@@ -119,7 +132,7 @@ class Outbox:
     ) -> list[OutgoingEvent]:
         """Stored events (pending or delivered) of a room, a call or a time range, in commit order."""
         query = ["RowKey gt @low and RowKey lt @high"]
-        parameters: dict = {"low": PREFIX, "high": END}
+        parameters: dict = {"low": self._low, "high": self._high}
         for clause, name, value in (
             ("PartitionKey eq @room", "room", room_id),
             ("ServerCallId eq @call", "call", server_call_id),

@@ -5,11 +5,13 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
+from .call_automation_service import CallAutomationService
+from .callbacks import CallbackDispatcher, HttpCallbackSender
 from .calls_service import CallsService
 from .calls_store import TableCallsStore
 from .clock import Clock, utc_now
 from .dispatcher import Dispatcher, EventGridSink
-from .outbox import Outbox
+from .outbox import CALLBACK_PREFIX, Outbox
 from .hmac_auth import HmacVerifier
 from .identity import IdentityService
 from .calllog import CALLS_TABLE_SUFFIX, PARTICIPANTS_TABLE_SUFFIX, TableCallLog
@@ -35,11 +37,14 @@ class Services:
     operation_log: TableOperationLog
     call_log: TableCallLog
     calls: CallsService
+    call_automation: CallAutomationService
+    callbacks: CallbackDispatcher
     outbox: Outbox
     dispatcher: Dispatcher | None
     throttle: Throttle | None = None  # None when ANTEROOM_THROTTLE_REQUESTS is 0
 
     def close(self) -> None:
+        self.callbacks.close()
         if self.dispatcher is not None:
             self.dispatcher.close()
         self.operation_log.close()
@@ -72,6 +77,8 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
         call_log,
     )
     rooms.listener = calls  # roster removals and deletions reach live calls at once
+    callbacks = CallbackDispatcher(Outbox(tables, rooms_table, clock, prefix=CALLBACK_PREFIX), HttpCallbackSender())
+    calls.callbacks = callbacks
     return Services(
         settings=settings,
         clock=clock,
@@ -85,6 +92,8 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
         calls=calls,
         outbox=outbox,
         dispatcher=dispatcher,
+        call_automation=CallAutomationService(rooms, calls, clock),
+        callbacks=callbacks,
         identity=IdentityService(
             tables, settings.table_name("Identities"), settings.resource_id, settings.token_signing_key, clock
         ),
