@@ -7,12 +7,14 @@ from typing import Any
 
 import azure.functions as func
 
+from shared.call_automation import CONNECTION_STATES
 from shared.calls import Capability
 from shared.calls_service import REMOTE_ACTIONS, SELF_ACTIONS
 from shared.identity import DEFAULT_TOKEN_MINUTES, MAX_TOKEN_MINUTES, MIN_TOKEN_MINUTES, SCOPES
 from shared.pstn import DialOutcome
 from shared.rooms import Role
 
+from .call_automation import CALL_AUTOMATION_API
 from .pipeline import IDENTITY_API, ROOMS_API, ApiVersions
 
 bp = func.Blueprint()
@@ -436,6 +438,9 @@ def _headers() -> dict:
         "Retry-After": _header({"type": "integer", "minimum": 0}, "Seconds to wait before retrying.", True),
         "rooms-api-supported-versions": _header({"type": "string", "const": ROOMS_API.header}, "The Rooms api-versions served.", True),
         "identity-api-supported-versions": _header({"type": "string", "const": IDENTITY_API.header}, "The Identity api-versions served.", True),
+        "call-automation-api-supported-versions": _header(
+            {"type": "string", "const": CALL_AUTOMATION_API.header}, "The Call Automation api-versions served.", True
+        ),
     }
 
 
@@ -714,6 +719,184 @@ def _event_paths() -> dict:
     }
 
 
+# -- Call Automation (communicationservicescallautomation 2024-09-15 shapes, room calls only) ---------
+def _call_automation_schemas() -> dict:
+    identifier = _object(
+        {
+            "kind": {"type": "string", "enum": ["communicationUser", "phoneNumber"]},
+            "rawId": {"type": "string"},
+            "communicationUser": _object({"id": {"type": "string", "pattern": ACS_USER_RAW_ID}}, ("id",)),
+            "phoneNumber": _object({"value": {"type": "string", "pattern": E164}}, ("value",)),
+        },
+        ("kind", "rawId"),
+        description="CommunicationIdentifierModel: kind and rawId, plus the property of its kind.",
+    )
+    # Requests carry the SDK's identifiers: rawId and one kind property; the handlers read what they know.
+    identifier_in = _object(
+        {"rawId": {"type": "string"}, "kind": {"type": "string"},
+         "communicationUser": {"type": "object"}, "phoneNumber": {"type": "object"}},
+        closed=False, description="A phone number or an ACS user, as the SDK serialises identifiers.",
+    )
+    context = {"type": ["string", "null"], "description": "Echoed in the answer and the callbacks."}
+    callback = {"type": ["string", "null"], "format": "uri", "description": "Callbacks of this action go here instead."}
+    return {
+        "CallAutomationIdentifier": identifier,
+        "CallAutomationIdentifierInput": identifier_in,
+        "CallConnectionProperties": _object(
+            {
+                "callConnectionId": {"type": "string"},
+                "serverCallId": {"type": "string"},
+                "targets": {"type": "array", "items": _ref("CallAutomationIdentifier"), "maxItems": 0},
+                "callConnectionState": {"type": "string", "enum": list(CONNECTION_STATES)},
+                "callbackUri": {"type": "string"},
+                "correlationId": {"type": "string"},
+            },
+            ("callConnectionId", "serverCallId", "targets", "callConnectionState", "callbackUri", "correlationId"),
+        ),
+        "CallAutomationParticipant": _object(
+            {"identifier": _ref("CallAutomationIdentifier"), "isMuted": {"type": "boolean"}, "isOnHold": {"type": "boolean"}},
+            ("identifier", "isMuted", "isOnHold"),
+        ),
+        "CallAutomationParticipants": _object(
+            {"value": {"type": "array", "items": _ref("CallAutomationParticipant")}}, ("value",),
+            description="Every endpoint connected now, in one page.",
+        ),
+        "ConnectRequest": _object(
+            {
+                "callLocator": _object(
+                    {"roomId": {"type": "string"}, "kind": {"type": "string", "const": "roomCallLocator"}},
+                    ("roomId",), closed=False,
+                ),
+                "callbackUri": {"type": "string", "format": "uri"},
+                "operationContext": context,
+            },
+            ("callLocator", "callbackUri"), closed=False,
+        ),
+        "AddParticipantRequest": _object(
+            {
+                "participantToAdd": _ref("CallAutomationIdentifierInput"),
+                "sourceCallerIdNumber": _or_null(_object({"value": {"type": "string"}}, ("value",), closed=False)),
+                "operationContext": context,
+                "operationCallbackUri": callback,
+            },
+            ("participantToAdd",), closed=False,
+        ),
+        "AddParticipantResult": _object(
+            {"participant": _ref("CallAutomationParticipant"), "operationContext": context,
+             "invitationId": {"type": "string", "format": "uuid"}},
+            ("participant", "operationContext", "invitationId"),
+        ),
+        "RemoveParticipantRequest": _object(
+            {"participantToRemove": _ref("CallAutomationIdentifierInput"), "operationContext": context,
+             "operationCallbackUri": callback},
+            ("participantToRemove",), closed=False,
+        ),
+        "MuteParticipantsRequest": _object(
+            {"targetParticipants": {"type": "array", "items": _ref("CallAutomationIdentifierInput"),
+                                    "minItems": 1, "maxItems": 1},
+             "operationContext": context},
+            ("targetParticipants",), closed=False,
+        ),
+        "CancelAddParticipantRequest": _object(
+            {"invitationId": {"type": "string"}, "operationContext": context, "operationCallbackUri": callback},
+            ("invitationId",), closed=False,
+        ),
+        "CancelAddParticipantResult": _object(
+            {"invitationId": {"type": "string"}, "operationContext": context}, ("invitationId", "operationContext"),
+        ),
+        "OperationContextResult": _object({"operationContext": context}, ("operationContext",)),
+    }
+
+
+def _call_automation_paths() -> dict:
+    version = _api_version_parameter(CALL_AUTOMATION_API)
+    connection = _path_parameter("callConnectionId", {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+                                 "The call connection id Connect answered.")
+    raw_id = _path_parameter("participantRawId", {"type": "string"}, "The participant's raw id (`4:+1...`, `8:acs:...`).")
+    repeatability = [
+        {"name": "Repeatability-Request-ID", "in": "header", "required": False, "schema": {"type": "string", "format": "uuid"},
+         "description": "The SDK sends one on every action: a repeat gets the first answer again."},
+        {"name": "Repeatability-First-Sent", "in": "header", "required": False,
+         "schema": {"type": "string", "pattern": IMF_FIXDATE}, "description": "IMF-fixdate of the first attempt."},
+    ]
+    versions = "call-automation-api-supported-versions"
+    not_found = {"e404": ["8522"]}
+    tag = "CallAutomation"
+
+    def action(operation_id: str, summary: str, status: int, result: str | None, body: str, **errors) -> dict:
+        answer = _success(summary, _ref(result) if result else None, versions=versions, status=status)
+        return {
+            "post": _operation(
+                operation_id, summary, tag,
+                {str(status): answer, **_errors(versioned=True, e400=["8523"], **not_found, **errors)},
+                security=HMAC_SECURITY, parameters=[connection, version, *repeatability],
+                body=_body(_ref(body), required=True) if body else None,
+            ),
+        }
+
+    base = "/calling/callConnections/{callConnectionId}"
+    return {
+        "/calling/callConnections:connect": {
+            "post": _operation(
+                "ConnectCall", "Connects to a room's active call (roomCallLocator only).", tag,
+                {
+                    "200": _success("The connection; CallConnected and ParticipantsUpdated follow.",
+                                    _ref("CallConnectionProperties"), versions=versions),
+                    **_errors(versioned=True, e400=["8523", "8528"], e404=["8522"], e409=["8519"]),
+                },
+                security=HMAC_SECURITY, parameters=[version, *repeatability],
+                body=_body(_ref("ConnectRequest"), required=True),
+                description="404 8522 for an unknown room or one without an active call; 400 8528 for an expired room.",
+            ),
+        },
+        base: {
+            "get": _operation(
+                "GetCallConnection", "Gets the connection's properties.", tag,
+                {"200": _success("The connection.", _ref("CallConnectionProperties"), versions=versions),
+                 **_errors(versioned=True, **not_found)},
+                security=HMAC_SECURITY, parameters=[connection, version],
+            ),
+            "delete": _operation(
+                "HangUpCallConnection", "This application leaves the call; the others stay.", tag,
+                {"204": _success("Left (again, for a repeat); CallDisconnected follows.", None, versions=versions, status=204),
+                 **_errors(versioned=True, **not_found)},
+                security=HMAC_SECURITY, parameters=[connection, version],
+            ),
+        },
+        base + ":terminate": action("TerminateCall", "Ends the call for everyone.", 204, None, ""),
+        base + "/participants": {
+            "get": _operation(
+                "ListCallParticipants", "Lists the endpoints connected to the call.", tag,
+                {"200": _success("The participants.", _ref("CallAutomationParticipants"), versions=versions),
+                 **_errors(versioned=True, **not_found)},
+                security=HMAC_SECURITY, parameters=[connection, version],
+            ),
+        },
+        base + "/participants/{participantRawId}": {
+            "get": _operation(
+                "GetCallParticipant", "Gets one connected endpoint by raw id.", tag,
+                {"200": _success("The participant.", _ref("CallAutomationParticipant"), versions=versions),
+                 **_errors(versioned=True, **not_found)},
+                security=HMAC_SECURITY, parameters=[connection, raw_id, version],
+            ),
+        },
+        base + "/participants:add": action(
+            "AddCallParticipant", "Rings a phone number (dial-out) or a roster user into the call.", 202,
+            "AddParticipantResult", "AddParticipantRequest", e403=["7504", "7602"], e409=["8519", "8530"],
+        ),
+        base + "/participants:remove": action(
+            "RemoveCallParticipant", "Takes an endpoint off the call.", 202, "OperationContextResult", "RemoveParticipantRequest",
+        ),
+        base + "/participants:mute": action(
+            "MuteCallParticipant", "Mutes one endpoint.", 200, "OperationContextResult", "MuteParticipantsRequest",
+        ),
+        base + "/participants:cancelAddParticipant": action(
+            "CancelAddCallParticipant", "Stops ringing a pending invitation.", 202, "CancelAddParticipantResult",
+            "CancelAddParticipantRequest",
+        ),
+    }
+
+
 def _meta_paths() -> dict:
     return {
         "/openapi.json": {
@@ -744,11 +927,12 @@ def build_document() -> dict:
             {"name": "RoomCalls", "description": "Room-call client API, authenticated with user access tokens."},
             {"name": "PstnGateway", "description": "Webhook the PSTN gateway calls."},
             {"name": "CallEvents", "description": "Stored call events (Event Grid schema or CloudEvents)."},
+            {"name": "CallAutomation", "description": "ACS Call Automation on room calls, with callbacks as CloudEvents."},
             {"name": "Meta", "description": "About the API itself."},
         ],
-        "paths": {**_rooms_paths(), **_identity_paths(), **_room_call_paths(), **_event_paths(), **_meta_paths()},
+        "paths": {**_rooms_paths(), **_identity_paths(), **_room_call_paths(), **_event_paths(), **_call_automation_paths(), **_meta_paths()},
         "components": {
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **_call_automation_schemas()},
             "responses": _shared_responses(),
             "headers": _headers(),
             "securitySchemes": {

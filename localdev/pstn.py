@@ -5,7 +5,9 @@ It is the app's PSTN gateway (`ANTEROOM_PSTN_GATEWAY_URL`): the app `POST`s `/ca
 rules, deterministically: every number answers unless a rule says otherwise.
 
 Rules come from a JSON file (`{"decline": [...], "busy": [...], "noAnswer": [...]}`) and can be
-changed at run time with `PUT /numbers/<E.164>` `{"behaviour": "answer"|"decline"|"busy"|"noAnswer"}`.
+changed at run time with `PUT /numbers/<E.164>` `{"behaviour": "answer"|"decline"|"busy"|"noAnswer"}`;
+an optional `"ringSeconds"` there makes the number ring that long before its outcome (to cancel a
+dial-out while it rings).
 
 Acting as the phone: `POST /phones/<E.164>/<action>` sends `action` for the number's call in
 progress to the app's `/pstn/events` (signed with the access key, like any trusted caller). The
@@ -68,6 +70,7 @@ class PstnSimulator:
         self._key = base64.b64decode(access_key)
         self._ca_file = ca_file
         self.rules = dict(rules or {})
+        self.ring_seconds: dict[str, float] = {}
         self.calls: list[PlacedCall] = []
         self._port = port
         self._lock = threading.Lock()
@@ -79,6 +82,7 @@ class PstnSimulator:
     # -- the gateway side (called by the app) -------------------------------------------------
     async def _place_call(self, request: web.Request) -> web.Response:
         body = await request.json()
+        await asyncio.sleep(self.ring_seconds.get(body["target"], 0))
         behaviour = self.rules.get(body["target"], "answer")
         outcome = _OUTCOMES[behaviour]
         with self._lock:
@@ -89,10 +93,14 @@ class PstnSimulator:
         return web.json_response({"outcome": outcome})
 
     async def _set_rule(self, request: web.Request) -> web.Response:
-        behaviour = (await request.json()).get("behaviour")
+        body = await request.json()
+        behaviour, ring = body.get("behaviour"), body.get("ringSeconds", 0)
         if behaviour not in BEHAVIOURS:
             return web.json_response({"error": f"behaviour must be one of {BEHAVIOURS}"}, status=400)
+        if isinstance(ring, bool) or not isinstance(ring, (int, float)) or not 0 <= ring <= 300:
+            return web.json_response({"error": "ringSeconds must be a number from 0 to 300"}, status=400)
         self.rules[request.match_info["number"]] = behaviour
+        self.ring_seconds[request.match_info["number"]] = ring
         return web.json_response({"number": request.match_info["number"], "behaviour": behaviour})
 
     async def _list_calls(self, request: web.Request) -> web.Response:

@@ -222,3 +222,36 @@ def test_room_call_answers_match(stack, rooms_client, identity_client, http, che
 
 def test_openapi_route_answer_matches(served, check):
     check(served, 200)
+
+
+def test_call_automation_answers_match(stack, rooms_client, identity_client, http, check):
+    version = "api-version=2026-03-12"
+    presenter, guest = new_user(stack, identity_client), new_user(stack, identity_client)
+    room = rooms_client.create_room(
+        pstn_dial_out_enabled=True,
+        participants=roster((presenter, ParticipantRole.PRESENTER), (guest, ParticipantRole.ATTENDEE)),
+    ).id
+    check(presenter.join(room), 200)
+    connect = {"callLocator": {"roomId": room, "kind": "roomCallLocator"}, "callbackUri": "http://127.0.0.1:9/callbacks"}
+    repeatable = {"Repeatability-Request-ID": str(uuid.uuid4()),
+                  "Repeatability-First-Sent": format_imf_fixdate(datetime.now(timezone.utc))}
+    connection = check(http.send("POST", f"/calling/callConnections:connect?{version}", connect, repeatable), 200).json()
+    base = f"/calling/callConnections/{connection['callConnectionId']}"
+    check(http.send("GET", f"{base}?{version}"), 200)
+    check(http.send("GET", f"{base}/participants?{version}"), 200)
+    check(http.send("GET", f"{base}/participants/{requests.utils.quote(presenter.raw_id, safe='')}?{version}"), 200)
+    phone = {"participantToAdd": {"rawId": "4:+14255550177", "phoneNumber": {"value": "+14255550177"}},
+             "sourceCallerIdNumber": {"value": stack.caller_number}, "operationContext": "dial"}
+    check(http.send("POST", f"{base}/participants:add?{version}", phone), 202)
+    user = {"participantToAdd": {"rawId": guest.raw_id, "communicationUser": {"id": guest.raw_id}}}
+    invitation = check(http.send("POST", f"{base}/participants:add?{version}", user), 202).json()["invitationId"]
+    check(http.send("POST", f"{base}/participants:cancelAddParticipant?{version}", {"invitationId": invitation}), 202)
+    me = {"rawId": presenter.raw_id, "communicationUser": {"id": presenter.raw_id}}
+    check(http.send("POST", f"{base}/participants:mute?{version}", {"targetParticipants": [me]}), 200)
+    assert check(http.send("POST", f"{base}/participants:add?{version}", {"participantToAdd": {"rawId": "x"}}),
+                 400, request_too=False).json()["error"]["code"] == "8523"
+    assert check(http.send("POST", f"/calling/callConnections:connect?{version}", {**connect, "callLocator": {"roomId": "9" * 17}}),
+                 404).json()["error"]["code"] == "8522"
+    check(http.send("POST", f"{base}/participants:remove?{version}", {"participantToRemove": me}), 202)
+    check(http.send("DELETE", f"{base}?{version}"), 204)
+    assert check(http.send("POST", f"{base}:terminate?{version}"), 404).json()["error"]["code"] == "8522"
