@@ -7,9 +7,8 @@ import threading
 from typing import Protocol
 
 from azure.core.credentials import AzureKeyCredential
-from azure.core.messaging import CloudEvent
 
-from .call_events import OutgoingEvent
+from .call_events import OutgoingEvent, envelope
 from .outbox import Outbox, events_from_entity
 
 log = logging.getLogger("anteroom.events")
@@ -38,18 +37,10 @@ class EventGridSink:
                 self._client = EventGridPublisherClient(self._endpoint, AzureKeyCredential(self._key))
             return self._client
 
-    def convert(self, event: OutgoingEvent):
-        if self.schema == CLOUD_EVENTS_SCHEMA:
-            return CloudEvent(
-                source=self._resource, type=event.event_type, data=event.data, subject=event.subject,
-                id=event.id, time=event.event_time,
-            )
-        from azure.eventgrid import EventGridEvent
-
-        return EventGridEvent(
-            subject=event.subject, event_type=event.event_type, data=event.data, data_version="1.0",
-            topic=self._resource.lower(), id=event.id, event_time=event.event_time,
-        )
+    def convert(self, event: OutgoingEvent) -> dict:
+        # The exact envelope ACS delivers (7-digit eventTime, metadataVersion, datacontenttype): the
+        # client sends dicts in either schema as they are, where its models would reformat the time.
+        return envelope(event, self.schema, self._resource)
 
     def send(self, events: list[OutgoingEvent]) -> None:
         self._publisher().send([self.convert(event) for event in events])

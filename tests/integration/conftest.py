@@ -18,6 +18,8 @@ from localdev.certs import ensure_dev_certificate
 from localdev.pstn import PstnSimulator
 from tests.conftest import TEST_CERT_DIR
 
+from .event_support import TopicSubscriptions, start_topic
+
 ROOT = Path(__file__).resolve().parents[2]
 # The SDKs log every request and response at INFO; keep failures readable.
 logging.getLogger("azure").setLevel(logging.WARNING)
@@ -33,6 +35,7 @@ class Stack:
     resource_id: str
     env: dict
     pstn: PstnSimulator
+    events: TopicSubscriptions  # the local Event Grid topic the app publishes call events to
     rooms_page_size: int = 5
     participants_page_size: int = 7
     caller_number: str = "+18005550100"
@@ -58,6 +61,10 @@ def stack(tmp_path_factory):
         settings = _settings(azurite.connection_string)
         pstn = PstnSimulator(settings["ANTEROOM_ACCESS_KEY"], ca_file=str(certificate.ca_cert)).start()
         settings["ANTEROOM_PSTN_GATEWAY_URL"] = pstn.url
+        topic = start_topic(tmp_path_factory.mktemp("eventgrid"), certificate)
+        events = TopicSubscriptions(topic)
+        settings["ANTEROOM_EVENTGRID_ENDPOINT"] = topic.topic.endpoint
+        settings["ANTEROOM_EVENTGRID_KEY"] = topic.topic.key
         env = {**os.environ, **settings}
         host = subprocess.Popen(
             [sys.executable, "-m", "localdev", "serve", "--port", "0", "--cert-dir", str(certificate.ca_cert.parent)],
@@ -81,11 +88,14 @@ def stack(tmp_path_factory):
                 resource_id=settings["ANTEROOM_RESOURCE_ID"],
                 env=settings,
                 pstn=pstn,
+                events=events,
             )
         finally:
             host.terminate()
             host.wait(timeout=20)
             pstn.stop()
+            events.close()
+            topic.stop()
 
 
 @pytest.fixture(scope="session")
