@@ -82,7 +82,9 @@ class ApiRequest:
         if not self.body.strip():
             return None
         try:
-            return json.loads(self.body, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
+            parsed = json.loads(self.body, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
+            _check_unicode(parsed)
+            return parsed
         except (ValueError, RecursionError) as error:
             raise bad_request(f"The request body is not valid JSON: {error}") from None
 
@@ -102,6 +104,7 @@ class ApiRequest:
             cursor = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
             if not isinstance(cursor, dict):
                 raise ValueError
+            _check_unicode(cursor)
             return cursor
         except ValueError:
             raise bad_request("The nextLink continuation token is not valid.") from None
@@ -118,6 +121,14 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
 
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
+
+
+def _check_unicode(parsed: Any) -> None:
+    """Raise ValueError for a lone surrogate (a `\\ud800` escape): such text cannot be encoded for storage."""
+    try:
+        json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("a string holds an unpaired UTF-16 surrogate") from None
 
 
 def _resolve_api_version(http: func.HttpRequest, versions: ApiVersions) -> str:

@@ -146,8 +146,10 @@ class CreateRoomRequest:
     def parse(cls, body: Any) -> "CreateRoomRequest":
         """Validate a CreateRoomRequest body; raises AnteroomError (400) with ACS's messages."""
         body = _require_object(body)
-        participants = body.get("participants") or {}
-        if not isinstance(participants, dict):
+        participants = body.get("participants")
+        if participants is None:
+            participants = {}
+        if not isinstance(participants, dict):  # [] or "" too: falsy is not the same as absent
             raise bad_request("The participants field must be a JSON object keyed by raw id.")
         roster: dict[str, Role] = {}
         for raw_id, entry in participants.items():

@@ -7,7 +7,8 @@ from email.utils import format_datetime, parsedate_to_datetime
 
 _RFC3339 = re.compile(
     r"^(?P<date>\d{4}-\d{2}-\d{2})[Tt ](?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d{1,9}))?"
-    r"(?P<offset>[Zz]|[+-]\d{2}:?\d{2})$"
+    r"(?P<offset>[Zz]|[+-]\d{2}:?\d{2})$",
+    re.ASCII,  # \d would otherwise match any script's digits, which RFC 3339 does not allow
 )
 _IMF_FIXDATE = re.compile(
     r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
@@ -38,7 +39,10 @@ def parse_rfc3339(value: str) -> datetime:
             raise ValueError(f"bad offset in {value!r}")
         tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
     parsed = datetime.fromisoformat(f"{match['date']}T{match['time']}.{fraction}").replace(tzinfo=tz)
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before the first representable instant
+        raise ValueError(f"out of range: {value!r}") from None
 
 
 def format_acs(moment: datetime) -> str:
