@@ -10,7 +10,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Coroutine, Sequence
 from urllib.parse import urlparse
 
 from .azurite import REPO_ROOT, AzuriteTable
@@ -52,6 +52,17 @@ async def serve_until_signalled(host: FunctionHost, *, https_port: int | None,
         _say("localdev: stopped")
 
 
+def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run the local servers on uvloop when it is installed: its TLS and loop cost a fraction of asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
+
+
 def _build_host(app_spec: str, app_dir: Path, threads: int | None) -> FunctionHost:
     app = load_app(app_spec, app_dir)
     overrides = {"thread_pool_size": threads} if threads else {}
@@ -62,8 +73,8 @@ def command_serve(args: argparse.Namespace) -> int:
     app_dir = Path(args.app_dir).resolve()
     certificate = ensure_dev_certificate(args.cert_dir or app_dir / DEFAULT_STATE_DIR / "certs")
     host = _build_host(args.app, app_dir, args.threads)
-    asyncio.run(serve_until_signalled(host, https_port=args.port, http_port=args.http_port,
-                                      certificate=certificate, access_log=args.access_log))
+    run_event_loop(serve_until_signalled(host, https_port=args.port, http_port=args.http_port,
+                                         certificate=certificate, access_log=args.access_log))
     return 0
 
 
@@ -173,7 +184,7 @@ def command_run(args: argparse.Namespace) -> int:
                 if topic is not None:
                     await topic.stop()
 
-        asyncio.run(serve_with_topic())
+        run_event_loop(serve_with_topic())
     finally:
         if pstn is not None:
             pstn.stop()

@@ -176,7 +176,7 @@ class TableCallLog(WriterBackedLog):
         participants_table: str = DEFAULT_PARTICIPANTS_TABLE,
         *,
         max_queue: int = 10_000,
-        flush_interval: float = 0.2,
+        flush_interval: float = 1.0,  # one transaction per second at most per partition: logs may lag, requests never wait
         retry_delays: Sequence[float] = (0.1, 0.5, 1.0, 2.0, 5.0),
     ) -> None:
         self.calls_table = calls_table

@@ -285,7 +285,7 @@ class TableOperationLog(WriterBackedLog):
         table_name: str = DEFAULT_TABLE_NAME,
         *,
         max_queue: int = 10_000,
-        flush_interval: float = 0.2,
+        flush_interval: float = 1.0,  # one transaction per second at most per partition: logs may lag, requests never wait
         retry_delays: Sequence[float] = (0.1, 0.5, 1.0, 2.0, 5.0),
     ) -> None:
         self.table_name = table_name

@@ -1,0 +1,1 @@
+"""Benchmarks of the Rooms API (`python -m benchmarks.api`), kept out of the pytest suite."""
