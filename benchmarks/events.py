@@ -1,0 +1,285 @@
+"""Call events end to end: HTTP join/leave answered -> webhook receives the event, against a raw publish to the same topic."""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import requests
+
+RESULTS_FILE = Path(__file__).resolve().parent / "results" / "events.json"
+ROOT = Path(__file__).resolve().parents[1]
+ADDED = "Microsoft.Communication.CallParticipantAdded"
+REMOVED = "Microsoft.Communication.CallParticipantRemoved"
+
+
+@dataclass
+class Mover:
+    """One benchmark thread: a user who joins and leaves a room call that a resident keeps open."""
+
+    room_id: str
+    raw_id: str
+    token: str
+    base_url: str
+    ca_file: str
+    session: requests.Session = field(default_factory=requests.Session)
+    in_call: bool = False
+    answered: dict[str, list[float]] = field(default_factory=lambda: {ADDED: [], REMOVED: []})
+
+    def step(self) -> None:
+        """Join when out, leave when in; note when the answer (the committed state change) arrived."""
+        path = f"/roomCalls/{self.room_id}/me/leave" if self.in_call else f"/roomCalls/{self.room_id}/join"
+        response = self.session.post(self.base_url + path, headers={"Authorization": f"Bearer {self.token}"},
+                                     verify=self.ca_file, timeout=60)
+        answered = time.time()
+        if response.status_code != 200:
+            raise RuntimeError(f"{path}: HTTP {response.status_code} {response.text[:200]}")
+        self.answered[REMOVED if self.in_call else ADDED].append(answered)
+        self.in_call = not self.in_call
+
+
+@dataclass
+class Side:
+    """What one timed phase produced: (state change, receipt) pairs and the phase's wall time."""
+
+    name: str
+    pairs: list[tuple[float, float]] = field(default_factory=list)
+    started: float = 0.0
+    finished: float = 0.0
+    errors: int = 0
+
+    def summary(self) -> dict:
+        latencies = sorted(received - changed for changed, received in self.pairs)
+        cuts = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else latencies * 99
+        seconds = self.finished - self.started
+        return {"events": len(self.pairs), "errors": self.errors, "seconds": round(seconds, 3),
+                "events_per_s": round(len(self.pairs) / seconds, 1) if seconds else 0.0,
+                "p50_ms": round(cuts[49] * 1000, 2) if cuts else None,
+                "p99_ms": round(cuts[98] * 1000, 2) if cuts else None}
+
+
+def first_receipts(subscriber) -> dict[str, tuple[float, dict]]:
+    """Event id -> (first receipt time, event): a redelivery keeps its id and is counted once."""
+    seen: dict[str, tuple[float, dict]] = {}
+    for record in list(subscriber.notifications):
+        for event in record.events:
+            seen.setdefault(event["id"], (record.received_at, event))
+    return seen
+
+
+def run_threads(work, count: int, duration: float) -> tuple[float, int]:
+    """`work(index)` in a loop on `count` threads for `duration` s; returns (start time, errors)."""
+    barrier = threading.Barrier(count + 1)
+    errors = [0] * count
+
+    def loop(index: int) -> None:
+        barrier.wait()
+        deadline = time.monotonic() + duration
+        while time.monotonic() < deadline:
+            try:
+                work(index)
+            except Exception as error:  # a failing side must not look fast: count it
+                errors[index] += 1
+                if errors[index] == 1:
+                    print(f"error: {type(error).__name__}: {error}"[:300], file=sys.stderr)
+
+    threads = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started = time.time()
+    for thread in threads:
+        thread.join()
+    return started, sum(errors)
+
+
+def wait_until(condition, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("events still missing after the phase")
+        time.sleep(0.02)
+
+
+def measure_app(movers: list[Mover], subscriber, duration: float) -> Side:
+    """Join/leave through the app; pair each answer with the receipt of the event it produced."""
+    for mover in movers:
+        mover.answered = {ADDED: [], REMOVED: []}
+    before = set(first_receipts(subscriber))
+    started, errors = run_threads(lambda i: movers[i].step(), len(movers), duration)
+    expected = sum(len(times) for mover in movers for times in mover.answered.values())
+    wait_until(lambda: len(set(first_receipts(subscriber)) - before) >= expected, 120)
+    receipts = {k: v for k, v in first_receipts(subscriber).items() if k not in before}
+    side = Side("app", started=started, errors=errors)
+    by_mover = {mover.raw_id: mover for mover in movers}
+    for kind in (ADDED, REMOVED):
+        for mover in movers:
+            # A room's events carry its commit times in order: the n-th of a kind answers the n-th step.
+            ordered = sorted((event["eventTime"], received) for received, event in receipts.values()
+                             if event["eventType"] == kind and event["data"]["user"]["communicationIdentifier"]["rawId"] == mover.raw_id)
+            side.pairs.extend(zip(by_mover[mover.raw_id].answered[kind], (r for _, r in ordered)))
+    side.finished = max(received for _, received in side.pairs)
+    return side
+
+
+def measure_baseline(publishers, subscriber, concurrency: int, duration: float) -> Side:
+    """One raw publish per request to the same topic and webhook, no app in between."""
+    sent: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def publish(index: int) -> None:
+        event_id = str(uuid.uuid4())
+        event = {"id": event_id, "subject": f"call/baseline/participant/{index}", "eventType": ADDED,
+                 "eventTime": datetime.now(timezone.utc).isoformat(), "dataVersion": "1.0",
+                 "data": {"room": {"id": "baseline"}, "padding": "x" * 900}}  # about the size of a call event
+        began = time.time()
+        publishers[index].send([event])
+        with lock:
+            sent[event_id] = began
+
+    started, errors = run_threads(publish, concurrency, duration)
+    wait_until(lambda: set(sent) <= set(first_receipts(subscriber)), 120)
+    receipts = first_receipts(subscriber)
+    side = Side("baseline", started=started, errors=errors,
+                pairs=[(began, receipts[event_id][0]) for event_id, began in sent.items()])
+    side.finished = max(received for _, received in side.pairs)
+    return side
+
+
+def setup_movers(base_url: str, connection_string: str, ca_file: str, count: int) -> list[Mover]:
+    from azure.communication.identity import CommunicationIdentityClient, CommunicationTokenScope
+    from azure.communication.rooms import CommunicationUserIdentifier, RoomParticipant, RoomsClient
+
+    identity = CommunicationIdentityClient.from_connection_string(connection_string)
+    rooms = RoomsClient.from_connection_string(connection_string)
+    movers = []
+    for _ in range(count):
+        (resident, resident_token), (mover, mover_token) = (
+            identity.create_user_and_token([CommunicationTokenScope.VOIP]) for _ in range(2))
+        room = rooms.create_room(participants=[
+            RoomParticipant(communication_identifier=CommunicationUserIdentifier(u.raw_id), role="Attendee")
+            for u in (resident, mover)])
+        keeper = Mover(room.id, resident.raw_id, resident_token.token, base_url, ca_file)
+        keeper.step()  # the resident keeps the call open, so a mover's step is one event
+        movers.append(Mover(room.id, mover.raw_id, mover_token.token, base_url, ca_file))
+    return movers
+
+
+def machine() -> dict:
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
+
+
+def run(args: argparse.Namespace) -> dict:
+    from azure.core.credentials import AzureKeyCredential
+    from azure.eventgrid import EventGridPublisherClient
+
+    from localdev.azurite import AzuriteTable
+    from localdev.certs import ensure_dev_certificate
+    from localdev.eventgrid import EventGridTopic, TopicThread
+    from localdev.eventgrid.subscriber import WebhookSubscriber
+    from localdev.settings import generate_app_settings
+    from localdev.testing import HostProcess
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-events-"))
+    certificate = ensure_dev_certificate(scratch / "certs")
+    os.environ["REQUESTS_CA_BUNDLE"] = str(certificate.ca_cert)  # the publisher client reads it per request
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    azurite = AzuriteTable().start()
+    topic = TopicThread(EventGridTopic(scratch / "eventgrid", key=key, certificate=certificate))
+    subscriber = WebhookSubscriber().start()
+    host = None
+    try:
+        endpoint = topic.start().endpoint
+        states = topic.call(topic.topic.set_subscriptions([
+            {"name": "bench", "destination": {"endpointType": "WebHook", "endpointUrl": subscriber.url}}]))
+        assert states == {"bench": "active"}, states
+        settings = {**generate_app_settings(azurite.connection_string),
+                    "ANTEROOM_EVENTGRID_ENDPOINT": endpoint, "ANTEROOM_EVENTGRID_KEY": key}
+        host = HostProcess("function_app:app", ROOT, settings, certificate.ca_cert.parent).start()
+        connection_string = f"endpoint={host.base_url}/;accesskey={settings['ANTEROOM_ACCESS_KEY']}"
+        movers = setup_movers(host.base_url, connection_string, str(certificate.ca_cert), args.concurrency)
+        publishers = [EventGridPublisherClient(endpoint, AzureKeyCredential(key)) for _ in range(args.concurrency)]
+        # Warm-up: connections, caches, first-use imports on both sides.
+        measure_app(movers, subscriber, args.warmup)
+        measure_baseline(publishers, subscriber, args.concurrency, args.warmup)
+        rounds = []
+        for index in range(args.rounds):
+            order = ("baseline", "app") if index % 2 == 0 else ("app", "baseline")  # drift hits both
+            for name in order:
+                side = measure_app(movers, subscriber, args.duration) if name == "app" else \
+                    measure_baseline(publishers, subscriber, args.concurrency, args.duration)
+                rounds.append({"round": index + 1, "side": name, **side.summary(), "_pairs": side.pairs})
+        totals = {}
+        for name in ("app", "baseline"):
+            merged = Side(name)
+            mine = [r for r in rounds if r["side"] == name]
+            for r in mine:
+                merged.pairs.extend(r["_pairs"])
+            seconds = sum(r["seconds"] for r in mine)
+            merged.started, merged.finished = 0.0, seconds
+            merged.errors = sum(r["errors"] for r in mine)
+            totals[name] = merged.summary()
+        for r in rounds:
+            del r["_pairs"]
+        return {
+            "benchmark": "events", "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine(), "command": "python -m benchmarks.events " + " ".join(sys.argv[1:]),
+            "config": {"concurrency": args.concurrency, "duration_s": args.duration, "rounds": args.rounds,
+                       "warmup_s": args.warmup},
+            "rounds": rounds, "app": totals["app"], "baseline": totals["baseline"],
+            "ratio": {
+                "events_per_s": round(totals["app"]["events_per_s"] / totals["baseline"]["events_per_s"], 3),
+                "p50": round(totals["app"]["p50_ms"] / totals["baseline"]["p50_ms"], 2),
+                "p99": round(totals["app"]["p99_ms"] / totals["baseline"]["p99_ms"], 2),
+            },
+        }
+    finally:
+        if host is not None:
+            host.stop()
+        subscriber.stop()
+        topic.stop()
+        azurite.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.events", description=__doc__)
+    parser.add_argument("--concurrency", type=int, default=4, help="threads (rooms, publishers) per side")
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per timed phase")
+    parser.add_argument("--rounds", type=int, default=2, help="timed phases per side, alternating")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per side")
+    parser.add_argument("--out", default=str(RESULTS_FILE), help="JSON results file")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("azure").setLevel(logging.ERROR)  # the Rooms SDK warns about naive datetimes it makes itself
+    args = parse_args(argv)
+    result = run(args)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    for name in ("app", "baseline"):
+        print(f"{name:9} {json.dumps(result[name])}")
+    print(f"ratio     {json.dumps(result['ratio'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
