@@ -50,7 +50,8 @@ def bars(table: pd.DataFrame, x: str, y: str, title: str = "", horizontal: bool 
         axes.invert_yaxis()
     else:
         axes.bar(labels, table[y], color=color)
-        if len(labels) > 8:
+        # Dates and long names overlap side by side long before there are many bars.
+        if len(labels) > 8 or sum(len(label) for label in labels) > 40:
             axes.tick_params(axis="x", labelrotation=60, labelsize=7)
     axes.set_title(title, fontsize=10)
     axes.set_xlabel(xlabel)
