@@ -191,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from localdev.testing import local_service
 
     logging.getLogger("azure").setLevel(logging.WARNING)
+    # create_room warns about its own naive Repeatability-First-Sent on every call during set-up.
+    logging.getLogger("azure.communication.rooms._generated._serialization").setLevel(logging.ERROR)
     started = datetime.now(timezone.utc)
     with local_service() as service:
         os.environ["REQUESTS_CA_BUNDLE"] = service.ca_file
