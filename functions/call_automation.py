@@ -24,7 +24,11 @@ CALL_AUTOMATION_API = ApiVersions(
 
 
 def _body(request: ApiRequest) -> dict:
-    body = request.json()
+    try:
+        body = request.json()
+    except AnteroomError as error:
+        # Call Automation answers every invalid argument, an unreadable body too, with subcode 8523.
+        raise invalid_argument(error.message) from None
     if not isinstance(body, dict):
         raise invalid_argument("The request body must be a JSON object.")
     return body
