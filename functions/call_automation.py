@@ -156,7 +156,8 @@ def add_call_participant(request: ApiRequest) -> ApiResponse:
 
     def execute(invitation_id: str) -> StoredResponse:
         ringing = automation.add_participant(
-            connection_id, body.get("participantToAdd"), body.get("sourceCallerIdNumber"), context, callback, invitation_id
+            connection_id, body.get("participantToAdd"), body.get("sourceCallerIdNumber"), context, callback,
+            invitation_id, body.get("invitationTimeoutInSeconds"),
         )
         answer = {"participant": call_participant_json(ringing), "operationContext": context, "invitationId": ringing.participant_id}
         return StoredResponse(202, answer)

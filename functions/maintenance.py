@@ -26,6 +26,10 @@ def purge_expired_rooms(timer: func.TimerRequest) -> None:
 @bp.timer_trigger(arg_name="timer", schedule="*/30 * * * * *", run_on_startup=True, use_monitor=False)
 def end_expired_calls(timer: func.TimerRequest) -> None:
     """Calls end at their room's validUntil even when nobody touches them (every access checks too)."""
-    ended = get_services().calls.sweep()
+    services = get_services()
+    ended = services.calls.sweep()
     if ended:
         log.info("ended %d calls of expired or deleted rooms", ended)
+    expired = services.call_automation.expire_invitations()
+    if expired:
+        log.info("%d Call Automation invitations went unanswered", expired)

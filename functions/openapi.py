@@ -776,6 +776,8 @@ def _call_automation_schemas() -> dict:
             {
                 "participantToAdd": _ref("CallAutomationIdentifierInput"),
                 "sourceCallerIdNumber": _or_null(_object({"value": {"type": "string"}}, ("value",), closed=False)),
+                "invitationTimeoutInSeconds": {"type": ["integer", "null"], "minimum": 1, "maximum": 180,
+                                               "description": "How long the invitation rings (default 60)."},
                 "operationContext": context,
                 "operationCallbackUri": callback,
             },

@@ -11,18 +11,22 @@ import binascii
 import threading
 import uuid
 from dataclasses import replace
+from datetime import timedelta
 from typing import Callable
 from urllib.parse import urlsplit
 
 from .call_automation import CANCELLED, REMOVED_BY_SERVER, connection_properties, visible_participants
 from .calls import AutomationContext, Call, CallConnection, CallParticipant, EndpointKind
 from .calls_service import CallsService
+from .calls_store import TableCallsStore
 from .clock import Clock
 from .errors import AnteroomError, call_automation_error
 from .identifiers import is_acs_user, phone_raw_id
 from .rooms_service import RoomsService
 
 MAX_CONNECTIONS_PER_CALL = 10  # our limit: connections live on the call entity
+DEFAULT_INVITATION_TIMEOUT = 60  # seconds an invitation rings when the request names none
+MAX_INVITATION_TIMEOUT = 180  # ACS's maximum invitationTimeoutInSeconds
 # Room-call refusals -> Call Automation's (status, subcode); subcodes from ACS's troubleshooting table.
 _TRANSLATED = {
     "BadRequest": (400, 8523),  # invalid argument
@@ -93,11 +97,12 @@ def _in_background(work: Callable[[], None]) -> None:
 
 class CallAutomationService:
     def __init__(
-        self, rooms: RoomsService, calls: CallsService, clock: Clock,
+        self, rooms: RoomsService, calls: CallsService, store: TableCallsStore, clock: Clock,
         run_in_background: Callable[[Callable[[], None]], None] = _in_background,
     ) -> None:
         self._rooms = rooms
         self._calls = calls
+        self._store = store  # to find the calls with invitations to expire
         self._clock = clock
         self._run_in_background = run_in_background  # the PSTN ring runs after the 202 is answered
 
@@ -178,18 +183,27 @@ class CallAutomationService:
     def add_participant(
         self, call_connection_id: str, target: object, source_caller_id_number: object,
         operation_context: str | None, callback_override: str | None, invitation_id: str,
+        timeout_seconds: object = None,
     ) -> CallParticipant:
         """Invite a phone (dialled in the background) or a roster user; answers the ringing endpoint.
 
-        The outcome arrives later as AddParticipantSucceeded or AddParticipantFailed. A retry with
-        the same invitation id answers the endpoint it created.
+        The outcome arrives later as AddParticipantSucceeded or AddParticipantFailed (also when
+        nobody answers within `timeout_seconds`). A retry with the same invitation id answers the
+        endpoint it created.
         """
         room_id, call, connection = self._locate(call_connection_id)
         existing = call.participant(invitation_id)
         if existing is not None:
             return existing
         raw_id, kind = parse_identifier(target, "participantToAdd")
-        automation = self._context(connection, operation_context, callback_override)
+        if timeout_seconds is None:
+            timeout_seconds = DEFAULT_INVITATION_TIMEOUT
+        if isinstance(timeout_seconds, bool) or not isinstance(timeout_seconds, int) or not 0 < timeout_seconds <= MAX_INVITATION_TIMEOUT:
+            raise invalid_argument(f"invitationTimeoutInSeconds must be an integer from 1 to {MAX_INVITATION_TIMEOUT}.")
+        automation = replace(
+            self._context(connection, operation_context, callback_override),
+            expires_at=self._clock() + timedelta(seconds=timeout_seconds),
+        )
         record = self._rooms.find(room_id)
         if record is None:
             raise call_not_found(f"Room {room_id} was not found.")
@@ -273,3 +287,38 @@ class CallAutomationService:
             return replace(call, sequence=call.sequence + 1), [muted], muted
 
         self._calls.change(room_id, mutate)
+
+    # -- the sweep ---------------------------------------------------------------------------
+    def expire_invitations(self) -> int:
+        """End invitations that rang past their timeout (no answer, or a dial lost with its process).
+
+        Each becomes AddParticipantFailed (408/8541) and gives its phone line back; returns how many.
+        """
+        expired = 0
+        now = self._clock()
+        for room_id in self._store.active_call_rooms():
+            call = self._calls.current_call(room_id)
+            due = [
+                p.participant_id for p in (call.participants if call is not None else ())
+                if p.state == "ringing" and p.automation is not None and p.automation.expires_at is not None
+                and p.automation.expires_at <= now
+            ]
+            if due:
+                expired += len(self._expire(room_id, set(due), now))
+        return expired
+
+    def _expire(self, room_id: str, participant_ids: set[str], now) -> list[CallParticipant]:
+        def mutate(call: Call | None):
+            if call is None or not call.active:
+                return None
+            ended = [
+                replace(p, state="disconnected", left_at=now, leave_reason="noAnswer")
+                for p in call.participants if p.participant_id in participant_ids and p.state == "ringing"
+            ]
+            return (replace(call, sequence=call.sequence + 1), ended, ended) if ended else None
+
+        outcome = self._calls.change(room_id, mutate)
+        if outcome is None:
+            return []
+        self._calls.release_lines(room_id, outcome[1])
+        return outcome[1]

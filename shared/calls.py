@@ -72,13 +72,18 @@ class AutomationContext:
     call_connection_id: str
     callback_uri: str
     operation_context: str | None = None
+    expires_at: datetime | None = None  # an invitation still ringing then has gone unanswered
 
     def to_json(self) -> dict:
-        return {"id": self.call_connection_id, "uri": self.callback_uri, "context": self.operation_context}
+        body = {"id": self.call_connection_id, "uri": self.callback_uri, "context": self.operation_context}
+        if self.expires_at is not None:
+            body["expires"] = self.expires_at.isoformat()
+        return body
 
     @classmethod
     def from_json(cls, body: dict) -> "AutomationContext":
-        return cls(body["id"], body["uri"], body.get("context"))
+        expires = datetime.fromisoformat(body["expires"]) if body.get("expires") else None
+        return cls(body["id"], body["uri"], body.get("context"), expires)
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,7 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
         calls=calls,
         outbox=outbox,
         dispatcher=dispatcher,
-        call_automation=CallAutomationService(rooms, calls, clock),
+        call_automation=CallAutomationService(rooms, calls, TableCallsStore(tables, rooms_table), clock),
         callbacks=callbacks,
         identity=IdentityService(
             tables, settings.table_name("Identities"), settings.resource_id, settings.token_signing_key, clock

@@ -243,6 +243,19 @@ def test_add_a_roster_user_who_then_joins(stack, stack_services, automation, rec
     assert guest_events[1][1]["reason"]["subCode"] == 5300
 
 
+def test_unanswered_invitation_fails_after_its_timeout(stack, automation, receiver, rooms_client, identity_client, live_room):
+    room, presenter, _ = live_room
+    sleeper = new_user(stack, identity_client)
+    rooms_client.add_or_update_participants(room_id=room.id, participants=roster((sleeper, ParticipantRole.ATTENDEE)))
+    properties, connection = connect(automation, receiver, room.id)
+    connection.add_participant(CommunicationUserIdentifier(sleeper.raw_id), invitation_timeout=1, operation_context="wake up")
+    # The sweep runs every 30 s; the invitation then ends as unanswered.
+    failed = receiver.wait_for(properties.call_connection_id, "AddParticipantFailed")[0][1]
+    assert failed.participant.raw_id == sleeper.raw_id and failed.operation_context == "wake up"
+    assert (failed.result_information.code, failed.result_information.sub_code) == (408, 8541)
+    assert all(p["state"] != "ringing" for p in presenter.call(room.id).json()["participants"])
+
+
 def test_hang_up_leaves_the_call_to_the_others(stack, automation, receiver, live_room):
     room, presenter, _ = live_room
     properties, connection = connect(automation, receiver, room.id)
