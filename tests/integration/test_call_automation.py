@@ -284,6 +284,20 @@ def test_repeated_connect_answers_the_same_connection(stack, automation, receive
     assert again.call_connection_id == first.call_connection_id
 
 
+def test_repeated_add_dials_once(stack, automation, receiver, live_room):
+    room, _, _ = live_room
+    properties, connection = connect(automation, receiver, room.id)
+    headers = {"Repeatability-Request-ID": str(uuid.uuid4()), "Repeatability-First-Sent": format_imf_fixdate(datetime.now(timezone.utc))}
+    phone, caller = PhoneNumberIdentifier(unique_number()), PhoneNumberIdentifier(stack.caller_number)
+    first = connection.add_participant(phone, source_caller_id_number=caller, headers=dict(headers))
+    again = connection.add_participant(phone, source_caller_id_number=caller, headers=dict(headers))
+    assert again.invitation_id == first.invitation_id
+    receiver.wait_for(properties.call_connection_id, "AddParticipantSucceeded")
+    assert [c.target for c in stack.pstn.calls].count(phone.raw_id.removeprefix("4:")) == 1
+    other_body = PhoneNumberIdentifier(unique_number())
+    assert status_of(lambda: connection.add_participant(other_body, source_caller_id_number=caller, headers=dict(headers)))[0] == 400
+
+
 def status_of(action) -> tuple[int, str]:
     with pytest.raises(HttpResponseError) as caught:
         action()
