@@ -5,7 +5,6 @@ import argparse
 import base64
 import json
 import os
-import platform
 import secrets
 import shutil
 import statistics
@@ -19,8 +18,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-import requests
-
 RESULTS_FILE = Path(__file__).resolve().parent / "results" / "events.json"
 ROOT = Path(__file__).resolve().parents[1]
 ADDED = "Microsoft.Communication.CallParticipantAdded"
@@ -29,27 +26,19 @@ REMOVED = "Microsoft.Communication.CallParticipantRemoved"
 
 @dataclass
 class Mover:
-    """One benchmark thread: a user who joins and leaves a room call that a resident keeps open."""
+    """A benchmarks.calls seat (a user joining and leaving a call a resident keeps open) that notes when each answer came."""
 
-    room_id: str
-    raw_id: str
-    token: str
-    base_url: str
-    ca_file: str
-    session: requests.Session = field(default_factory=requests.Session)
-    in_call: bool = False
+    seat: object  # benchmarks.calls.Seat
     answered: dict[str, list[float]] = field(default_factory=lambda: {ADDED: [], REMOVED: []})
 
+    @property
+    def raw_id(self) -> str:
+        return self.seat.raw_id
+
     def step(self) -> None:
-        """Join when out, leave when in; note when the answer (the committed state change) arrived."""
-        path = f"/roomCalls/{self.room_id}/me/leave" if self.in_call else f"/roomCalls/{self.room_id}/join"
-        response = self.session.post(self.base_url + path, headers={"Authorization": f"Bearer {self.token}"},
-                                     verify=self.ca_file, timeout=60)
-        answered = time.time()
-        if response.status_code != 200:
-            raise RuntimeError(f"{path}: HTTP {response.status_code} {response.text[:200]}")
-        self.answered[REMOVED if self.in_call else ADDED].append(answered)
-        self.in_call = not self.in_call
+        kind = self.seat.join_or_leave()
+        # The answer means the state change and its event are committed: latency starts here.
+        self.answered[ADDED if kind == "join" else REMOVED].append(time.time())
 
 
 @dataclass
@@ -58,6 +47,7 @@ class Side:
 
     name: str
     pairs: list[tuple[float, float]] = field(default_factory=list)
+    from_event_time: list[float] = field(default_factory=list)  # receipt minus the event's own eventTime
     started: float = 0.0
     finished: float = 0.0
     errors: int = 0
@@ -69,7 +59,25 @@ class Side:
         return {"events": len(self.pairs), "errors": self.errors, "seconds": round(seconds, 3),
                 "events_per_s": round(len(self.pairs) / seconds, 1) if seconds else 0.0,
                 "p50_ms": round(cuts[49] * 1000, 2) if cuts else None,
-                "p99_ms": round(cuts[98] * 1000, 2) if cuts else None}
+                "p99_ms": round(cuts[98] * 1000, 2) if cuts else None,
+                "min_ms": round(latencies[0] * 1000, 2) if latencies else None,
+                # The app publishes right after its commit, while the HTTP answer is still on its way:
+                # an event can reach the webhook before the client has its answer (negative latency).
+                "received_before_answer": sum(1 for latency in latencies if latency < 0),
+                **self._event_time_summary()}
+
+    def _event_time_summary(self) -> dict:
+        """Latency from the event's eventTime (the app's commit clock; the baseline's send) to receipt."""
+        if len(self.from_event_time) < 2:
+            return {}
+        cuts = statistics.quantiles(sorted(self.from_event_time), n=100, method="inclusive")
+        return {"from_event_time_p50_ms": round(cuts[49] * 1000, 2), "from_event_time_p99_ms": round(cuts[98] * 1000, 2)}
+
+
+def event_epoch(event_time: str) -> float:
+    from localdev.eventgrid_trigger import parse_event_time
+
+    return parse_event_time(event_time).timestamp()
 
 
 def first_receipts(subscriber) -> dict[str, tuple[float, dict]]:
@@ -83,28 +91,13 @@ def first_receipts(subscriber) -> dict[str, tuple[float, dict]]:
 
 def run_threads(work, count: int, duration: float) -> tuple[float, int]:
     """`work(index)` in a loop on `count` threads for `duration` s; returns (start time, errors)."""
-    barrier = threading.Barrier(count + 1)
-    errors = [0] * count
+    from benchmarks.api import run_phase
 
-    def loop(index: int) -> None:
-        barrier.wait()
-        deadline = time.monotonic() + duration
-        while time.monotonic() < deadline:
-            try:
-                work(index)
-            except Exception as error:  # a failing side must not look fast: count it
-                errors[index] += 1
-                if errors[index] == 1:
-                    print(f"error: {type(error).__name__}: {error}"[:300], file=sys.stderr)
-
-    threads = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
     started = time.time()
-    for thread in threads:
-        thread.join()
-    return started, sum(errors)
+    result = run_phase([lambda i=i: work(i) for i in range(count)], duration, max_ops=10**9)
+    if result.first_error:
+        print(f"error: {result.first_error}", file=sys.stderr)
+    return started, result.errors
 
 
 def wait_until(condition, timeout: float) -> None:
@@ -132,6 +125,7 @@ def measure_app(movers: list[Mover], subscriber, duration: float) -> Side:
             ordered = sorted((event["eventTime"], received) for received, event in receipts.values()
                              if event["eventType"] == kind and event["data"]["user"]["communicationIdentifier"]["rawId"] == mover.raw_id)
             side.pairs.extend(zip(by_mover[mover.raw_id].answered[kind], (r for _, r in ordered)))
+            side.from_event_time.extend(r - event_epoch(t) for t, r in ordered)
     side.finished = max(received for _, received in side.pairs)
     return side
 
@@ -155,37 +149,28 @@ def measure_baseline(publishers, subscriber, concurrency: int, duration: float) 
     wait_until(lambda: set(sent) <= set(first_receipts(subscriber)), 120)
     receipts = first_receipts(subscriber)
     side = Side("baseline", started=started, errors=errors,
-                pairs=[(began, receipts[event_id][0]) for event_id, began in sent.items()])
+                pairs=[(began, receipts[event_id][0]) for event_id, began in sent.items()],
+                from_event_time=[receipts[i][0] - event_epoch(receipts[i][1]["eventTime"]) for i in sent])
     side.finished = max(received for _, received in side.pairs)
     return side
 
 
-def setup_movers(base_url: str, connection_string: str, ca_file: str, count: int) -> list[Mover]:
-    from azure.communication.identity import CommunicationIdentityClient, CommunicationTokenScope
-    from azure.communication.rooms import CommunicationUserIdentifier, RoomParticipant, RoomsClient
+def setup_movers(settings: dict, base_url: str, storage: str, count: int) -> list[Mover]:
+    from types import SimpleNamespace
 
-    identity = CommunicationIdentityClient.from_connection_string(connection_string)
-    rooms = RoomsClient.from_connection_string(connection_string)
-    movers = []
-    for _ in range(count):
-        (resident, resident_token), (mover, mover_token) = (
-            identity.create_user_and_token([CommunicationTokenScope.VOIP]) for _ in range(2))
-        room = rooms.create_room(participants=[
-            RoomParticipant(communication_identifier=CommunicationUserIdentifier(u.raw_id), role="Attendee")
-            for u in (resident, mover)])
-        keeper = Mover(room.id, resident.raw_id, resident_token.token, base_url, ca_file)
-        keeper.step()  # the resident keeps the call open, so a mover's step is one event
-        movers.append(Mover(room.id, mover.raw_id, mover_token.token, base_url, ca_file))
-    return movers
+    from benchmarks.calls import setup
 
-
-def machine() -> dict:
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
+    connection_string = f"endpoint={base_url}/;accesskey={settings['ANTEROOM_ACCESS_KEY']}"
+    service = SimpleNamespace(settings=settings, connection_string=connection_string, base_url=base_url,
+                              storage_connection_string=storage)
+    return [Mover(seat) for seat in setup(service, count)]
 
 
 def run(args: argparse.Namespace) -> dict:
     from azure.core.credentials import AzureKeyCredential
     from azure.eventgrid import EventGridPublisherClient
+
+    from benchmarks.api import machine
 
     from localdev.azurite import AzuriteTable
     from localdev.certs import ensure_dev_certificate
@@ -210,8 +195,7 @@ def run(args: argparse.Namespace) -> dict:
         settings = {**generate_app_settings(azurite.connection_string),
                     "ANTEROOM_EVENTGRID_ENDPOINT": endpoint, "ANTEROOM_EVENTGRID_KEY": key}
         host = HostProcess("function_app:app", ROOT, settings, certificate.ca_cert.parent).start()
-        connection_string = f"endpoint={host.base_url}/;accesskey={settings['ANTEROOM_ACCESS_KEY']}"
-        movers = setup_movers(host.base_url, connection_string, str(certificate.ca_cert), args.concurrency)
+        movers = setup_movers(settings, host.base_url, azurite.connection_string, args.concurrency)
         publishers = [EventGridPublisherClient(endpoint, AzureKeyCredential(key)) for _ in range(args.concurrency)]
         # Warm-up: connections, caches, first-use imports on both sides.
         measure_app(movers, subscriber, args.warmup)
@@ -222,19 +206,21 @@ def run(args: argparse.Namespace) -> dict:
             for name in order:
                 side = measure_app(movers, subscriber, args.duration) if name == "app" else \
                     measure_baseline(publishers, subscriber, args.concurrency, args.duration)
-                rounds.append({"round": index + 1, "side": name, **side.summary(), "_pairs": side.pairs})
+                rounds.append({"round": index + 1, "side": name, **side.summary(), "_pairs": side.pairs,
+                               "_from_event_time": side.from_event_time})
         totals = {}
         for name in ("app", "baseline"):
             merged = Side(name)
             mine = [r for r in rounds if r["side"] == name]
             for r in mine:
                 merged.pairs.extend(r["_pairs"])
+                merged.from_event_time.extend(r["_from_event_time"])
             seconds = sum(r["seconds"] for r in mine)
             merged.started, merged.finished = 0.0, seconds
             merged.errors = sum(r["errors"] for r in mine)
             totals[name] = merged.summary()
         for r in rounds:
-            del r["_pairs"]
+            del r["_pairs"], r["_from_event_time"]
         return {
             "benchmark": "events", "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": machine(), "command": "python -m benchmarks.events " + " ".join(sys.argv[1:]),

@@ -53,16 +53,19 @@ class EventGridSink:
 class Dispatcher:
     """Moves a room's pending events to the sink, in commit order, one batch per room.
 
-    `notify(room)` hands the work to a background thread so the request that committed does not
+    `notify(room)` hands the work to background threads so the request that committed does not
     wait for Event Grid; `sweep()` (timer) retries whatever a crash or an outage left behind.
     Delivery is at least once: an event whose batch failed is sent again with the same id.
     """
 
-    def __init__(self, outbox: Outbox, sink: EventSink) -> None:
+    def __init__(self, outbox: Outbox, sink: EventSink, workers: int = 4) -> None:
         self._outbox = outbox
         self._sink = sink
         self._queue: queue.Queue[str | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        # Several rooms publish at once (one publish is a few round trips); the per-room lock keeps
+        # each room's batches one at a time and in commit order.
+        self._workers = workers
+        self._threads: list[threading.Thread] = []
         self._room_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
 
@@ -71,11 +74,13 @@ class Dispatcher:
             return self._room_locks.setdefault(room_id, threading.Lock())
 
     def notify(self, room_id: str) -> None:
-        if self._thread is None:
+        if not self._threads:
             with self._locks_lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="event-dispatcher", daemon=True)
-                    self._thread.start()
+                if not self._threads:
+                    self._threads = [threading.Thread(target=self._run, name=f"event-dispatcher-{i}", daemon=True)
+                                     for i in range(self._workers)]
+                    for thread in self._threads:
+                        thread.start()
         self._queue.put(room_id)
 
     def _run(self) -> None:
@@ -112,6 +117,7 @@ class Dispatcher:
         return sent
 
     def close(self) -> None:
-        if self._thread is not None:
+        for _ in self._threads:
             self._queue.put(None)
-            self._thread.join(5)
+        for thread in self._threads:
+            thread.join(5)
