@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 import azure.functions as func
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .certs import DevCertificate
 from .eventgrid_trigger import EventGridTriggerAdapter
@@ -24,6 +25,19 @@ from .settings import HostConfig, load_local_settings_json
 from .timer_trigger import TimerTriggerAdapter
 
 log = logging.getLogger("localdev.host")
+
+
+class _QuietMalformedRequests(logging.Filter):
+    """aiohttp logs a malformed request's offending header line verbatim, and that line may hold
+    an access token or a signature: log the refusal without the request's content."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.msg, record.args = "%s (malformed HTTP request refused with %s; its content is not logged)", (
+                record.getMessage(), error.code)
+            record.exc_info = record.exc_text = None
+        return True
 
 LOOPBACK = "127.0.0.1"
 # The line `python -m localdev serve|run` prints once listening, followed by the URLs.
@@ -127,6 +141,9 @@ class FunctionHost:
             return web.BaseRequest(message, payload, protocol, writer, task, loop,
                                    client_max_size=MAX_REQUEST_BODY)
 
+        server_log = logging.getLogger("aiohttp.server")
+        if not any(isinstance(f, _QuietMalformedRequests) for f in server_log.filters):
+            server_log.addFilter(_QuietMalformedRequests())
         server = web.Server(self.http.handle, request_factory=make_request,
                             access_log=logging.getLogger("localdev.access") if access_log else None)
         self._runner = web.ServerRunner(server, shutdown_timeout=shutdown_timeout)

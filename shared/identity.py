@@ -171,7 +171,7 @@ class IdentityService:
             user_id = str(claims["sub"])
             scopes = tuple(filter(None, str(claims["acsScope"]).split(",")))
             resource = claims["resourceId"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError, OSError):  # the last two: absurd timestamps
             raise unauthorized("The access token is not valid.") from None
         if resource != self._resource_id:
             raise unauthorized("The access token was issued for another resource.")

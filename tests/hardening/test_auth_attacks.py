@@ -1,0 +1,311 @@
+"""Auth attacks: forged, replayed, body-, path- and host-swapped HMAC; forged, expired, revoked and foreign access tokens; no secret in logs."""
+import ast
+import base64
+import hashlib
+import hmac
+import inspect
+import json
+import textwrap
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import requests
+from azure.communication.identity import CommunicationIdentityClient
+
+from shared.hmac_auth import sign_headers
+from shared.timefmt import format_imf_fixdate
+from tests.integration.hmac_client import HmacClient
+
+pytestmark = pytest.mark.stack
+ROOMS = "api-version=2025-03-13"
+IDENTITY = "api-version=2023-10-01"
+
+
+def now_imf(offset=timedelta()):
+    return format_imf_fixdate(datetime.now(timezone.utc) + offset)
+
+
+def assert_denied(answer, status=401, code="Denied"):
+    assert answer.status_code == status, (answer.status_code, answer.text[:300])
+    error = answer.json()["error"]
+    assert error["code"] == code and error["message"]
+
+
+class Secrets:
+    """Everything secret the tests send or receive, to look for in the host's log at the end."""
+
+    values: set[str] = set()
+
+    @classmethod
+    def keep(cls, *values):
+        cls.values.update(value for value in values if value)
+
+
+@pytest.fixture(scope="module")
+def http(hardened):
+    Secrets.keep(
+        hardened.access_key, hardened.secondary_access_key, hardened.settings["ANTEROOM_TOKEN_SIGNING_KEY"],
+        hardened.settings["ANTEROOM_STORAGE_CONNECTION_STRING"].split("AccountKey=")[1].split(";")[0],
+    )
+    return HmacClient(hardened)
+
+
+def signed(http, method, path, body=b"", *, sign_as=None, date=None, key=None):
+    """Headers for (method, path, body) as an ACS client signs them; `sign_as` overrides what is signed."""
+    sign_method, sign_path, sign_body, sign_host = sign_as or (method, path, body, None)
+    url = (f"https://{sign_host}" if sign_host else http.base) + sign_path
+    headers = sign_headers(key or http.key, sign_method, url, sign_body, now_imf() if date is None else date)
+    Secrets.keep(headers["Authorization"].rpartition("Signature=")[2])
+    return headers
+
+
+def send(http, method, path, body=b"", headers=None):
+    sent = {"Content-Type": "application/json", **(headers or {})} if body else dict(headers or {})
+    return requests.request(method, http.base + path, data=body, headers=sent, verify=http.verify, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def room(http):
+    return http.send("POST", f"/rooms?{ROOMS}", {}).json()["id"]
+
+
+# -- HMAC ---------------------------------------------------------------------------------------------
+def test_a_correctly_signed_request_passes(http, room):
+    assert send(http, "GET", f"/rooms/{room}?{ROOMS}", headers=signed(http, "GET", f"/rooms/{room}?{ROOMS}")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=" + base64.b64encode(b"\0" * 32).decode(),
+        "HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=",
+        "HMAC-SHA256 SignedHeaders=x-ms-date;host&Signature=abc",
+        "HMAC-SHA256 Signature=abc",
+        "HMAC-SHA256",
+        "hmac-sha256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=abc",
+        "Bearer abc",
+        "Basic " + base64.b64encode(b"admin:admin").decode(),
+        "SharedKey devstoreaccount1:abc",
+        # Long, but under the 8 KB a header line may have (beyond it the HTTP layer answers 400 itself).
+        "HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=" + "A" * 6000,
+        "",
+    ],
+)
+def test_forged_authorization_headers_are_401(http, hardened_services, authorization):
+    headers = signed(http, "POST", f"/rooms?{ROOMS}", b"{}")
+    headers["Authorization"] = authorization
+    before = len(hardened_services.rooms.list_active(None, 1000).items)
+    assert_denied(send(http, "POST", f"/rooms?{ROOMS}", b"{}", headers))
+    assert len(hardened_services.rooms.list_active(None, 1000).items) == before
+
+
+def test_signed_with_another_key_is_401(http):
+    other_key = base64.b64encode(uuid.uuid4().bytes * 2).decode()
+    headers = signed(http, "GET", f"/rooms?{ROOMS}", key=base64.b64decode(other_key))
+    assert_denied(send(http, "GET", f"/rooms?{ROOMS}", headers=headers))
+
+
+@pytest.mark.parametrize("skew", [timedelta(minutes=-16), timedelta(minutes=16), timedelta(days=-365)])
+def test_replayed_after_the_clock_skew_is_401(http, skew):
+    # A captured request replayed later still carries its original x-ms-date: outside 15 minutes it is refused.
+    headers = signed(http, "GET", f"/rooms?{ROOMS}", date=now_imf(skew))
+    assert_denied(send(http, "GET", f"/rooms?{ROOMS}", headers=headers))
+
+
+def test_replay_inside_the_skew_is_accepted_like_acs(http):
+    # ACS's HMAC scheme has no nonce: inside the window a replay is a valid request. Creates are made
+    # safe to replay with Repeatability-Request-ID (test_http_contract); reads and deletes are idempotent.
+    headers = signed(http, "GET", f"/rooms?{ROOMS}")
+    assert send(http, "GET", f"/rooms?{ROOMS}", headers=headers).status_code == 200
+    assert send(http, "GET", f"/rooms?{ROOMS}", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("bad_date", ["", "yesterday", "Tue, 31 Feb 2026 10:00:00 GMT", "0" * 5000])
+def test_unreadable_dates_are_401(http, bad_date):
+    headers = signed(http, "GET", f"/rooms?{ROOMS}", date=bad_date)
+    assert_denied(send(http, "GET", f"/rooms?{ROOMS}", headers=headers))
+
+
+def test_body_swapped_is_401_even_with_its_hash_recomputed(http, room):
+    path = f"/rooms/{room}?{ROOMS}"
+    headers = {**signed(http, "PATCH", path, b"{}"), "Content-Type": "application/merge-patch+json"}
+    evil = b'{"pstnDialOutEnabled": true}'
+    assert_denied(send(http, "PATCH", path, evil, headers))
+    rehashed = {**headers, "x-ms-content-sha256": base64.b64encode(hashlib.sha256(evil).digest()).decode()}
+    assert_denied(send(http, "PATCH", path, evil, rehashed))
+    assert http.send("GET", path).json()["pstnDialOutEnabled"] is False
+
+
+def test_path_query_method_and_host_swaps_are_401(http, room):
+    other = http.send("POST", f"/rooms?{ROOMS}", {}).json()["id"]
+    signed_for_get = signed(http, "GET", f"/rooms/{room}?{ROOMS}")
+    assert_denied(send(http, "GET", f"/rooms/{other}?{ROOMS}", headers=signed_for_get))  # path
+    assert_denied(send(http, "GET", f"/rooms/{room}?api-version=2024-04-15", headers=signed_for_get))  # query
+    assert_denied(send(http, "DELETE", f"/rooms/{room}?{ROOMS}", headers=signed_for_get))  # method
+    assert_denied(send(http, "GET", f"/rooms/{room}/participants?{ROOMS}", headers=signed_for_get))
+    for_evil_host = signed(http, "GET", "", sign_as=("GET", f"/rooms/{room}?{ROOMS}", b"", "evil.example"))
+    assert_denied(send(http, "GET", f"/rooms/{room}?{ROOMS}", headers=for_evil_host))  # host
+    assert http.send("GET", f"/rooms/{room}?{ROOMS}").status_code == 200
+
+
+def test_signature_checks_run_in_constant_time():
+    """The code compares signatures, hashes and keys with hmac.compare_digest, never with == or !=."""
+    from localdev.http_trigger import HttpTriggerAdapter
+    from shared.hmac_auth import HmacVerifier
+    from shared.identity import IdentityService
+
+    for function in (HmacVerifier.verify, IdentityService.verify, HttpTriggerAdapter._authorized):
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+        calls = {node.func.attr for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+        assert "compare_digest" in calls, function.__qualname__
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Compare) and any(isinstance(op, (ast.Eq, ast.NotEq)) for op in node.ops):
+                names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} | {
+                    n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)
+                }
+                secret_like = {
+                    n for n in names
+                    if not n.isupper()  # constants such as SIGNED_HEADERS are public
+                    and any(part in n.lower() for part in ("sig", "expected", "hash", "key", "given"))
+                }
+                assert not secret_like, f"{function.__qualname__} compares {secret_like} with ==/!="
+
+
+# -- access tokens on the room-call routes --------------------------------------------------------------
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def make_token(claims: dict, key: bytes, alg: str = "HS256") -> str:
+    header = b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+    payload = b64url(json.dumps(claims).encode())
+    signature = b64url(hmac.new(key, f"{header}.{payload}".encode(), hashlib.sha256).digest()) if alg == "HS256" else ""
+    token = f"{header}.{payload}.{signature}"
+    Secrets.keep(token, signature)
+    return token
+
+
+@pytest.fixture(scope="module")
+def member(hardened, http, room):
+    """A roster member with a valid voip token, and what a forger would copy from it."""
+    identity = CommunicationIdentityClient.from_connection_string(hardened.connection_string)
+    user, token = identity.create_user_and_token(["voip"])
+    Secrets.keep(token.token, token.token.rpartition(".")[2])
+    patch = http.send("PATCH", f"/rooms/{room}/participants?{ROOMS}", {"participants": {user.raw_id: {"role": "Presenter"}}},
+                      headers={"Content-Type": "application/merge-patch+json"})
+    assert patch.status_code == 200
+    return identity, user, token.token
+
+
+def claims_for(hardened, user_id, **changes):
+    now = time.time()
+    claims = {"skypeid": user_id.removeprefix("8:"), "sub": user_id, "acsScope": "voip",
+              "resourceId": hardened.resource_id, "iat": now, "exp": int(now + 3600), "jti": uuid.uuid4().hex}
+    return {**claims, **changes}
+
+
+def join(http, room, authorization):
+    return send(http, "POST", f"/roomCalls/{room}/join", headers={"Authorization": authorization})
+
+
+def test_a_valid_token_joins(http, room, member):
+    answer = join(http, room, f"Bearer {member[2]}")
+    assert answer.status_code == 200, answer.text
+    leave = send(http, "POST", f"/roomCalls/{room}/me/leave", headers={"Authorization": f"Bearer {member[2]}"})
+    assert leave.status_code == 200, leave.text
+
+
+def test_forged_tokens_are_401(hardened, http, room, member):
+    _, user, valid = member
+    signing_key = base64.b64decode(hardened.settings["ANTEROOM_TOKEN_SIGNING_KEY"])
+    header, payload, signature = valid.split(".")
+    someone_else = f"8:acs:{hardened.resource_id}_{uuid.uuid4()}"
+    forgeries = {
+        "another key": make_token(claims_for(hardened, user.raw_id), uuid.uuid4().bytes * 2),
+        "alg none": make_token(claims_for(hardened, user.raw_id), b"", alg="none"),
+        "payload swapped": f"{header}.{b64url(json.dumps(claims_for(hardened, someone_else)).encode())}.{signature}",
+        "signature dropped": f"{header}.{payload}.",
+        "signature of another token": f"{header}.{payload}.{b64url(b'x' * 32)}",
+        "not a JWT": "abc",
+        "empty": "",
+        "long": "a." * 3000 + "b",
+        "unknown user": make_token(claims_for(hardened, someone_else), signing_key),
+        "claims missing": make_token({"sub": user.raw_id}, signing_key),
+        "claims of the wrong types": make_token(claims_for(hardened, user.raw_id, iat="soon", exp=[1]), signing_key),
+        "absurd times": make_token(claims_for(hardened, user.raw_id, iat=1e300, exp=10**30), signing_key),
+    }
+    for name, token in forgeries.items():
+        answer = join(http, room, f"Bearer {token}")
+        assert answer.status_code == 401, (name, answer.status_code, answer.text[:200])
+        assert_denied(answer)
+
+
+def test_expired_token_is_401(hardened, http, room, member):
+    signing_key = base64.b64decode(hardened.settings["ANTEROOM_TOKEN_SIGNING_KEY"])
+    past = time.time() - 7200
+    expired = make_token(claims_for(hardened, member[1].raw_id, iat=past, exp=int(past + 3600)), signing_key)
+    answer = join(http, room, f"Bearer {expired}")
+    assert_denied(answer)
+    assert "expired" in answer.json()["error"]["message"]
+
+
+def test_token_for_another_resource_is_401(hardened, http, room, member):
+    signing_key = base64.b64decode(hardened.settings["ANTEROOM_TOKEN_SIGNING_KEY"])
+    foreign = make_token(claims_for(hardened, member[1].raw_id, resourceId=str(uuid.uuid4())), signing_key)
+    answer = join(http, room, f"Bearer {foreign}")
+    assert_denied(answer)
+    assert "another resource" in answer.json()["error"]["message"]
+
+
+def test_token_without_a_calling_scope_is_403(hardened, http, room, member):
+    identity, user, _ = member
+    chat = identity.get_token(user, ["chat"]).token
+    Secrets.keep(chat)
+    assert_denied(join(http, room, f"Bearer {chat}"), 403, "InsufficientScope")
+
+
+def test_revoked_and_deleted_users_tokens_are_401(hardened, http, room):
+    identity = CommunicationIdentityClient.from_connection_string(hardened.connection_string)
+    user, token = identity.create_user_and_token(["voip"])
+    Secrets.keep(token.token)
+    http.send("PATCH", f"/rooms/{room}/participants?{ROOMS}", {"participants": {user.raw_id: None}},
+              headers={"Content-Type": "application/merge-patch+json"})
+    identity.revoke_tokens(user)
+    assert_denied(join(http, room, f"Bearer {token.token}"))
+    fresh = identity.get_token(user, ["voip"]).token
+    Secrets.keep(fresh)
+    identity.delete_user(user)
+    assert_denied(join(http, room, f"Bearer {fresh}"))
+
+
+def test_each_scheme_only_where_it_belongs(http, room, member):
+    token = member[2]
+    # A user token does not open the management API, nor an access-key signature the client API.
+    assert_denied(send(http, "GET", f"/rooms/{room}?{ROOMS}", headers={"Authorization": f"Bearer {token}"}))
+    assert_denied(send(http, "POST", f"/roomCalls/{room}/join", headers=signed(http, "POST", f"/roomCalls/{room}/join")))
+    assert_denied(send(http, "POST", f"/roomCalls/{room}/join"))
+    assert_denied(join(http, room, f"Basic {token}"))
+    assert_denied(join(http, room, token))
+
+
+# -- logs ---------------------------------------------------------------------------------------------------
+def test_no_key_token_or_signature_reaches_the_log(hardened, http, room, member):
+    """Runs last in this module: every secret used above, and a few leaked on purpose into odd places."""
+    token = member[2]
+    # Secrets where a careless log line would pick them up: a header the parser rejects, a query
+    # string, an error path.
+    for headers in ({"Authorization": f"Bearer {token}\x01"}, {"x-ms-client-request-id": token}):
+        try:
+            send(http, "POST", f"/roomCalls/{room}/join", headers=headers)
+        except requests.RequestException:
+            pass
+    send(http, "GET", f"/rooms/{room}?{ROOMS}", headers={"Authorization": f"HMAC-SHA256 Signature={token}"})
+    time.sleep(1)  # the host's log is read from its output pipe
+    log = hardened.log()
+    assert "POST /roomCalls/" in log and "GET /rooms/" in log  # the log really holds the traffic
+    secrets = {value for value in Secrets.values if len(value) >= 16}
+    assert len(secrets) >= 10
+    leaked = [value[:12] + "..." for value in secrets if value in log]
+    assert not leaked, f"secrets in the host log: {leaked}"
