@@ -274,9 +274,9 @@ def test_get_functions_is_called_once_and_unknown_triggers_are_skipped(caplog):
     app.get_functions = counting
     host = FunctionHost(app, HostConfig())
     assert calls == [1]
-    assert "on_event" in host.functions
+    assert "on_queue_message" in host.functions
     assert set(host.adapters) == {"httpTrigger"}
-    assert "ignoring function on_event" in caplog.text
+    assert "ignoring function on_queue_message" in caplog.text
     host._executor.shutdown()
 
 
