@@ -96,3 +96,14 @@ def test_official_rooms_sdk_backs_off_on_429_and_succeeds(throttled):
     # Retry-After was honoured: the 2 * LIMIT requests past the burst took at least their refill time.
     assert elapsed >= (2 * LIMIT - 1) * WINDOW_SECONDS / LIMIT
     rooms.close()
+
+
+def test_official_identity_sdk_backs_off_on_429_and_succeeds(throttled):
+    wait_for_full_budget()
+    statuses = []
+    identity = CommunicationIdentityClient.from_connection_string(
+        throttled.connection_string, raw_response_hook=lambda response: statuses.append(response.http_response.status_code)
+    )
+    users = [identity.create_user() for _ in range(2 * LIMIT)]
+    assert len({user.raw_id for user in users}) == 2 * LIMIT
+    assert 429 in statuses and statuses.count(201) == 2 * LIMIT, statuses
