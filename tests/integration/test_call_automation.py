@@ -329,6 +329,7 @@ def test_refusals(stack, automation, receiver, rooms_client, identity_client, li
     unknown = CallConnectionClient.from_connection_string(stack.connection_string, "bm90LWEtY29ubmVjdGlvbg")
     assert status_of(unknown.get_call_properties) == (404, "8522")
     assert status_of(lambda: automation.connect_call(receiver.url, room_id="99000000000000000")) == (404, "8522")
+    assert status_of(lambda: automation.connect_call(receiver.url, room_id="not-a-room")) == (404, "8522")
     idle = rooms_client.create_room(participants=roster((presenter, ParticipantRole.PRESENTER)))
     assert status_of(lambda: automation.connect_call(receiver.url, room_id=idle.id)) == (404, "8522")
 
