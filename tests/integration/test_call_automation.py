@@ -139,7 +139,9 @@ def test_connect_dial_out_mute_remove_and_terminate(stack, automation, receiver,
     assert properties.server_call_id == server_call_id and properties.call_connection_state == "connected"
     assert properties.callback_url == receiver.url
     connection_id = properties.call_connection_id
-    connected = receiver.wait_for(connection_id, "CallConnected")[0][1]
+    envelope, connected = receiver.wait_for(connection_id, "CallConnected")[0]
+    assert envelope.source == envelope.subject == f"calling/callConnections/{connection_id}"
+    assert envelope.specversion == "1.0" and envelope.datacontenttype == "application/json"
     assert connected.server_call_id == server_call_id and connected.operation_context == "connect"
     assert connected.result_information.code == 200
     first_update = receiver.wait_for(connection_id, "ParticipantsUpdated")[0][1]
