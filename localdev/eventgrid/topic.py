@@ -24,12 +24,12 @@ from .delivery import (NON_RETRIABLE_STATUSES, SUCCESS_STATUSES, DeliveryLog, De
 from .publishing import EVENT_GRID_SCHEMA, MAX_REQUEST_BYTES, PublishError, authenticate, bad_request, parse_batch
 from .subscriptions import (Subscription, SubscriptionError, convert, ensure_subscriptions_file,
                             load_subscriptions, write_subscriptions)
+from .webhooks import (ACTIVE, AWAITING_VALIDATION_URL, abuse_protection_handshake, event_grid_handshake,
+                       post_notification)
 
 log = logging.getLogger("localdev.eventgrid")
 
 TOPIC_PATH = "/api/events"
-VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
-ABUSE_PROTECTION_ORIGIN = "eventgrid.azure.net"
 # A failed webhook validation is tried again this often (and whenever the file changes).
 REVALIDATE_SECONDS = 5.0
 
@@ -178,14 +178,14 @@ class EventGridTopic:
             known = validated.get(subscription.name)
             if not subscription.is_webhook or known == {"endpoint": subscription.endpoint,
                                                         "schema": subscription.delivery_schema}:
-                self.validation[subscription.name] = "active"
+                self.validation[subscription.name] = ACTIVE
             else:
                 self.validation[subscription.name] = "validating"
         await self._validate_inactive()
 
     async def _validate_inactive(self) -> None:
         self._last_validation_try = time.monotonic()
-        waiting = [s for s in self.subscriptions.values() if self.validation.get(s.name) != "active"
+        waiting = [s for s in self.subscriptions.values() if self.validation.get(s.name) != ACTIVE
                    and s.name not in self._pending_codes]
         await asyncio.gather(*(self._handshake(s) for s in waiting))
 
@@ -196,7 +196,7 @@ class EventGridTopic:
                 if self._stamp() != self._file_stamp:
                     await self.reload_subscriptions()
                 elif time.monotonic() - self._last_validation_try > REVALIDATE_SECONDS and \
-                        any(state != "active" for state in self.validation.values()):
+                        any(state != ACTIVE for state in self.validation.values()):
                     await self._validate_inactive()
             except Exception:
                 log.exception("reloading subscriptions failed")
@@ -208,66 +208,30 @@ class EventGridTopic:
         return dict(self.validation)
 
     def is_active(self, name: str) -> bool:
-        return self.validation.get(name) == "active"
+        return self.validation.get(name) == ACTIVE
 
     async def _handshake(self, subscription: Subscription) -> None:
         assert self._session is not None
         started = time.monotonic()
         try:
             if subscription.delivery_schema == EVENT_GRID_SCHEMA:
-                state = await self._event_grid_handshake(subscription)
+                code = str(uuid.uuid4()).upper()
+                state = await event_grid_handshake(
+                    self._session, subscription, code, topic=self.resource_id, timeout=self.response_timeout,
+                    validation_url=f"{self.base_url}/validate?subscription={subscription.name}&code={code}")
+                if state == AWAITING_VALIDATION_URL:
+                    self._pending_codes[subscription.name] = code
             else:
-                state = await self._abuse_protection_handshake(subscription)
+                state = await abuse_protection_handshake(self._session, subscription, self.response_timeout)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
             state = f"failed: {type(error).__name__}: {error}"
         self.validation[subscription.name] = state
-        if state == "active":
+        if state == ACTIVE:
             self._remember_validated(subscription)
         else:
             log.warning("subscription %s is not active: %s", subscription.name, state)
         self.log.write(subscription=subscription.name, kind="validation", destination=subscription.endpoint,
                        outcome=state, durationMs=round((time.monotonic() - started) * 1000, 2))
-
-    async def _event_grid_handshake(self, subscription: Subscription) -> str:
-        assert self._session is not None
-        code = str(uuid.uuid4()).upper()
-        validation_url = f"{self.base_url}/validate?subscription={subscription.name}&code={code}"
-        event = [{
-            "id": str(uuid.uuid4()), "topic": self.resource_id, "subject": "", "eventType": VALIDATION_EVENT,
-            "eventTime": isoformat(utc_now()), "metadataVersion": "1", "dataVersion": "2",
-            "data": {"validationCode": code, "validationUrl": validation_url},
-        }]
-        headers = {"Content-Type": "application/json; charset=utf-8", "aeg-event-type": "SubscriptionValidation",
-                   "aeg-subscription-name": subscription.name.upper(), "aeg-delivery-count": "0",
-                   "aeg-data-version": "2", "aeg-metadata-version": "1"}
-        async with self._session.post(subscription.endpoint, data=json.dumps(event), headers=headers,
-                                      timeout=aiohttp.ClientTimeout(total=self.response_timeout)) as response:
-            text = await response.text()
-            if response.status != 200:
-                return f"failed: the validation request got HTTP {response.status}"
-        try:
-            answer = json.loads(text) if text.strip() else {}
-        except ValueError:
-            answer = {}
-        if isinstance(answer, dict) and answer.get("validationResponse") == code:
-            return "active"
-        if isinstance(answer, dict) and "validationResponse" in answer:
-            return "failed: the validationResponse does not match the validationCode"
-        # Manual validation: the endpoint may GET the validation URL later.
-        self._pending_codes[subscription.name] = code
-        return "awaiting a GET of the validationUrl"
-
-    async def _abuse_protection_handshake(self, subscription: Subscription) -> str:
-        assert self._session is not None
-        headers = {"WebHook-Request-Origin": ABUSE_PROTECTION_ORIGIN, "WebHook-Request-Rate": "120"}
-        async with self._session.options(subscription.endpoint, headers=headers,
-                                         timeout=aiohttp.ClientTimeout(total=self.response_timeout)) as response:
-            allowed = response.headers.get("WebHook-Allowed-Origin", "")
-            if response.status != 200:
-                return f"failed: the OPTIONS request got HTTP {response.status}"
-        if allowed.strip() in ("*", ABUSE_PROTECTION_ORIGIN):
-            return "active"
-        return "failed: WebHook-Allowed-Origin does not allow " + ABUSE_PROTECTION_ORIGIN
 
     async def _validate_by_url(self, request: web.Request) -> web.Response:
         name, code = request.query.get("subscription", ""), request.query.get("code", "")
@@ -276,7 +240,7 @@ class EventGridTopic:
             return web.json_response({"error": {"code": "NotFound", "message": "Unknown or used validation code."}},
                                      status=404)
         del self._pending_codes[name]
-        self.validation[name] = "active"
+        self.validation[name] = ACTIVE
         self._remember_validated(subscription)
         self.log.write(subscription=name, kind="validation", destination=subscription.endpoint,
                        outcome="active (validation URL)")
@@ -343,11 +307,12 @@ class EventGridTopic:
         dead_letter = subscription is not None and subscription.dead_letter
         if dead_letter:
             self.store.dead_letter(delivery, reason)
-        self._finish(delivery)
+        # Logged before the delivery leaves the pending set, so whoever waits for that sees the line.
         self.log.write(subscription=delivery.subscription, kind="delivery", eventId=delivery.event_id,
                        eventType=delivery.event_type, deliveryId=delivery.delivery_id, attempt=delivery.attempts,
                        outcome="DeadLettered" if dead_letter else "Dropped", reason=reason,
                        statusCode=delivery.last_status)
+        self._finish(delivery)
 
     async def _attempt(self, delivery: PendingDelivery) -> None:
         subscription = self.subscriptions.get(delivery.subscription)
@@ -373,8 +338,8 @@ class EventGridTopic:
                      destination=subscription.endpoint, statusCode=status, error=error,
                      durationMs=round((time.monotonic() - started) * 1000, 2))
         if delivered:
-            self._finish(delivery)
             self.log.write(**entry, outcome="Succeeded")
+            self._finish(delivery)
         elif status in NON_RETRIABLE_STATUSES and subscription.is_webhook:
             self.log.write(**entry, outcome="Failed")
             self._give_up(delivery, subscription, "NonRetriableHttpStatusCode")
@@ -391,26 +356,8 @@ class EventGridTopic:
         if not subscription.is_webhook:
             return await self._invoke_function(subscription, delivery)
         assert self._session is not None
-        if subscription.delivery_schema == EVENT_GRID_SCHEMA:
-            body, content_type = json.dumps([delivery.event]), "application/json; charset=utf-8"
-            data_version = str(delivery.event.get("dataVersion") or "")
-        else:
-            # Structured mode, one event per request, as Event Grid delivers CloudEvents.
-            body, content_type = json.dumps(delivery.event), "application/cloudevents+json; charset=utf-8"
-            data_version = ""
-        headers = {"Content-Type": content_type, "aeg-event-type": "Notification",
-                   "aeg-subscription-name": subscription.name.upper(),
-                   "aeg-delivery-count": str(delivery.attempts - 1),
-                   "aeg-data-version": data_version, "aeg-metadata-version": "1"}
-        try:
-            async with self._session.post(subscription.endpoint, data=body.encode(), headers=headers,
-                                          timeout=aiohttp.ClientTimeout(total=self.response_timeout)) as response:
-                await response.read()
-                return response.status, None
-        except asyncio.TimeoutError:
-            return None, "TimedOut"
-        except aiohttp.ClientError as error:
-            return None, f"{type(error).__name__}: {error}"
+        return await post_notification(self._session, subscription, delivery.event, delivery.attempts - 1,
+                                       self.response_timeout)
 
     async def _invoke_function(self, subscription: Subscription,
                                delivery: PendingDelivery) -> tuple[int | None, str | None]:

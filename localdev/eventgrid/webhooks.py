@@ -1,0 +1,88 @@
+"""What the local topic says to a webhook: the two validation handshakes and one notification."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import aiohttp
+
+from .delivery import isoformat, utc_now
+from .publishing import EVENT_GRID_SCHEMA
+from .subscriptions import Subscription
+
+VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
+ABUSE_PROTECTION_ORIGIN = "eventgrid.azure.net"
+ACTIVE = "active"
+AWAITING_VALIDATION_URL = "awaiting a GET of the validationUrl"
+
+
+async def event_grid_handshake(session: aiohttp.ClientSession, subscription: Subscription, code: str, *,
+                               topic: str, validation_url: str, timeout: float) -> str:
+    """POST a SubscriptionValidationEvent; active when the answer echoes the code.
+
+    A 200 without a validationResponse leaves the manual route open: a GET of the validation URL.
+    """
+    event = [{
+        "id": str(uuid.uuid4()), "topic": topic, "subject": "", "eventType": VALIDATION_EVENT,
+        "eventTime": isoformat(utc_now()), "metadataVersion": "1", "dataVersion": "2",
+        "data": {"validationCode": code, "validationUrl": validation_url},
+    }]
+    headers = {"Content-Type": "application/json; charset=utf-8", "aeg-event-type": "SubscriptionValidation",
+               "aeg-subscription-name": subscription.name.upper(), "aeg-delivery-count": "0",
+               "aeg-data-version": "2", "aeg-metadata-version": "1"}
+    async with session.post(subscription.endpoint, data=json.dumps(event), headers=headers,
+                            timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+        text = await response.text()
+        if response.status != 200:  # Event Grid does not take a 202 here either
+            return f"failed: the validation request got HTTP {response.status}"
+    try:
+        answer = json.loads(text) if text.strip() else {}
+    except ValueError:
+        answer = {}
+    if isinstance(answer, dict) and answer.get("validationResponse") == code:
+        return ACTIVE
+    if isinstance(answer, dict) and "validationResponse" in answer:
+        return "failed: the validationResponse does not match the validationCode"
+    return AWAITING_VALIDATION_URL
+
+
+async def abuse_protection_handshake(session: aiohttp.ClientSession, subscription: Subscription,
+                                     timeout: float) -> str:
+    """CloudEvents webhook validation: OPTIONS with WebHook-Request-Origin, answered with WebHook-Allowed-Origin."""
+    headers = {"WebHook-Request-Origin": ABUSE_PROTECTION_ORIGIN, "WebHook-Request-Rate": "120"}
+    async with session.options(subscription.endpoint, headers=headers,
+                               timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+        allowed = response.headers.get("WebHook-Allowed-Origin", "")
+        if response.status != 200:
+            return f"failed: the OPTIONS request got HTTP {response.status}"
+    if allowed.strip() in ("*", ABUSE_PROTECTION_ORIGIN):
+        return ACTIVE
+    return "failed: WebHook-Allowed-Origin does not allow " + ABUSE_PROTECTION_ORIGIN
+
+
+async def post_notification(session: aiohttp.ClientSession, subscription: Subscription, event: dict[str, Any],
+                            earlier_attempts: int, timeout: float) -> tuple[int | None, str | None]:
+    """One delivery attempt of one event: (HTTP status, None) or (None, why it failed)."""
+    if subscription.delivery_schema == EVENT_GRID_SCHEMA:
+        body, content_type = json.dumps([event]), "application/json; charset=utf-8"
+        data_version = str(event.get("dataVersion") or "")
+    else:
+        # Structured mode, one event per request, as Event Grid delivers CloudEvents.
+        body, content_type = json.dumps(event), "application/cloudevents+json; charset=utf-8"
+        data_version = ""
+    headers = {"Content-Type": content_type, "aeg-event-type": "Notification",
+               "aeg-subscription-name": subscription.name.upper(),
+               "aeg-delivery-count": str(earlier_attempts),
+               "aeg-data-version": data_version, "aeg-metadata-version": "1"}
+    try:
+        async with session.post(subscription.endpoint, data=body.encode(), headers=headers,
+                                timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            await response.read()
+            return response.status, None
+    except asyncio.TimeoutError:
+        return None, "TimedOut"
+    except aiohttp.ClientError as error:
+        return None, f"{type(error).__name__}: {error}"
