@@ -58,7 +58,10 @@ class WebhookSubscriber:
             self.validations.append(Received(dict(request.headers), None, ""))
         if not self.validate:
             return web.Response(status=403)
-        return web.Response(status=200, headers={"WebHook-Allowed-Origin": origin, "Allow": "POST"})
+        headers = {"WebHook-Allowed-Origin": origin, "Allow": "POST, OPTIONS"}
+        if "WebHook-Request-Rate" in request.headers:
+            headers["WebHook-Allowed-Rate"] = "*"
+        return web.Response(status=200, headers=headers)
 
     async def _post(self, request: web.Request) -> web.Response:
         raw = await request.read()

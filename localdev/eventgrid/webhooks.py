@@ -68,15 +68,16 @@ async def post_notification(session: aiohttp.ClientSession, subscription: Subscr
     """One delivery attempt of one event: (HTTP status, None) or (None, why it failed)."""
     if subscription.delivery_schema == EVENT_GRID_SCHEMA:
         body, content_type = json.dumps([event]), "application/json; charset=utf-8"
-        data_version = str(event.get("dataVersion") or "")
+        data_version, metadata_version = str(event.get("dataVersion") or ""), "1"
     else:
-        # Structured mode, one event per request, as Event Grid delivers CloudEvents.
+        # Structured mode, one event per request, as Event Grid delivers CloudEvents; the metadata
+        # version header carries the spec version there, and a data version does not apply.
         body, content_type = json.dumps(event), "application/cloudevents+json; charset=utf-8"
-        data_version = ""
+        data_version, metadata_version = "", str(event.get("specversion") or "1.0")
     headers = {"Content-Type": content_type, "aeg-event-type": "Notification",
                "aeg-subscription-name": subscription.name.upper(),
-               "aeg-delivery-count": str(earlier_attempts),
-               "aeg-data-version": data_version, "aeg-metadata-version": "1"}
+               "aeg-delivery-count": str(earlier_attempts), "aeg-output-event-id": str(event.get("id", "")),
+               "aeg-data-version": data_version, "aeg-metadata-version": metadata_version}
     try:
         async with session.post(subscription.endpoint, data=body.encode(), headers=headers,
                                 timeout=aiohttp.ClientTimeout(total=timeout)) as response:

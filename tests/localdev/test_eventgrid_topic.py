@@ -106,6 +106,7 @@ def test_event_grid_schema_from_the_sdk_reaches_a_webhook_one_event_per_post(run
         assert record.headers["aeg-delivery-count"] == "0"
         assert record.headers["aeg-data-version"] == "1.0"
         assert record.headers["aeg-metadata-version"] == "1"
+        assert record.headers["aeg-output-event-id"] == record.body[0]["id"]
         received = EventGridEvent.from_json(json.dumps(record.body[0]))
         assert received.subject == "call/abc/participant/8:acs:x"
         assert received.event_type == "Microsoft.Communication.CallStarted"
@@ -128,6 +129,8 @@ def test_cloud_events_with_a_sas_token_use_the_abuse_protection_handshake(runnin
     record = subscriber.notifications[0]
     assert record.content_type.startswith("application/cloudevents+json")
     assert isinstance(record.body, dict)  # structured mode: the event itself, not an array
+    assert record.headers["aeg-metadata-version"] == "1.0"  # the spec version, for CloudEvents
+    assert record.headers["aeg-output-event-id"] == event.id
     received = CloudEvent.from_dict(record.body)
     assert (received.id, received.source, received.type, received.subject, received.data) == \
         (event.id, "/anteroom/test", "Microsoft.Communication.CallEnded", "call/x", {"a": 1})
