@@ -11,7 +11,8 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from ..host import LOOPBACK, bind_loopback_socket
+from ..certs import DevCertificate
+from ..host import LOOPBACK, bind_loopback_socket, server_ssl_context
 
 
 @dataclass
@@ -36,9 +37,11 @@ class WebhookSubscriber:
     make it dead-letter). `stop()` then `start()` takes it down and brings it back on the same port.
     """
 
-    def __init__(self, *, path: str = "/events", port: int = 0, validate: bool = True) -> None:
+    def __init__(self, *, path: str = "/events", port: int = 0, validate: bool = True,
+                 certificate: DevCertificate | None = None) -> None:
         self.path = path
         self.port = port
+        self.certificate = certificate  # HTTPS with the dev certificate; plain HTTP without
         self.validate = validate
         self.status = 200
         self.notifications: list[Received] = []
@@ -50,7 +53,8 @@ class WebhookSubscriber:
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}{self.path}"
+        scheme = "https" if self.certificate else "http"
+        return f"{scheme}://{LOOPBACK}:{self.port}{self.path}"
 
     async def _options(self, request: web.Request) -> web.Response:
         origin = request.headers.get("WebHook-Request-Origin", "")
@@ -93,7 +97,8 @@ class WebhookSubscriber:
             loop.run_until_complete(runner.setup())
             sock = bind_loopback_socket(self.port)
             self.port = sock.getsockname()[1]
-            loop.run_until_complete(web.SockSite(runner, sock).start())
+            context = server_ssl_context(self.certificate) if self.certificate else None
+            loop.run_until_complete(web.SockSite(runner, sock, ssl_context=context).start())
             started.set()
             loop.run_forever()
             loop.run_until_complete(runner.cleanup())

@@ -103,7 +103,10 @@ class EventGridTopic:
     # -- life cycle --------------------------------------------------------------------------
     async def start(self) -> "EventGridTopic":
         ensure_subscriptions_file(self.subscriptions_file)
-        context = ssl.create_default_context(cafile=self._ca_file) if self._ca_file else ssl.create_default_context()
+        # Webhooks may be local (dev CA) or public (system CAs): trust both.
+        context = ssl.create_default_context()
+        if self._ca_file:
+            context.load_verify_locations(cafile=self._ca_file)
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=self.concurrency * 2))
         self._ready = asyncio.Queue()
         await self.reload_subscriptions()

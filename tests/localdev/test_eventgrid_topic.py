@@ -136,6 +136,14 @@ def test_cloud_events_with_a_sas_token_use_the_abuse_protection_handshake(runnin
         (event.id, "/anteroom/test", "Microsoft.Communication.CallEnded", "call/x", {"a": 1})
 
 
+def test_https_webhooks_with_the_dev_certificate(running):
+    with WebhookSubscriber(certificate=ensure_dev_certificate(TEST_CERT_DIR)) as secure:
+        assert secure.url.startswith("https://")
+        assert running.subscribe(webhook("tls-sub", secure.url)) == {"tls-sub": "active"}
+        running.publisher().send([grid_event(id="over-tls")])
+        assert secure.wait_for_count(1)[0]["id"] == "over-tls"
+
+
 def test_single_cloud_event_and_authorization_header(running, subscriber):
     running.subscribe(webhook("ce-sub", subscriber.url, "CloudEventSchemaV1_0"))
     expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)
