@@ -26,6 +26,7 @@ from .rooms import ROOM_ID_LENGTH
 from .rooms_service import RoomsService
 
 MAX_CONNECTIONS_PER_CALL = 10  # our limit: connections live on the call entity
+KEPT_DISCONNECTED = 10  # hung-up connections still answered (as disconnected); older ones are dropped
 DEFAULT_INVITATION_TIMEOUT = 60  # seconds an invitation rings when the request names none
 MAX_INVITATION_TIMEOUT = 180  # ACS's maximum invitationTimeoutInSeconds
 # Room-call refusals -> Call Automation's (status, subcode); subcodes from ACS's troubleshooting table.
@@ -134,7 +135,10 @@ class CallAutomationService:
                 return None  # a retry of a connect that committed
             if sum(c.connected for c in call.connections) >= MAX_CONNECTIONS_PER_CALL:
                 raise call_automation_error(409, 8519, f"The call already has {MAX_CONNECTIONS_PER_CALL} connections.")
-            return replace(call, sequence=call.sequence + 1, connections=call.connections + (connection,)), [], connection
+            # The entity property holds 64 KiB: only the latest hung-up connections stay.
+            hung_up = [c for c in call.connections if not c.connected][-KEPT_DISCONNECTED:]
+            kept = tuple(c for c in call.connections if c.connected or c in hung_up)
+            return replace(call, sequence=call.sequence + 1, connections=kept + (connection,)), [], connection
 
         self._calls.change(room_id, mutate)
         return self.properties(call_connection_id)

@@ -87,3 +87,23 @@ def test_changes_without_a_connection_send_nothing():
     connected = call_with(ALICE_IN, connections=(CONNECTION,))
     [(_, name, _)] = decoded(callbacks_for_change(connected, replace(connected, connections=(hung_up,)), [], T0))
     assert name == "CallDisconnected"
+
+
+def test_connections_on_the_call_stay_bounded():
+    from unittest.mock import MagicMock
+
+    from shared.call_automation_service import KEPT_DISCONNECTED, MAX_CONNECTIONS_PER_CALL, CallAutomationService
+    from shared.rooms import Room
+
+    hung_up = [CallConnection(f"old-{i}", APP, T0, state="disconnected") for i in range(KEPT_DISCONNECTED + 5)]
+    live = [CallConnection(f"live-{i}", APP, T0) for i in range(MAX_CONNECTIONS_PER_CALL - 1)]
+    call = call_with(ALICE_IN, connections=hung_up + live)
+    rooms, calls = MagicMock(), MagicMock()
+    rooms.find.return_value.room = Room("99000000000000001", T0, T0, datetime(2099, 1, 1, tzinfo=timezone.utc), True)
+    committed = {}
+    calls.change.side_effect = lambda room_id, mutate: committed.setdefault("call", mutate(call))
+    service = CallAutomationService(rooms, calls, MagicMock(), lambda: T0)
+    service.properties = lambda connection_id: None
+    service.connect("99000000000000001", APP, None, "new")
+    kept = [c.call_connection_id for c in committed["call"][0].connections]
+    assert kept == [c.call_connection_id for c in hung_up[-KEPT_DISCONNECTED:] + live] + ["new"]
