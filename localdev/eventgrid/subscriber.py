@@ -33,11 +33,14 @@ class Received:
 class WebhookSubscriber:
     """Answers Event Grid's validation handshakes and records notifications at `url`.
 
+    `validate`: True answers the handshake, False refuses it (403), "manual" answers 200 without
+    the code (the Event Grid schema's manual route: someone GETs the validationUrl later).
+
     `status` is what notifications get (200 by default; set 500 to make the topic retry, 400 to
     make it dead-letter). `stop()` then `start()` takes it down and brings it back on the same port.
     """
 
-    def __init__(self, *, path: str = "/events", port: int = 0, validate: bool = True,
+    def __init__(self, *, path: str = "/events", port: int = 0, validate: bool | str = True,
                  certificate: DevCertificate | None = None) -> None:
         self.path = path
         self.port = port
@@ -76,6 +79,8 @@ class WebhookSubscriber:
                 self.validations.append(record)
             if not self.validate:
                 return web.Response(status=403)
+            if self.validate == "manual":
+                return web.Response(status=200)  # validated later by a GET of the validationUrl
             return web.json_response({"validationResponse": record.events[0]["data"]["validationCode"]})
         with self._changed:
             status = self.status

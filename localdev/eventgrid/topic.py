@@ -109,7 +109,9 @@ class EventGridTopic:
             context.load_verify_locations(cafile=self._ca_file)
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=self.concurrency * 2))
         self._ready = asyncio.Queue()
-        await self.reload_subscriptions()
+        # Known subscriptions are active before the first publish can arrive; new webhooks are
+        # validated once listening (their validation URL points here).
+        await self.reload_subscriptions(validate=False)
         for delivery in self.store.load():
             self._track(delivery)
         application = web.Application(client_max_size=MAX_REQUEST_BYTES * 4)
@@ -125,6 +127,7 @@ class EventGridTopic:
         context = server_ssl_context(self.certificate) if self.certificate else None
         await web.SockSite(self._runner, sock, ssl_context=context).start()
         self.base_url = f"{'https' if context else 'http'}://{LOOPBACK}:{self.port}"
+        await self._validate_inactive()
         self._tasks = [asyncio.create_task(self._worker(), name=f"eventgrid-delivery-{i}")
                        for i in range(self.concurrency)]
         self._tasks.append(asyncio.create_task(self._watch_subscriptions(), name="eventgrid-subscriptions"))
@@ -166,7 +169,7 @@ class EventGridTopic:
         validated[subscription.name] = {"endpoint": subscription.endpoint, "schema": subscription.delivery_schema}
         write_atomically(self._validated_file, json.dumps(validated, indent=2).encode(), 0o644)
 
-    async def reload_subscriptions(self) -> None:
+    async def reload_subscriptions(self, validate: bool = True) -> None:
         """Re-read the file; webhooks new or changed since their last handshake are validated again."""
         self._file_stamp = self._stamp()
         try:
@@ -184,7 +187,8 @@ class EventGridTopic:
                 self.validation[subscription.name] = ACTIVE
             else:
                 self.validation[subscription.name] = "validating"
-        await self._validate_inactive()
+        if validate:
+            await self._validate_inactive()
 
     async def _validate_inactive(self) -> None:
         self._last_validation_try = time.monotonic()

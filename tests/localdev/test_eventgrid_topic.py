@@ -293,6 +293,19 @@ def test_a_webhook_that_fails_the_handshake_gets_nothing(running):
         assert refusing.notifications == [] and running.topic.pending_count() == 0
 
 
+def test_manual_validation_through_the_validation_url(running):
+    with WebhookSubscriber(validate="manual") as manual:
+        states = running.subscribe(webhook("by-url", manual.url))
+        assert states["by-url"] == "awaiting a GET of the validationUrl"
+        url = manual.validations[0].events[0]["data"]["validationUrl"]
+        assert url.startswith(running.topic.base_url + "/validate?")
+        assert requests.get(url, timeout=30).status_code == 200
+        assert running.topic.is_active("by-url")
+        assert requests.get(url, timeout=30).status_code == 404  # a code works once
+        running.publisher().send([grid_event(id="after-manual")])
+        assert manual.wait_for_count(1)[0]["id"] == "after-manual"
+
+
 def test_accepted_events_survive_a_topic_restart(tmp_path, key):
     state = tmp_path / "topic"
     subscriber = WebhookSubscriber()
