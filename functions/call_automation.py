@@ -23,12 +23,17 @@ CALL_AUTOMATION_API = ApiVersions(
 )
 
 
+def _numbered(error: AnteroomError) -> AnteroomError:
+    """The shared pipeline's plain 400 (unreadable body, bad repeatability headers) as Call
+    Automation answers every invalid argument: subcode 8523."""
+    return invalid_argument(error.message) if error.status == 400 and error.code == "BadRequest" else error
+
+
 def _body(request: ApiRequest) -> dict:
     try:
         body = request.json()
     except AnteroomError as error:
-        # Call Automation answers every invalid argument, an unreadable body too, with subcode 8523.
-        raise invalid_argument(error.message) from None
+        raise _numbered(error) from None
     if not isinstance(body, dict):
         raise invalid_argument("The request body must be a JSON object.")
     return body
@@ -51,17 +56,23 @@ def _repeatable(
     after a crash finds it; `recover(key)` answers for an operation that committed unrecorded.
     """
     services = request.services
-    repeat = RepeatabilityHeaders.parse(
-        request.http.headers, services.clock(), services.repeatability.window, services.hmac.clock_skew
-    )
+    try:
+        repeat = RepeatabilityHeaders.parse(
+            request.http.headers, services.clock(), services.repeatability.window, services.hmac.clock_skew
+        )
+    except AnteroomError as error:
+        raise _numbered(error) from None
     if repeat is None:
         answer = execute(str(uuid.uuid4()))
         return ApiResponse(answer.status, answer.body, answer.headers)
     path = request.http.url.split("://", 1)[-1].split("/", 1)[-1]
-    answer, _replayed = services.repeatability.run(
-        repeat.request_id, fingerprint(request.http.method, path, request.body),
-        reserve=lambda: str(uuid.uuid4()), execute=execute, recover=recover,
-    )
+    try:
+        answer, _replayed = services.repeatability.run(
+            repeat.request_id, fingerprint(request.http.method, path, request.body),
+            reserve=lambda: str(uuid.uuid4()), execute=execute, recover=recover,
+        )
+    except AnteroomError as error:  # the same Repeatability-Request-ID with another body
+        raise _numbered(error) from None
     return ApiResponse(answer.status, answer.body, {**answer.headers, "Repeatability-Result": "accepted"})
 
 

@@ -830,7 +830,7 @@ def _call_automation_paths() -> dict:
         return {
             "post": _operation(
                 operation_id, summary, tag,
-                {str(status): answer, **_errors(versioned=True, e400=["8523"], **not_found, **errors)},
+                {str(status): answer, **_errors(versioned=True, e400=["8523"], e412=["PreconditionFailed"], **not_found, **errors)},
                 security=HMAC_SECURITY, parameters=[connection, version, *repeatability],
                 body=_body(_ref(body), required=True) if body else None,
             ),
@@ -844,7 +844,7 @@ def _call_automation_paths() -> dict:
                 {
                     "200": _success("The connection; CallConnected and ParticipantsUpdated follow.",
                                     _ref("CallConnectionProperties"), versions=versions),
-                    **_errors(versioned=True, e400=["8523", "8528"], e404=["8522"], e409=["8519"]),
+                    **_errors(versioned=True, e400=["8523", "8528"], e404=["8522"], e409=["8519"], e412=["PreconditionFailed"]),
                 },
                 security=HMAC_SECURITY, parameters=[version, *repeatability],
                 body=_body(_ref("ConnectRequest"), required=True),
