@@ -17,6 +17,7 @@ from .azurite import REPO_ROOT, AzuriteTable
 from .certs import DevCertificate, ensure_dev_certificate
 from .eventgrid import EventGridTopic
 from .eventgrid_trigger import EventGridTriggerAdapter
+from .files import write_atomically
 from .host import READY_PREFIX, FunctionHost, bind_loopback_socket, load_app
 from .pstn import PstnSimulator
 from .settings import (ACCESS_KEY, EVENTGRID_ENDPOINT, EVENTGRID_KEY, PSTN_CALLER_NUMBERS, PSTN_GATEWAY_URL,
@@ -114,6 +115,22 @@ def _start_azurite(state_dir: Path, *, in_memory: bool, port: int) -> AzuriteTab
     return AzuriteTable(location=location, port=0).start()
 
 
+def _trust_dev_ca_for_requests(certificate: DevCertificate) -> None:
+    """Let the app's requests-based clients (the Event Grid publisher) reach the local HTTPS topic.
+
+    REQUESTS_CA_BUNDLE replaces requests' CA list, so the bundle is the one already configured
+    (else the public CAs) plus the dev CA.
+    """
+    import certifi
+
+    configured = Path(os.environ.get("REQUESTS_CA_BUNDLE") or certifi.where())
+    base = configured.read_bytes() if configured.is_file() else Path(certifi.where()).read_bytes()
+    ours = certificate.ca_cert.read_bytes()
+    bundle = certificate.ca_cert.parent / "requests-ca-bundle.pem"
+    write_atomically(bundle, base if ours in base else base + b"\n" + ours, 0o644)
+    os.environ["REQUESTS_CA_BUNDLE"] = str(bundle)
+
+
 def _start_topic(args: argparse.Namespace, state_dir: Path, key: str, certificate: DevCertificate,
                  host: FunctionHost) -> EventGridTopic:
     """The topic, delivering to the app's Event Grid-triggered functions in this process."""
@@ -138,6 +155,7 @@ def command_run(args: argparse.Namespace) -> int:
         settings = ensure_local_settings(state_dir, storage_connection_string=azurite.connection_string,
                                          generated=generate_companion_settings())
         certificate = ensure_dev_certificate(state_dir / "certs")
+        _trust_dev_ca_for_requests(certificate)
         if args.pstn:
             port = args.pstn_port if args.pstn_port is not None else _previous_port_if_free(state_dir, PSTN_GATEWAY_URL)
             pstn = PstnSimulator(settings[ACCESS_KEY], ca_file=str(certificate.ca_cert), port=port).start()

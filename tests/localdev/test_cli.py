@@ -123,10 +123,9 @@ def _children(pid):
     return found
 
 
-def _start_run(state_dir, timeout=60.0):
+def _start_run(state_dir, timeout=60.0, app=("--app", SAMPLE_APP, "--app-dir", str(SAMPLE_DIR))):
     process = subprocess.Popen(
-        [sys.executable, "-m", "localdev", "run", "--port", "0", "--state-dir", str(state_dir),
-         "--app", SAMPLE_APP, "--app-dir", str(SAMPLE_DIR)],
+        [sys.executable, "-m", "localdev", "run", "--port", "0", "--state-dir", str(state_dir), *app],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     lines = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout],

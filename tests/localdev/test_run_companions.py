@@ -10,6 +10,7 @@ from azure.core.credentials import AzureKeyCredential
 from azure.eventgrid import EventGridEvent, EventGridPublisherClient
 
 from localdev.eventgrid.subscriber import WebhookSubscriber
+from tests.integration.calls_support import CallUser
 
 from .test_cli import _start_run, _stop_run
 
@@ -56,5 +57,38 @@ def test_run_serves_a_topic_and_the_pstn_network_with_stable_settings(tmp_path, 
         assert (second["Event Grid key"], second["Event Grid topic"], second["PSTN gateway"]) == \
             (key, topic, gateway)
         assert _app_setting(second, "ANTEROOM_PSTN_CALLER_NUMBERS").split(",") == numbers
+    finally:
+        _stop_run(process)
+
+
+def test_run_delivers_the_apps_call_events_to_a_subscribed_webhook(tmp_path):
+    """The real app under `run`: a join reaches a webhook added to the subscriptions file."""
+    from azure.communication.identity import CommunicationIdentityClient, CommunicationTokenScope
+    from azure.communication.rooms import CommunicationUserIdentifier, RoomParticipant, RoomsClient
+
+    process, announced = _start_run(tmp_path / "state", app=())
+    try:
+        with WebhookSubscriber() as hook:
+            path = announced["Event Grid subscriptions"]
+            document = json.loads(open(path).read())
+            document["subscriptions"] = [{"name": "calls", "destination": {"endpointUrl": hook.url},
+                                          "eventDeliverySchema": "CloudEventSchemaV1_0"}]
+            open(path, "w").write(json.dumps(document))
+            connection_string, ca_file = announced["connection string"], announced["CA certificate"]
+            identity = CommunicationIdentityClient.from_connection_string(connection_string, connection_verify=ca_file)
+            user, token = identity.create_user_and_token([CommunicationTokenScope.VOIP])
+            rooms = RoomsClient.from_connection_string(connection_string, connection_verify=ca_file)
+            room = rooms.create_room(participants=[RoomParticipant(
+                communication_identifier=CommunicationUserIdentifier(user.raw_id), role="Presenter")])
+            deadline = time.monotonic() + 20
+            while not hook.validations:  # the subscription must be active before the join
+                assert time.monotonic() < deadline, "the subscription was never validated"
+                time.sleep(0.1)
+            time.sleep(0.2)
+            base_url = connection_string.split(";")[0].split("=", 1)[1].rstrip("/")
+            assert CallUser(user.raw_id, token.token, base_url, ca_file).join(room.id).status_code == 200
+            events = hook.wait_for(lambda received: {e["type"] for e in received} >= {
+                "Microsoft.Communication.CallStarted", "Microsoft.Communication.CallParticipantAdded"}, 30)
+            assert {e["data"]["room"]["id"] for e in events} == {room.id}
     finally:
         _stop_run(process)
