@@ -1,4 +1,4 @@
-"""Command line: `python -m localdev serve ...` (host only) and `python -m localdev run ...` (the whole local service)."""
+"""Command line: `python -m localdev serve|run|eventgrid ...` (host only, the whole local service, the Event Grid topic only)."""
 
 from __future__ import annotations
 
@@ -210,6 +210,37 @@ def command_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_eventgrid(args: argparse.Namespace) -> int:
+    """Only the Event Grid topic, e.g. for an app under `func start` (not beside `run` on one state dir)."""
+    state_dir = Path(args.state_dir).resolve()
+    settings = ensure_local_settings(state_dir, generated=generate_companion_settings())
+    certificate = ensure_dev_certificate(state_dir / "certs")
+    port = args.port if args.port is not None else _previous_port_if_free(state_dir, EVENTGRID_ENDPOINT)
+    topic = EventGridTopic(state_dir / "eventgrid", key=settings[EVENTGRID_KEY], port=port,
+                           certificate=None if args.http else certificate, ca_file=str(certificate.ca_cert),
+                           time_scale=args.time_scale)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        await topic.start()
+        try:
+            ensure_local_settings(state_dir, current={EVENTGRID_ENDPOINT: topic.endpoint})
+            _say(f"Event Grid topic: {topic.endpoint}")
+            _say(f"Event Grid key: {topic.key}")
+            _say(f"Event Grid subscriptions: {topic.subscriptions_file}")
+            _say(f"CA certificate: {certificate.ca_cert}")
+            _say(READY_PREFIX + topic.base_url)
+            await stop.wait()
+        finally:
+            await topic.stop()
+            _say("localdev: stopped")
+
+    asyncio.run(serve())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m localdev", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="Python logging level (default INFO)")
@@ -251,6 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pstn-port", type=int, default=None,
                      help="PSTN simulator port (default: the previous run's, else a free one)")
     run.set_defaults(handler=command_run)
+
+    eventgrid = commands.add_parser("eventgrid", help="only the local Event Grid topic")
+    eventgrid.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
+                           help="key (settings.json), certificates and topic state (default .localdev)")
+    eventgrid.add_argument("--port", type=int, default=None,
+                           help="topic port (default: the previous one if free, else any)")
+    eventgrid.add_argument("--http", action="store_true", help="plain HTTP instead of HTTPS")
+    eventgrid.add_argument("--time-scale", type=float, default=1.0,
+                           help="multiply Event Grid's retry schedule and event time to live (default 1)")
+    eventgrid.set_defaults(handler=command_eventgrid)
     return parser
 
 

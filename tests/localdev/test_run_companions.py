@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import requests
 from azure.core.credentials import AzureKeyCredential
@@ -12,7 +16,7 @@ from azure.eventgrid import EventGridEvent, EventGridPublisherClient
 from localdev.eventgrid.subscriber import WebhookSubscriber
 from tests.integration.calls_support import CallUser
 
-from .test_cli import _start_run, _stop_run
+from .test_cli import REPO_ROOT, _start_run, _stop_run
 
 
 def _app_setting(announced, name):
@@ -92,3 +96,35 @@ def test_run_delivers_the_apps_call_events_to_a_subscribed_webhook(tmp_path):
             assert {e["data"]["room"]["id"] for e in events} == {room.id}
     finally:
         _stop_run(process)
+
+
+def test_eventgrid_command_serves_only_the_topic(tmp_path, monkeypatch):
+    state = tmp_path / "state"
+    process = subprocess.Popen([sys.executable, "-m", "localdev", "eventgrid", "--state-dir", str(state), "--port", "0"],
+                               cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        announced = {}
+        for line in process.stdout:
+            name, _, value = line.strip().partition(": ")
+            announced[name] = value
+            if line.startswith("localdev: listening"):
+                break
+        topic, key = announced["Event Grid topic"], announced["Event Grid key"]
+        assert json.loads((state / "settings.json").read_text())["ANTEROOM_EVENTGRID_ENDPOINT"] == topic
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", announced["CA certificate"])
+        with WebhookSubscriber() as hook:
+            subscriptions = Path(announced["Event Grid subscriptions"])
+            document = json.loads(subscriptions.read_text())
+            document["subscriptions"] = [{"name": "alone", "destination": {"endpointUrl": hook.url}}]
+            subscriptions.write_text(json.dumps(document))
+            deadline = time.monotonic() + 20
+            while not hook.validations:
+                assert time.monotonic() < deadline, "the subscription was never validated"
+                time.sleep(0.1)
+            time.sleep(0.2)
+            EventGridPublisherClient(topic, AzureKeyCredential(key)).send(
+                [EventGridEvent(subject="s", event_type="T", data={}, data_version="1", id="standalone")])
+            assert hook.wait_for_count(1)[0]["id"] == "standalone"
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
