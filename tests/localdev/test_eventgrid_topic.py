@@ -142,6 +142,10 @@ def test_https_webhooks_with_the_dev_certificate(running):
         assert running.subscribe(webhook("tls-sub", secure.url)) == {"tls-sub": "active"}
         running.publisher().send([grid_event(id="over-tls")])
         assert secure.wait_for_count(1)[0]["id"] == "over-tls"
+        running.wait_idle()
+        [listed] = requests.get(running.topic.base_url + "/subscriptions", timeout=30).json()
+        assert listed == {"name": "tls-sub", "endpointType": "WebHook", "destination": secure.url,
+                          "eventDeliverySchema": "EventGridSchema", "state": "active", "pendingDeliveries": 0}
 
 
 def test_single_cloud_event_and_authorization_header(running, subscriber):
