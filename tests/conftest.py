@@ -9,12 +9,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def pytest_configure(config):
-    # aiohttp builds its default TLS context when first imported, from SSL_CERT_FILE, so the CA
-    # must be in the environment before any test module imports it; requests reads
-    # REQUESTS_CA_BUNDLE per request. The SDK clients built by the tests trust the local host so.
+def _trust_the_dev_ca() -> None:
+    # aiohttp builds its default TLS context when first imported, from SSL_CERT_FILE; requests reads
+    # REQUESTS_CA_BUNDLE per request. Done at import, not in pytest_configure: pytest imports the
+    # conftest files of the paths it is given (tests/integration/conftest.py imports aiohttp through
+    # localdev) before any configure hook runs.
     from localdev.certs import ensure_dev_certificate
 
     ca_file = str(ensure_dev_certificate(TEST_CERT_DIR).ca_cert)
     os.environ["SSL_CERT_FILE"] = ca_file
     os.environ["REQUESTS_CA_BUNDLE"] = ca_file
+
+
+_trust_the_dev_ca()
