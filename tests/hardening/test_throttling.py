@@ -1,6 +1,7 @@
 """Throttling like ACS: 429 with Retry-After and an ACS error body per caller, and the official SDKs back off and succeed."""
 import base64
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from azure.communication.identity import CommunicationIdentityClient
@@ -26,17 +27,28 @@ def wait_for_full_budget():
     time.sleep(WINDOW_SECONDS + 0.5)
 
 
+def in_parallel(count, call, workers=None):
+    """`count` calls from `workers` threads (all at once by default), so a loaded machine cannot
+    spread them over the refill time."""
+    with ThreadPoolExecutor(max_workers=workers or count) as pool:
+        return list(pool.map(lambda _: call(), range(count)))
+
+
+# Two SDK clients at once: enough to outrun the refill on any machine, few enough that each one's
+# retries (3 on 429, after Retry-After) always find a token; a herd of 15 would exhaust them.
+SDK_CLIENTS = 2
+
+
 def burst(client, count, **send):
-    return [client.send("GET", f"/rooms?{API}", **send) for _ in range(count)]
+    return in_parallel(count, lambda: client.send("GET", f"/rooms?{API}", **send))
 
 
 def test_over_the_limit_is_429_with_retry_after_and_acs_error(throttled):
     wait_for_full_budget()
-    answers = burst(HmacClient(throttled), LIMIT + 3)
+    answers = burst(HmacClient(throttled), 3 * LIMIT)
     statuses = [answer.status_code for answer in answers]
-    assert statuses[:LIMIT] == [200] * LIMIT, statuses
+    assert set(statuses) == {200, 429} and statuses.count(200) >= LIMIT, statuses
     refused = [answer for answer in answers if answer.status_code == 429]
-    assert refused, statuses
     for answer in refused:
         assert answer.headers["Retry-After"] == "1"
         assert answer.headers["x-ms-error-code"] == "TooManyRequests"
@@ -50,7 +62,7 @@ def test_over_the_limit_is_429_with_retry_after_and_acs_error(throttled):
 def test_each_access_key_has_its_own_budget(throttled):
     wait_for_full_budget()
     client = HmacClient(throttled)
-    assert 429 in [answer.status_code for answer in burst(client, LIMIT + 1)]
+    assert 429 in [answer.status_code for answer in burst(client, 3 * LIMIT)]
     secondary = base64.b64decode(throttled.secondary_access_key)
     assert [answer.status_code for answer in burst(client, LIMIT, key=secondary)] == [200] * LIMIT
 
@@ -76,8 +88,8 @@ def test_token_callers_are_throttled_per_user(throttled):
     def call_as(token):
         return client.send("GET", f"/roomCalls/{room_id}", sign=False, headers={"Authorization": f"Bearer {token}"})
 
-    first = [call_as(tokens[0]).status_code for _ in range(LIMIT + 2)]
-    assert 429 in first and 429 not in first[:LIMIT]
+    first = [answer.status_code for answer in in_parallel(3 * LIMIT, lambda: call_as(tokens[0]))]
+    assert 429 in first and len(first) - first.count(429) >= LIMIT, first
     assert call_as(tokens[1]).status_code != 429  # another user's budget is untouched
 
 
@@ -88,7 +100,7 @@ def test_official_rooms_sdk_backs_off_on_429_and_succeeds(throttled):
         throttled.connection_string, raw_response_hook=lambda response: statuses.append(response.http_response.status_code)
     )
     started = time.monotonic()
-    created = [rooms.create_room() for _ in range(3 * LIMIT)]
+    created = in_parallel(3 * LIMIT, rooms.create_room, SDK_CLIENTS)
     elapsed = time.monotonic() - started
     assert len({room.id for room in created}) == 3 * LIMIT
     assert 429 in statuses, statuses  # the SDK met the limit ...
@@ -104,6 +116,6 @@ def test_official_identity_sdk_backs_off_on_429_and_succeeds(throttled):
     identity = CommunicationIdentityClient.from_connection_string(
         throttled.connection_string, raw_response_hook=lambda response: statuses.append(response.http_response.status_code)
     )
-    users = [identity.create_user() for _ in range(2 * LIMIT)]
-    assert len({user.raw_id for user in users}) == 2 * LIMIT
-    assert 429 in statuses and statuses.count(201) == 2 * LIMIT, statuses
+    users = in_parallel(3 * LIMIT, identity.create_user, SDK_CLIENTS)
+    assert len({user.raw_id for user in users}) == 3 * LIMIT
+    assert 429 in statuses and statuses.count(201) == 3 * LIMIT, statuses
