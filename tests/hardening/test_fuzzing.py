@@ -59,10 +59,6 @@ class AcsAuth(requests.auth.AuthBase):
         return request
 
 
-class AcsErrorBody(AssertionError):
-    pass
-
-
 @schemathesis.check
 def refusals_carry_an_acs_error_body(ctx, response, case):
     """Every 4xx answers `{"error": {"code": <non-empty string>, "message": <non-empty string>}}`."""
@@ -95,8 +91,8 @@ def official_document() -> dict:
     """Microsoft's file as published, made loadable on its own; each change is named here.
 
     - The Common definitions it references by a relative path are inlined (same content, local refs).
-    - `x-ms-parameterized-host` and `x-ms-examples` (files beside the original) are dropped: we set
-      the base URL ourselves.
+    - `x-ms-parameterized-host` and `x-ms-examples` (files beside the original) are dropped, and
+      `schemes` says https: we set the base URL ourselves.
     - api-version is a free string in the file; it is pinned to the file's own version so the
       examples exercise the operations instead of mostly testing the api-version check (which
       test_http_contract covers).
