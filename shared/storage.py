@@ -14,6 +14,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableServiceClient
 
 from .errors import service_unavailable
+from .table_transport import LeanPipeline, lean_policies, table_transport
 
 MAX_TRANSACTION_OPERATIONS = 100
 # The SDK's defaults (10 retries with back-off up to 2 minutes, 300 s timeouts) would hold a request
@@ -69,13 +70,34 @@ class TableStore:
     """One TableServiceClient per process and one TableClient per table, created on first use.
 
     Tables are created once, on the first use of each name, so a fresh Azurite needs no set-up step.
+    Every client shares one lean transport and policy list (shared/table_transport.py).
     """
 
     def __init__(self, connection_string: str) -> None:
         self._connection_string = connection_string
         self._service: TableServiceClient | None = None
+        self._transport = None
+        self._pipeline: LeanPipeline | None = None
         self._tables: dict[str, TableClient] = {}
         self._lock = threading.Lock()
+
+    def _client_options(self) -> dict:
+        options = dict(STORAGE_CLIENT_OPTIONS)
+        if self._pipeline is not None:
+            options["pipeline"] = self._pipeline
+        return options
+
+    def _fresh_policies(self) -> list | None:
+        """The policies the SDK gives its clients (signing, retries, hosts), as new instances.
+
+        New, because a pipeline links its policies to one another: sharing the service client's
+        instances would let its next pipeline re-link ours. None (use the SDK's defaults) if this
+        azure-data-tables version builds them differently.
+        """
+        try:
+            return self._service._configure_policies(hosts=self._service._hosts, **STORAGE_CLIENT_OPTIONS)
+        except (AttributeError, TypeError):
+            return None
 
     def table(self, name: str) -> TableClient:
         client = self._tables.get(name)
@@ -87,12 +109,23 @@ class TableStore:
                     self._service = TableServiceClient.from_connection_string(
                         self._connection_string, **STORAGE_CLIENT_OPTIONS
                     )
+                    self._transport = table_transport(
+                        self._service.url,
+                        connection_timeout=STORAGE_CLIENT_OPTIONS["connection_timeout"],
+                        read_timeout=STORAGE_CLIENT_OPTIONS["read_timeout"],
+                    )
+                    if self._transport is not None:
+                        policies = self._fresh_policies()
+                        if policies:
+                            self._pipeline = LeanPipeline(self._transport, lean_policies(policies))
                 with storage_faults():
                     try:
                         self._service.create_table(name)
                     except ResourceExistsError:
                         pass
-                self._tables[name] = self._service.get_table_client(name)
+                self._tables[name] = TableClient.from_connection_string(
+                    self._connection_string, name, **self._client_options()
+                )
             return self._tables[name]
 
     def close(self) -> None:
@@ -101,5 +134,9 @@ class TableStore:
                 client.close()
             if self._service is not None:
                 self._service.close()
+            if self._transport is not None:
+                self._transport.close()
             self._tables.clear()
             self._service = None
+            self._transport = None
+            self._pipeline = None
