@@ -64,6 +64,19 @@ class OutValue(func.Out):
         return self._value
 
 
+def _settle(future: asyncio.Future, outcome: Any, failed: bool) -> None:
+    if future.done():  # the awaiting request was cancelled
+        return
+    if failed:
+        if isinstance(outcome, StopIteration):  # asyncio futures refuse it, as run_in_executor's do
+            error = RuntimeError("the function raised StopIteration")
+            error.__cause__ = outcome
+            outcome = error
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
 class HostedFunction:
     """One indexed function: its trigger, and how to call it with the trigger's value."""
 
@@ -89,6 +102,28 @@ class HostedFunction:
     def binding_type(self) -> str:
         return self.trigger.type
 
+    async def _run_in_thread(self, call: Callable[[], Any]) -> Any:
+        """`call()` on the thread pool, its outcome handed back to the loop with one wake-up.
+
+        loop.run_in_executor wraps a concurrent.futures.Future in an asyncio one and copies the
+        outcome across through callbacks and locks on both sides; this sets it once, on the loop.
+        """
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def run() -> None:
+            try:
+                outcome, failed = call(), False
+            except BaseException as error:  # noqa: BLE001 - handed to the awaiting coroutine
+                outcome, failed = error, True
+            try:
+                loop.call_soon_threadsafe(_settle, future, outcome, failed)
+            except RuntimeError:  # the loop closed while the function ran
+                pass
+
+        self._executor.submit(run)
+        return await future
+
     async def invoke(self, trigger_value: Any) -> Any:
         """Run the function and return its result (the first output parameter if it has no return binding)."""
         kwargs: dict[str, Any] = {self.trigger.name: trigger_value}
@@ -99,9 +134,7 @@ class HostedFunction:
         if self.is_async:
             result = await self.user_function(**kwargs)
         else:
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(
-                self._executor, functools.partial(self.user_function, **kwargs))
+            result = await self._run_in_thread(functools.partial(self.user_function, **kwargs))
         if result is None and outputs:
             return next(iter(outputs.values())).get()
         return result
