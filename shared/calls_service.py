@@ -138,10 +138,17 @@ class CallsService:
         return endpoint
 
     # -- membership changes, serialised on the call entity ----------------------------------
-    def _change(self, room_id: str, mutate: Callable[[Call | None], tuple[Call, list[CallParticipant], object] | None]):
-        """Read the call, let `mutate` decide, commit with If-Match; retry when someone else won."""
+    def _change(
+        self, room_id: str, mutate: Callable[[Call | None], tuple[Call, list[CallParticipant], object] | None],
+        as_read: Call | None = None,
+    ):
+        """Read the call, let `mutate` decide, commit with If-Match; retry when someone else won.
+
+        `as_read` is the call as the caller just read it: the first attempt starts from it instead of
+        reading again (the If-Match still catches any change since; a retry reads afresh).
+        """
         for attempt in range(MAX_ATTEMPTS):
-            before = self._store.current(room_id)
+            before = as_read if attempt == 0 and as_read is not None else self._store.current(room_id)
             decision = mutate(before)
             if decision is None:
                 return None
@@ -255,9 +262,13 @@ class CallsService:
             return started, [endpoint], endpoint
 
         outcome = self._change(room_id, mutate)
-        call = self._store.current(room_id)
-        endpoint = outcome[1] if outcome else call.connected_endpoint_of(user_id)
-        return call, endpoint, caller, record
+        if outcome is None:  # already in the call: answer with it as stored
+            call = self._store.current(room_id)
+            return call, call.connected_endpoint_of(user_id), caller, record
+        committed, endpoint = outcome
+        # The committed call plus the new endpoint is the stored call: no need to read it back.
+        others = tuple(p for p in committed.participants if p.participant_id != endpoint.participant_id)
+        return replace(committed, participants=others + (endpoint,)), endpoint, caller, record
 
     def view(self, room_id: str, user_id: str) -> tuple[Call | None, dict[str, Role], RoomRecord]:
         """The call as a roster user sees it, with every endpoint's live role."""
@@ -282,7 +293,7 @@ class CallsService:
         endpoint = self._endpoint(call, caller)
         self._require(caller, SELF_ACTIONS[action], record)
         if action == "leave":
-            return self._leave(room_id, endpoint.participant_id, "hungUp" if not phone else "phoneHungUp")
+            return self._leave(room_id, endpoint.participant_id, "hungUp" if not phone else "phoneHungUp", call)
         return self._set_flags(room_id, endpoint.participant_id, _FLAG_CHANGES[action])
 
     def act_on(self, room_id: str, user_id: str, participant_id: str, action: str) -> CallParticipant:
@@ -301,7 +312,7 @@ class CallsService:
             raise not_found("The participant is not in the call.")
         if action == "mute":
             return self._set_flags(room_id, participant_id, {"muted": True})
-        return self._leave(room_id, participant_id, "removedByParticipant")
+        return self._leave(room_id, participant_id, "removedByParticipant", call)
 
     def _set_flags(self, room_id: str, participant_id: str, flags: dict) -> CallParticipant:
         for attempt in range(MAX_ATTEMPTS):
@@ -315,7 +326,7 @@ class CallsService:
                 _backoff(attempt)
         raise service_unavailable("The participant is changing too fast; retry later.")
 
-    def _leave(self, room_id: str, participant_id: str, reason: str) -> CallParticipant:
+    def _leave(self, room_id: str, participant_id: str, reason: str, as_read: Call | None = None) -> CallParticipant:
         def mutate(call: Call | None):
             if call is None or not call.active:
                 return None
@@ -325,7 +336,7 @@ class CallsService:
             after, gone = self._disconnect(call, [endpoint], reason)
             return after, gone, gone[0]
 
-        outcome = self._change(room_id, mutate)
+        outcome = self._change(room_id, mutate, as_read)
         if outcome is None:
             raise not_found("The participant is not in the call.")
         self._release_lines(room_id, [outcome[1]])
