@@ -20,7 +20,7 @@ from typing import Iterable, Protocol
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableTransactionError, UpdateMode
 
 from .rooms import Role, Room, RosterCounts
 from .storage import MAX_TRANSACTION_OPERATIONS, TableStore, check_transaction, chunked, storage_faults
@@ -222,11 +222,28 @@ class TableRoomsStore:
                     "PartitionKey eq @pk", parameters={"pk": room_id}, select=["RowKey"]
                 )
             ]
-            rows = [("delete", {"PartitionKey": room_id, "RowKey": key}) for key in keys if key != ROOM_ROW]
-            for chunk in chunked(rows):
-                self._table.submit_transaction(chunk)
+            self._delete_rows(room_id, [key for key in keys if key != ROOM_ROW])
             if ROOM_ROW in keys:
                 self._table.delete_entity(room_id, ROOM_ROW)
+
+    def _delete_rows(self, room_id: str, row_keys: list[str]) -> None:
+        """Delete rows of one partition, a transaction per 100; rows already gone are no error.
+
+        Every instance runs the same timers at the same second, so two sweeps often delete one
+        room's rows side by side. A transaction fails whole when one of its rows is missing; the
+        rows the other instance has not reached yet are then deleted one by one, which tolerates
+        missing rows, so neither sweep fails nor leaves rows behind.
+        """
+        operations = [("delete", {"PartitionKey": room_id, "RowKey": key}) for key in row_keys]
+        with storage_faults():
+            for chunk in chunked(operations):
+                try:
+                    self._table.submit_transaction(chunk)
+                except TableTransactionError as error:
+                    if error.status_code != 404:
+                        raise
+                    for _, entity in chunk:
+                        self._table.delete_entity(entity["PartitionKey"], entity["RowKey"])
 
     # -- roster -------------------------------------------------------------------------------
     @staticmethod
@@ -316,13 +333,8 @@ class TableRoomsStore:
             raise
 
     def _delete_generation(self, room_id: str, generation: str) -> int:
-        rows = [
-            self._participant_op("delete", room_id, generation, raw_id)
-            for raw_id, _ in self._generation_rows(room_id, generation, None, None)
-        ]
-        with storage_faults():
-            for chunk in chunked(rows):
-                self._table.submit_transaction(chunk)
+        rows = [_participant_row(generation, raw_id) for raw_id, _ in self._generation_rows(room_id, generation, None, None)]
+        self._delete_rows(room_id, rows)
         return len(rows)
 
     def participants_page(self, room_id: str, generation: str, after: str | None, limit: int) -> Page:

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -302,3 +302,28 @@ def test_no_event_is_lost_between_the_outbox_and_the_subscriber(pair, identity, 
         time.sleep(0.2)
 
 
+
+def test_housekeeping_on_both_instances_at_once_purges_every_deleted_room(pair, services):
+    """Timers fire on every instance at the same second: both purge the same rooms side by side."""
+    from shared.services import build_services
+    from shared.settings import Settings
+
+    client = pair.rooms_client(0)
+    doomed = []
+    for _ in range(4):
+        room = client.create_room()
+        # A roster larger than one transaction's worth of deletes.
+        client.add_or_update_participants(room_id=room.id, participants=[
+            RoomParticipant(communication_identifier=CommunicationUserIdentifier(user)) for user in user_ids(pair, 150)
+        ])
+        client.delete_room(room_id=room.id)
+        doomed.append(room.id)
+    other_instance = build_services(Settings.from_env(pair.settings))
+    try:
+        grace = timedelta(hours=services.settings.expired_room_grace_hours)
+        all_at_once([lambda: services.rooms.sweep(grace), lambda: other_instance.rooms.sweep(grace)])
+    finally:
+        other_instance.close()
+    table = services.tables.table(services.settings.table_name("Rooms"))
+    for room_id in doomed:
+        assert list(table.query_entities("PartitionKey eq @pk", parameters={"pk": room_id})) == []
