@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import zlib
 from typing import Protocol
 
 from azure.core.credentials import AzureKeyCredential
@@ -12,6 +13,7 @@ from .call_events import OutgoingEvent, envelope
 from .outbox import Outbox, events_from_entity
 
 log = logging.getLogger("anteroom.events")
+ROOM_LOCK_STRIPES = 64
 EVENT_GRID_SCHEMA = "EventGridSchema"
 CLOUD_EVENTS_SCHEMA = "CloudEventSchemaV1_0"
 
@@ -66,12 +68,13 @@ class Dispatcher:
         # each room's batches one at a time and in commit order.
         self._workers = workers
         self._threads: list[threading.Thread] = []
-        self._room_locks: dict[str, threading.Lock] = {}
+        # A fixed set of locks, a room always on the same one: a lock per room ever seen would
+        # grow for the whole life of the instance. Two rooms sharing a lock only wait a little.
+        self._room_locks = [threading.Lock() for _ in range(ROOM_LOCK_STRIPES)]
         self._locks_lock = threading.Lock()
 
     def _lock_for(self, room_id: str) -> threading.Lock:
-        with self._locks_lock:
-            return self._room_locks.setdefault(room_id, threading.Lock())
+        return self._room_locks[zlib.crc32(room_id.encode()) % ROOM_LOCK_STRIPES]
 
     def notify(self, room_id: str) -> None:
         if not self._threads:
