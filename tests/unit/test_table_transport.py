@@ -252,3 +252,48 @@ def test_plain_pool_refused_connection_is_a_request_error():
     probe.close()
     with pytest.raises(ServiceRequestError):
         _get(TableTransport(), port)
+
+
+def test_https_goes_through_urllib3_and_verifies_the_certificate(tmp_path):
+    import ssl
+
+    from localdev.certs import ensure_dev_certificate
+
+    certificate = ensure_dev_certificate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate.server_cert, certificate.server_key)
+
+    def answer(server, connection):
+        with context.wrap_socket(connection, server_side=True) as tls:
+            _read_request(server, tls)
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 8\r\n\r\n{\"a\": 1}")
+
+    server = _OneShotServer([answer])
+    transport = TableTransport(connection_verify=str(certificate.ca_cert))
+    from azure.core.rest import HttpRequest
+
+    response = transport.send(HttpRequest("GET", f"https://127.0.0.1:{server.port}/devstoreaccount1/t"))
+    assert response.status_code == 200 and response.json() == {"a": 1}
+    assert server.requests[0].startswith(b"GET /devstoreaccount1/t HTTP/1.1\r\n")
+    transport.close()
+
+    def handshake(server, connection):
+        try:
+            context.wrap_socket(connection, server_side=True).close()
+        except (ssl.SSLError, OSError):  # the client refuses the certificate
+            connection.close()
+
+    untrusting = _OneShotServer([handshake])
+    with pytest.raises(ServiceRequestError, match="CERTIFICATE_VERIFY_FAILED"):  # the system store lacks the dev CA
+        TableTransport().send(HttpRequest("GET", f"https://127.0.0.1:{untrusting.port}/t"))
+
+
+def test_a_proxy_in_the_environment_keeps_the_sdks_transport(monkeypatch):
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
+                 "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert isinstance(table_transport.table_transport("https://acct.table.core.windows.net"), TableTransport)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert table_transport.table_transport("https://acct.table.core.windows.net") is None
+    monkeypatch.setenv("NO_PROXY", ".core.windows.net")
+    assert isinstance(table_transport.table_transport("https://acct.table.core.windows.net"), TableTransport)
