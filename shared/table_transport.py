@@ -141,7 +141,9 @@ class _PlainHttpPool:
             stale = now - connection.idle_since > MAX_IDLE_SECONDS or connection.buffer
             if not stale:
                 try:  # readable while idle means the server closed it (or sent junk)
-                    stale = bool(select.select([connection.sock], [], [], 0)[0])
+                    poller = select.poll()  # poll, not select: any descriptor number
+                    poller.register(connection.sock, select.POLLIN)
+                    stale = bool(poller.poll(0))
                 except (OSError, ValueError):
                     stale = True
             if not stale:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 import uuid
 from unittest import mock
 
@@ -297,3 +298,24 @@ def test_a_proxy_in_the_environment_keeps_the_sdks_transport(monkeypatch):
     assert table_transport.table_transport("https://acct.table.core.windows.net") is None
     monkeypatch.setenv("NO_PROXY", ".core.windows.net")
     assert isinstance(table_transport.table_transport("https://acct.table.core.windows.net"), TableTransport)
+
+
+def test_plain_pool_drops_a_connection_the_server_closed_while_idle():
+    def answer_and_close(server, connection):
+        _read_request(server, connection)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        connection.close()
+
+    def answer(server, connection):
+        _read_request(server, connection)
+        connection.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
+
+    server = _OneShotServer([answer_and_close, answer])
+    transport = TableTransport()
+    assert _get(transport, server.port).status_code == 200
+    deadline = time.monotonic() + 5
+    while len(server.requests) < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # the server's FIN reaches the idle connection
+    assert _get(transport, server.port, "POST", b"{}").status_code == 201  # a new connection, no error
+    transport.close()
