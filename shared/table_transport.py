@@ -203,8 +203,7 @@ class _PlainHttpPool:
 
     def _exchange(self, connection: _Connection, method: str, message: bytes,
                   read_timeout: float | None) -> tuple[int, str, HTTPHeaderDict, bytes]:
-        keep = False
-        answered = False
+        keep = complete = answered = False
         try:
             connection.sock.settimeout(read_timeout)
             try:
@@ -245,12 +244,16 @@ class _PlainHttpPool:
                 if connection.reused and not answered:
                     raise _ConnectionLost() from error
                 raise ServiceResponseError(error, error=error) from error
+            complete = True  # the whole answer was read: the connection may serve another request
             encoding = headers.get("Content-Encoding", "").lower()
             if encoding in ("gzip", "deflate"):
-                data = zlib.decompress(data, 47 if encoding == "gzip" else 15)
+                try:
+                    data = zlib.decompress(data, 47 if encoding == "gzip" else 15)
+                except zlib.error as error:
+                    raise ServiceResponseError(error, error=error) from error
             return status, reason, headers, data
         finally:
-            if keep and not connection.buffer:
+            if keep and complete and not connection.buffer:
                 self._give_back(connection)
             else:
                 connection.close()

@@ -319,3 +319,22 @@ def test_plain_pool_drops_a_connection_the_server_closed_while_idle():
     time.sleep(0.1)  # the server's FIN reaches the idle connection
     assert _get(transport, server.port, "POST", b"{}").status_code == 201  # a new connection, no error
     transport.close()
+
+
+def test_plain_pool_never_reuses_a_connection_whose_answer_was_cut_short():
+    def cut_short(server, connection):
+        _read_request(server, connection)
+        # One whole chunk, then nothing: the client's buffer is empty when its read times out.
+        connection.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n")
+        server.held = connection  # left open: the client times out waiting for the rest
+
+    def answer(server, connection):
+        _read_request(server, connection)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+
+    server = _OneShotServer([cut_short, answer])
+    transport = TableTransport(read_timeout=0.2)
+    with pytest.raises(ServiceResponseError):  # a read timeout half way through the body
+        _get(transport, server.port)
+    assert _get(transport, server.port).json() == {}  # on a new connection
+    transport.close()
