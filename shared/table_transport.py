@@ -465,7 +465,9 @@ def _whole_body(pipeline: Any = None, response: Any = None, **kwargs: Any):
 
 
 class TableTransport(HttpTransport):
-    """Sends azure-core requests on urllib3 pools; thread-safe, one instance per process is enough.
+    """Sends azure-core requests: plain HTTP on `_PlainHttpPool`s, HTTPS on urllib3 pools.
+
+    Thread-safe; one instance per process is enough.
 
     `connection_timeout` and `read_timeout` (seconds) are the defaults; a request may pass its own.
     `connection_verify` is True (system CA store), False, or a CA bundle path, as for the SDK's
