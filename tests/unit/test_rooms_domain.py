@@ -175,3 +175,9 @@ def test_list_pages_newest_first(service, clock):
 
 def test_room_ids_sort_newest_first():
     assert new_room_id(NOW + timedelta(seconds=1)) < new_room_id(NOW)
+
+
+def test_room_ids_made_within_one_centisecond_still_sort_newest_first():
+    ids = [new_room_id(NOW) for _ in range(200)]  # more than one centisecond's suffixes can hold
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids)
+    assert new_room_id(NOW + timedelta(seconds=1)) < ids[-1]
