@@ -19,9 +19,9 @@ def _token_json(token: AccessToken) -> dict:
 
 def _body(request: ApiRequest) -> dict:
     body = request.json()
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
+    if body is None and not request.body.strip():
+        return {}  # no body at all: the SDKs send none when no option is set
+    if not isinstance(body, dict):  # a JSON `null` included
         raise bad_request("The request body must be a JSON object.")
     return body
 

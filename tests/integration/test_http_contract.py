@@ -204,3 +204,9 @@ def test_bad_repeatability_headers(http, stack_services, headers, status, code):
     before = active_room_count(stack_services)
     assert_acs_error(http.send("POST", f"/rooms?{API}", {}, headers=headers), status, code)
     assert active_room_count(stack_services) == before
+
+
+def test_create_identity_refuses_a_json_null_body_but_takes_no_body(http):
+    assert_acs_error(http.send("POST", "/identities?api-version=2023-10-01", raw=b"null"), 400, "BadRequest")
+    created = http.send("POST", "/identities?api-version=2023-10-01")
+    assert created.status_code == 201 and created.json()["identity"]["id"].startswith("8:acs:")
