@@ -258,13 +258,15 @@ def peak_concurrency(attendance: pd.DataFrame) -> pd.DataFrame:
     A leave and a join at the same instant do not overlap (leaves are counted first).
     """
     people = attendance[attendance["ParticipantId"].notna() & attendance["ParticipantStartTime"].notna()]
-    steps, call_ids = _concurrency_steps(people, by_call=True)
+    # Integer keys, the call's rank in id order: sorting and grouping by them keep the ids' order, far cheaper.
+    call, call_ids = pd.factorize(people["CorrelationId"], sort=True)
+    steps = _concurrency_steps(people, call)
     if steps.empty:
         return pd.DataFrame(columns=["CorrelationId", "RoomId", "PeakParticipants", "PeakAt"])
     best = steps.loc[steps.groupby("Call", sort=False)["Level"].idxmax()]
     codes = best["Call"].to_numpy()
-    rooms = people["RoomId"].groupby(pd.factorize(people["CorrelationId"], sort=True)[0]).first()
-    table = pd.DataFrame({"CorrelationId": pd.Series(call_ids).take(codes).to_numpy(),
+    rooms = people["RoomId"].groupby(call).first()
+    table = pd.DataFrame({"CorrelationId": pd.Series(np.asarray(call_ids)).take(codes).to_numpy(),
                           "RoomId": rooms.reindex(codes).to_numpy(),
                           "PeakParticipants": best["Level"].to_numpy(), "PeakAt": best["Time"].array})
     return table.sort_values(["PeakParticipants", "PeakAt"], ascending=[False, True], ignore_index=True)
@@ -273,30 +275,27 @@ def peak_concurrency(attendance: pd.DataFrame) -> pd.DataFrame:
 def overall_peak_concurrency(attendance: pd.DataFrame) -> pd.DataFrame:
     """Maximum simultaneous participants across all calls, and when it was first reached."""
     people = attendance[attendance["ParticipantId"].notna() & attendance["ParticipantStartTime"].notna()]
-    steps, _ = _concurrency_steps(people, by_call=False)
+    steps = _concurrency_steps(people, None)
     if steps.empty:
         return pd.DataFrame({"PeakParticipants": [0], "PeakAt": [pd.NaT]})
     best = steps.loc[steps["Level"].idxmax()]
     return pd.DataFrame({"PeakParticipants": [int(best["Level"])], "PeakAt": [best["Time"]]})
 
 
-def _concurrency_steps(people: pd.DataFrame, by_call: bool) -> tuple[pd.DataFrame, np.ndarray]:
-    """+1 at each join and -1 at each leave, in time order (per call), with the running level.
+def _concurrency_steps(people: pd.DataFrame, call: np.ndarray | None) -> pd.DataFrame:
+    """+1 at each join and -1 at each leave in time order, with the running level.
 
-    Returns the steps (Call = the call's rank in id order) and the call ids by rank.
+    `call` (one integer key per row) keeps a level per call; None keeps one level across all calls.
     """
     end = people["ParticipantEndTime"].fillna(people["CallEndTime"])
     has_end = end.notna().to_numpy()
-    # Integer keys and numpy's stable lexsort: the same order as sorting the id strings, far cheaper.
-    call, call_ids = pd.factorize(people["CorrelationId"], sort=True)
+    call = np.zeros(len(people), dtype=np.int64) if call is None else call
     times = pd.concat([people["ParticipantStartTime"], end[has_end]], ignore_index=True)
     calls = np.concatenate([call, call[has_end]])
     deltas = np.concatenate([np.ones(len(call), dtype=np.int64), np.full(int(has_end.sum()), -1, dtype=np.int64)])
-    stamps = times.array.asi8
-    order = np.lexsort((deltas, stamps, calls) if by_call else (deltas, stamps))  # -1 before +1 at one instant
+    order = np.lexsort((deltas, times.array.asi8, calls))  # numpy's lexsort is stable; -1 before +1 at one instant
     steps = pd.DataFrame({"Call": calls[order], "Time": times.take(order).reset_index(drop=True), "Delta": deltas[order]})
-    running = steps.groupby("Call", sort=False)["Delta"].cumsum() if by_call else steps["Delta"].cumsum()
-    return steps.assign(Level=running.astype("int64")), np.asarray(call_ids)
+    return steps.assign(Level=steps.groupby("Call", sort=False)["Delta"].cumsum().astype("int64"))
 
 
 def late_joiners(attendance: pd.DataFrame, minutes: float = 5) -> pd.DataFrame:
