@@ -206,7 +206,10 @@ def test_bad_repeatability_headers(http, stack_services, headers, status, code):
     assert active_room_count(stack_services) == before
 
 
-def test_create_identity_refuses_a_json_null_body_but_takes_no_body(http):
+def test_create_identity_refuses_a_json_null_body_but_takes_no_body(http, stack_services):
+    identities = stack_services.tables.table(stack_services.settings.table_name("Identities"))
+    users_before = sum(1 for _ in identities.list_entities(select=["RowKey"]))
     assert_acs_error(http.send("POST", "/identities?api-version=2023-10-01", raw=b"null"), 400, "BadRequest")
+    assert sum(1 for _ in identities.list_entities(select=["RowKey"])) == users_before
     created = http.send("POST", "/identities?api-version=2023-10-01")
     assert created.status_code == 201 and created.json()["identity"]["id"].startswith("8:acs:")
