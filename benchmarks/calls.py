@@ -92,11 +92,21 @@ def timed_side(seats: list[Seat], side: str, duration: float, max_ops: int) -> d
     """Run one side on every seat for `duration` seconds; split the latencies into joins and leaves."""
     kinds: dict[int, list[str]] = {}
 
+    failed = {"join": PhaseResult(), "leave": PhaseResult()}
+
     def call_for(seat: Seat):
         done = kinds.setdefault(id(seat), [])
 
         def call() -> None:
-            done.append(seat.join_or_leave() if side == "sdk" else seat.raw_join_or_leave())
+            # A failed step leaves the seat where it was, so what it was about to do is known here.
+            in_call = seat.in_call if side == "sdk" else seat.raw_in_call
+            try:
+                done.append(seat.join_or_leave() if side == "sdk" else seat.raw_join_or_leave())
+            except Exception as error:
+                kind = failed["leave" if in_call else "join"]
+                kind.errors += 1
+                kind.first_error = kind.first_error or f"{type(error).__name__}: {error}"[:300]
+                raise
         return call
 
     total = run_phase([call_for(seat) for seat in seats], duration, max_ops)
@@ -109,10 +119,9 @@ def timed_side(seats: list[Seat], side: str, duration: float, max_ops: int) -> d
             split[name].latencies.append(latency)
             split[name].ops += 1
         offset += len(names)
-    for result in split.values():
+    for name, result in split.items():
         result.elapsed = total.elapsed
-        result.errors = total.errors
-        result.first_error = total.first_error
+        result.errors, result.first_error = failed[name].errors, failed[name].first_error
     return split
 
 
@@ -150,12 +159,6 @@ def setup(service, count: int) -> list[Seat]:
     return seats
 
 
-def summary(result: PhaseResult) -> dict:
-    data = result.summary()
-    data["ops_per_s"] = round(result.ops / result.elapsed, 1) if result.elapsed else 0.0
-    return data
-
-
 def measure(seats: list[Seat], concurrency: int, duration: float, rounds: int, max_ops: int) -> list[dict]:
     active = seats[:concurrency]
     for side in ("raw", "sdk"):
@@ -167,7 +170,7 @@ def measure(seats: list[Seat], concurrency: int, duration: float, rounds: int, m
                 totals[(side, kind)].merge(result)
     rows = []
     for kind in ("join", "leave"):
-        raw, sdk = summary(totals[("raw", kind)]), summary(totals[("sdk", kind)])
+        raw, sdk = totals[("raw", kind)].summary(), totals[("sdk", kind)].summary()
         rows.append({
             "operation": kind, "concurrency": concurrency, "raw": raw, "sdk": sdk,
             "throughput_ratio": round(sdk["ops_per_s"] / raw["ops_per_s"], 3) if raw["ops_per_s"] else None,
