@@ -111,8 +111,8 @@ def get_room(request: ApiRequest) -> ApiResponse:
 @acs_operation("UpdateRoom", ROOMS_API)
 def update_room(request: ApiRequest) -> ApiResponse:
     room_id = request.route("roomId")
-    request.services.rooms.get(room_id)  # a bad or unknown id answers before a bad body does
-    record = request.services.rooms.update(room_id, UpdateRoomRequest.parse(request.json()))
+    as_read = request.services.rooms.get(room_id)  # a bad or unknown id answers before a bad body does
+    record = request.services.rooms.update(room_id, UpdateRoomRequest.parse(request.json()), as_read)
     return ApiResponse(200, record.room.to_json(), facts=_room_facts(record))
 
 
@@ -147,8 +147,8 @@ def list_participants(request: ApiRequest) -> ApiResponse:
 @acs_operation("UpdateParticipants", ROOMS_API)
 def update_participants(request: ApiRequest) -> ApiResponse:
     room_id = request.route("roomId")
-    request.services.rooms.get(room_id)
-    result = request.services.rooms.update_participants(room_id, parse_participant_changes(request.json()))
+    as_read = request.services.rooms.get(room_id)  # a bad or unknown id answers before a bad body does
+    result = request.services.rooms.update_participants(room_id, parse_participant_changes(request.json()), as_read)
     return ApiResponse(
         200, {}, facts=_room_facts(result.record, upserted=result.upserted, removed=result.removed)
     )

@@ -96,10 +96,14 @@ class RoomsService:
         record = self._store.get(room_id)
         return record if record is not None and not record.deleted else None
 
-    def update(self, room_id: str, request: UpdateRoomRequest) -> RoomRecord:
-        """Merge-patch the room; the merged window must pass the same rules as on create."""
+    def update(self, room_id: str, request: UpdateRoomRequest, as_read: RoomRecord | None = None) -> RoomRecord:
+        """Merge-patch the room; the merged window must pass the same rules as on create.
+
+        `as_read` is the room as the caller just read it: the first attempt starts from it (the
+        ETag still catches any change since; a retry reads afresh).
+        """
         for attempt in range(MAX_ATTEMPTS):
-            record = self.get(room_id)
+            record = as_read if attempt == 0 and as_read is not None else self.get(room_id)
             room = request.apply(record.room)
             if (room.valid_from, room.valid_until) != (record.room.valid_from, record.room.valid_until):
                 check_window(room.valid_from, room.valid_until, self._clock())
@@ -146,15 +150,17 @@ class RoomsService:
         generation = generation or record.generation
         return self._store.participants_page(room_id, generation, after, limit), generation
 
-    def update_participants(self, room_id: str, changes: dict[str, Role | None]) -> RosterUpdate:
-        """Upsert (role) or remove (None) roster entries, all or nothing.
+    def update_participants(
+        self, room_id: str, changes: dict[str, Role | None], as_read: RoomRecord | None = None
+    ) -> RosterUpdate:
+        """Upsert (role) or remove (None) roster entries, all or nothing (`as_read` as for `update`).
 
         Removing someone not on the roster is a no-op. Concurrent calls for one room serialise on
         the room's ETag and each is retried until it applies, so no change is lost.
         """
         self._check_roster_size(len(changes))
         for attempt in range(MAX_ATTEMPTS):
-            record = self.get(room_id)
+            record = as_read if attempt == 0 and as_read is not None else self.get(room_id)
             old = self._store.roster(record)
             new = dict(old)
             for raw_id, role in changes.items():
