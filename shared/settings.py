@@ -9,6 +9,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from .identifiers import is_e164
+
 PREFIX = "ANTEROOM_"
 
 
@@ -97,7 +99,7 @@ class Settings:
         hosts = tuple(h.strip().lower() for h in env.get(PREFIX + "PUBLIC_HOSTS", "").split(",") if h.strip())
         numbers = tuple(n.strip() for n in env.get(PREFIX + "PSTN_CALLER_NUMBERS", "").split(",") if n.strip())
         for number in numbers:
-            if not re.fullmatch(r"\+[1-9][0-9]{1,14}", number):
+            if not is_e164(number):
                 problems.append(f"{PREFIX}PSTN_CALLER_NUMBERS must be E.164 numbers, comma-separated")
         gateway = env.get(PREFIX + "PSTN_GATEWAY_URL", "").strip() or None
         if gateway and not gateway.startswith(("http://", "https://")):
