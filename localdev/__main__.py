@@ -34,7 +34,7 @@ def _say(line: str) -> None:
 
 async def serve_until_signalled(host: FunctionHost, *, https_port: int | None,
                                 http_port: int | None, certificate: DevCertificate | None,
-                                access_log: bool = False,
+                                access_log: bool = False, grace: float = 10.0,
                                 on_ready: Callable[[FunctionHost], None] | None = None) -> None:
     """Start the host, print the readiness line, and stop cleanly on SIGINT/SIGTERM."""
     loop = asyncio.get_running_loop()
@@ -49,7 +49,7 @@ async def serve_until_signalled(host: FunctionHost, *, https_port: int | None,
         _say(READY_PREFIX + " ".join(urls))
         await stop.wait()
     finally:
-        await host.stop()
+        await host.stop(grace)
         _say("localdev: stopped")
 
 
@@ -64,6 +64,20 @@ def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
         runner.run(main)
 
 
+def _exit_status(host: FunctionHost, status: int) -> int:
+    """`status`, or the process ends here when the host left function calls running.
+
+    concurrent.futures joins its worker threads at interpreter exit, so one thread stuck in a call
+    would keep the process alive for as long as that call lasts.
+    """
+    if host.abandoned_calls:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
 def _build_host(app_spec: str, app_dir: Path, threads: int | None) -> FunctionHost:
     app = load_app(app_spec, app_dir)
     overrides = {"thread_pool_size": threads} if threads else {}
@@ -75,8 +89,9 @@ def command_serve(args: argparse.Namespace) -> int:
     certificate = ensure_dev_certificate(args.cert_dir or app_dir / DEFAULT_STATE_DIR / "certs")
     host = _build_host(args.app, app_dir, args.threads)
     run_event_loop(serve_until_signalled(host, https_port=args.port, http_port=args.http_port,
-                                         certificate=certificate, access_log=args.access_log))
-    return 0
+                                         certificate=certificate, access_log=args.access_log,
+                                         grace=args.grace_seconds))
+    return _exit_status(host, 0)
 
 
 def _previous_storage_port(state_dir: Path) -> int:
@@ -197,7 +212,7 @@ def command_run(args: argparse.Namespace) -> int:
             try:
                 await serve_until_signalled(host, https_port=args.port, http_port=args.http_port,
                                             certificate=certificate, access_log=args.access_log,
-                                            on_ready=announce)
+                                            grace=args.grace_seconds, on_ready=announce)
             finally:
                 if topic is not None:
                     await topic.stop()
@@ -207,7 +222,7 @@ def command_run(args: argparse.Namespace) -> int:
         if pstn is not None:
             pstn.stop()
         azurite.stop()
-    return 0
+    return _exit_status(host, 0)
 
 
 def command_eventgrid(args: argparse.Namespace) -> int:
@@ -256,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--threads", type=int, default=None,
                          help="thread pool for sync functions (default 64)")
         sub.add_argument("--access-log", action="store_true", help="log every request")
+        sub.add_argument("--grace-seconds", type=float, default=10.0,
+                         help="on stop, how long running function calls may take to finish (default 10)")
 
     serve = commands.add_parser("serve", help="serve a FunctionApp with the environment as it is")
     add_host_options(serve, ".")

@@ -20,7 +20,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from .certs import DevCertificate
 from .eventgrid_trigger import EventGridTriggerAdapter
 from .http_trigger import HttpTriggerAdapter
-from .invocation import HostedFunction
+from .invocation import HostedFunction, RunningCalls
 from .settings import HostConfig, load_local_settings_json
 from .timer_trigger import TimerTriggerAdapter
 
@@ -98,12 +98,15 @@ class FunctionHost:
         self.config = config or HostConfig()
         self._executor = ThreadPoolExecutor(max_workers=self.config.thread_pool_size,
                                             thread_name_prefix="localdev-function")
+        self._running = RunningCalls()
+        # Function calls still running when stop() gave up waiting for them.
+        self.abandoned_calls = 0
         factories = {**default_adapter_factories(), **(adapter_factories or {})}
         self.functions: dict[str, HostedFunction] = {}
         self.adapters: dict[str, TriggerAdapter] = {}
         # get_functions() indexes the app and refuses to run twice.
         for function in app.get_functions():
-            hosted = HostedFunction(function, executor=self._executor,
+            hosted = HostedFunction(function, executor=self._executor, running=self._running,
                                     function_directory=self.config.function_directory)
             self.functions[hosted.name] = hosted
             kind = hosted.binding_type
@@ -168,7 +171,15 @@ class FunctionHost:
             raise
         return list(self.urls)
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop listening and firing triggers, then give running function calls `grace` seconds.
+
+        Calls still running after that are left behind and counted in `abandoned_calls`: a hung
+        function (a webhook that never answers, storage that went away) must not keep Ctrl-C from
+        working. The pool's threads are not daemons, so a process that wants to exit anyway has to
+        say so (see `python -m localdev`).
+        """
+        deadline = asyncio.get_running_loop().time() + grace
         for adapter in self.adapters.values():
             try:
                 await adapter.stop()
@@ -178,6 +189,12 @@ class FunctionHost:
             await self._runner.cleanup()
             self._runner = None
         self._executor.shutdown(wait=False, cancel_futures=True)
+        while self._running.count and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        self.abandoned_calls = self._running.count
+        if self.abandoned_calls:
+            log.warning("%d function call(s) still running after %.0f s; not waiting for them",
+                        self.abandoned_calls, grace)
         self.urls = []
 
     async def __aenter__(self) -> "FunctionHost":

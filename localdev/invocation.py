@@ -77,16 +77,37 @@ def _settle(future: asyncio.Future, outcome: Any, failed: bool) -> None:
         future.set_result(outcome)
 
 
+class RunningCalls:
+    """Counts function calls on the pool, so a stopping host knows what it would leave behind."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def started(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    def finished(self) -> None:
+        with self._lock:
+            self._count -= 1
+
+
 class HostedFunction:
     """One indexed function: its trigger, and how to call it with the trigger's value."""
 
     def __init__(self, function: func.Function, *, executor: Executor,
-                 function_directory: str) -> None:
+                 function_directory: str, running: RunningCalls | None = None) -> None:
         self.name: str = function.get_function_name()
         self.trigger = function.get_trigger()
         self.user_function: Callable[..., Any] = function.get_user_function()
         self.is_async = inspect.iscoroutinefunction(self.user_function)
         self._executor = executor
+        self._running = running or RunningCalls()
         self._function_directory = function_directory
         parameters = inspect.signature(self.user_function).parameters
         self._wants_context = "context" in parameters and self.trigger.name != "context"
@@ -121,7 +142,14 @@ class HostedFunction:
             except RuntimeError:  # the loop closed while the function ran
                 pass
 
-        self._executor.submit(run)
+        self._running.started()
+        try:
+            submitted = self._executor.submit(run)
+        except BaseException:
+            self._running.finished()
+            raise
+        # Done covers both ends: the call returned, or the pool cancelled it before it began.
+        submitted.add_done_callback(lambda _: self._running.finished())
         return await future
 
     async def invoke(self, trigger_value: Any) -> Any:

@@ -13,7 +13,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Sequence
 
 from .azurite import REPO_ROOT, AzuriteTable
 from .certs import DevCertificate, ensure_dev_certificate
@@ -41,6 +41,7 @@ class HostProcess:
     port: int = 0
     http_port: int | None = None
     startup_timeout: float = 30.0
+    extra_args: tuple[str, ...] = ()
     process: subprocess.Popen[str] | None = field(default=None, init=False)
     lines: collections.deque[str] = field(
         default_factory=lambda: collections.deque(maxlen=20000), init=False)
@@ -62,7 +63,7 @@ class HostProcess:
                    "--cert-dir", str(self.cert_dir)]
         if self.http_port is not None:
             command += ["--http-port", str(self.http_port)]
-        return command
+        return command + list(self.extra_args)
 
     def _child_environment(self) -> dict[str, str]:
         environment = {**os.environ, **self.env}
@@ -218,11 +219,11 @@ def local_service(app: str = "function_app:app", *, app_dir: str | os.PathLike[s
 
 @contextlib.contextmanager
 def serve_app(app: str, *, app_dir: str | os.PathLike[str], env: Mapping[str, str] | None = None,
-              http: bool = False) -> Iterator[HostProcess]:
-    """Only a host process (no Azurite), for apps that need no storage."""
+              http: bool = False, args: Sequence[str] = ()) -> Iterator[HostProcess]:
+    """Only a host process (no Azurite), for apps that need no storage; `args` go to `serve`."""
     cert_dir = Path(tempfile.mkdtemp(prefix="localdev-certs-"))
     host = HostProcess(app, Path(app_dir).resolve(), dict(env or {}), cert_dir,
-                       http_port=0 if http else None)
+                       http_port=0 if http else None, extra_args=tuple(args))
     try:
         ensure_dev_certificate(cert_dir)
         yield host.start()

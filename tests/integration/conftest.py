@@ -92,10 +92,17 @@ def stack(tmp_path_factory):
             )
         finally:
             host.terminate()
-            host.wait(timeout=20)
-            pstn.stop()
-            events.close()
-            topic.stop()
+            try:
+                # Its grace period is 10 s: a host still running after 30 s failed to stop, a bug.
+                host.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                host.kill()
+                host.wait()
+                raise
+            finally:
+                pstn.stop()
+                events.close()
+                topic.stop()
 
 
 @pytest.fixture(scope="session")

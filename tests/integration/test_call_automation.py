@@ -86,6 +86,9 @@ class CallbackReceiver:
 
     def close(self) -> None:
         self._server.shutdown()
+        # Close the socket too: the app's late callbacks are then refused at once instead of
+        # waiting in the listen backlog for an answer that never comes.
+        self._server.server_close()
 
 
 @pytest.fixture(scope="module")

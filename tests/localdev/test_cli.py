@@ -51,6 +51,45 @@ def test_serve_over_tls_with_requests_ca_bundle(sample_app_dir, monkeypatch):
     assert "localdev: stopped" in host.output()  # SIGTERM shut it down cleanly
 
 
+def _get_in_background(url: str) -> queue.Queue:
+    """GET `url` on a thread; the queue receives (status, text) or the exception."""
+    outcome: queue.Queue = queue.Queue()
+
+    def get() -> None:
+        try:
+            response = requests.get(url, timeout=60)
+            outcome.put((response.status_code, response.text))
+        except requests.RequestException as error:
+            outcome.put(error)
+
+    threading.Thread(target=get, daemon=True).start()
+    return outcome
+
+
+def test_stop_lets_running_calls_finish_within_the_grace_period(sample_app_dir):
+    with serve_app(SAMPLE_APP, app_dir=sample_app_dir, http=True, args=["--grace-seconds", "10"]) as host:
+        reply = _get_in_background(host.http_base_url + "/sleep-sync?seconds=1.5")
+        time.sleep(0.5)  # the call is under way
+        host.process.send_signal(signal.SIGTERM)
+        assert host.process.wait(timeout=15) == 0
+        assert reply.get(timeout=5) == (200, "slept")
+    assert "not waiting" not in host.output()
+
+
+def test_stop_leaves_a_hung_call_behind_after_the_grace_period(sample_app_dir):
+    with serve_app(SAMPLE_APP, app_dir=sample_app_dir, http=True, args=["--grace-seconds", "1"]) as host:
+        reply = _get_in_background(host.http_base_url + "/sleep-sync?seconds=600")
+        time.sleep(0.5)
+        host.process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        # Without the grace period the pool's thread would hold the process for ten minutes.
+        assert host.process.wait(timeout=20) == 0
+        assert time.monotonic() - started < 15
+        assert isinstance(reply.get(timeout=5), requests.RequestException)
+    assert "1 function call(s) still running after 1 s; not waiting for them" in host.output()
+    assert "localdev: stopped" in host.output()
+
+
 AIOHTTP_CLIENT = """
 import asyncio, sys, aiohttp
 async def main():
