@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import logging
 import os
 import shutil
@@ -64,13 +65,16 @@ def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
         runner.run(main)
 
 
-def _exit_status(host: FunctionHost, status: int) -> int:
+def _exit_status(host: FunctionHost, status: int, *, before_exit: Callable[[], None] | None = None) -> int:
     """`status`, or the process ends here when the host left function calls running.
 
     concurrent.futures joins its worker threads at interpreter exit, so one thread stuck in a call
-    would keep the process alive for as long as that call lasts.
+    would keep the process alive for as long as that call lasts. Ending at once skips exit
+    handlers, so `before_exit` does what they would have done for us.
     """
     if host.abandoned_calls:
+        if before_exit is not None:
+            before_exit()
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -165,6 +169,9 @@ def command_run(args: argparse.Namespace) -> int:
         shutil.rmtree(state_dir / "azurite", ignore_errors=True)
         shutil.rmtree(state_dir / "eventgrid" / "pending", ignore_errors=True)
     azurite = _start_azurite(state_dir, in_memory=args.in_memory, port=args.storage_port)
+    # Stopped at exit, after the app's own exit handlers (registered later, so run earlier) have
+    # written their last log records into it: storage outlives the app, as it does in Azure.
+    atexit.register(azurite.stop)
     pstn: PstnSimulator | None = None
     try:
         settings = ensure_local_settings(state_dir, storage_connection_string=azurite.connection_string,
@@ -221,8 +228,7 @@ def command_run(args: argparse.Namespace) -> int:
     finally:
         if pstn is not None:
             pstn.stop()
-        azurite.stop()
-    return _exit_status(host, 0)
+    return _exit_status(host, 0, before_exit=azurite.stop)
 
 
 def command_eventgrid(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 import zlib
 from typing import Protocol
 
@@ -119,8 +120,14 @@ class Dispatcher:
                 log.warning("events of room %s still not delivered; retrying later", room_id, exc_info=True)
         return sent
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the threads, waiting `timeout` seconds in all (not per thread) for batches under way.
+
+        A thread stuck on a silent endpoint is left behind (threads are daemons); its events stay
+        pending in the outbox, so the sweep sends them again.
+        """
+        deadline = time.monotonic() + timeout
         for _ in self._threads:
             self._queue.put(None)
         for thread in self._threads:
-            thread.join(5)
+            thread.join(max(0.0, deadline - time.monotonic()))

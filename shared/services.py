@@ -1,6 +1,7 @@
 """Composition of the app's services from settings: built once per process, on first use."""
 from __future__ import annotations
 
+import atexit
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
@@ -44,11 +45,16 @@ class Services:
     throttle: Throttle | None = None  # None when ANTEROOM_THROTTLE_REQUESTS is 0
 
     def close(self) -> None:
+        """Write the queued log records, then stop the publishing threads.
+
+        Logs first: they exist only in memory until written, while undelivered events and
+        callbacks wait in the outbox for the next instance's sweep.
+        """
+        self.operation_log.close()
+        self.call_log.close()
         self.callbacks.close()
         if self.dispatcher is not None:
             self.dispatcher.close()
-        self.operation_log.close()
-        self.call_log.close()
         self.tables.close()
 
 
@@ -121,4 +127,7 @@ def get_services() -> Services:
         with _lock:
             if _services is None:
                 _services = build_services(Settings.from_env())
+                # A worker that exits normally (a scale-in, Ctrl-C on the local host) still
+                # writes the last second of operation and attendance records.
+                atexit.register(_services.close)
     return _services
