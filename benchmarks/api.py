@@ -18,6 +18,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
+from benchmarks.stats import percentile
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 OPERATIONS = ("list", "get", "update", "create")  # list first: it scans the table, which creates grow
 PARTICIPANTS_PER_REQUEST = 3
@@ -57,12 +59,8 @@ class PhaseResult:
         }
 
 
-def percentile(ordered: Sequence[float], rank: float) -> float:
-    """Nearest-rank percentile of already sorted samples (0 when there are none)."""
-    if not ordered:
-        return 0.0
-    index = max(0, min(len(ordered) - 1, int(round(rank / 100 * len(ordered) + 0.5)) - 1))
-    return ordered[index]
+# One timed phase of one side ("raw" or "sdk") for so many seconds: its result per operation.
+Phase = Callable[[str, float], dict[str, PhaseResult]]
 
 
 def run_phase(calls: Sequence[Callable[[], object]], duration: float, max_ops: int) -> PhaseResult:
@@ -319,33 +317,45 @@ def seed(slots: list[Slot], read_rooms: int) -> None:
         slot.sdk_roster_room, slot.raw_roster_room = rosters[2 * slot.index], rosters[2 * slot.index + 1]
 
 
-def measure(slots: list[Slot], operation: str, concurrency: int, config: Config, page_size: int) -> dict:
-    """Warm both sides up, then alternate timed phases (raw, sdk, sdk, raw, ...) so drift and noise hit both."""
+def operation_phase(slots: list[Slot], operation: str, page_size: int, max_ops: int) -> Phase:
+    """The phase of one operation for `measure`: each slot calls the chosen side in a loop on its own thread."""
     sdk_call, raw_call = operation_sides(operation, page_size)
-    active = slots[:concurrency]
     calls = {
-        "raw": [(lambda slot=slot: raw_call(slot)) for slot in active],
-        "sdk": [(lambda slot=slot: sdk_call(slot)) for slot in active],
+        "raw": [(lambda slot=slot: raw_call(slot)) for slot in slots],
+        "sdk": [(lambda slot=slot: sdk_call(slot)) for slot in slots],
     }
+    return lambda side, seconds: {operation: run_phase(calls[side], seconds, max_ops)}
+
+
+def measure(phase: Phase, operations: Sequence[str], concurrency: int, warmup: float, duration: float,
+            rounds: int) -> list[dict]:
+    """Warm both sides up, then alternate timed phases (raw, sdk, sdk, raw, ...) so drift and noise hit both.
+
+    `phase(side, seconds)` runs one side ("raw" or "sdk") for that long and returns a result per
+    operation it ran: one here, a join and a leave apart in benchmarks/calls.py. One row per operation.
+    """
     for side in ("raw", "sdk"):
-        run_phase(calls[side], config.warmup, config.max_ops)
-    totals = {"raw": PhaseResult(), "sdk": PhaseResult()}
-    per_round: dict[str, list[float]] = {"raw": [], "sdk": []}
-    for round_index in range(config.rounds):
+        phase(side, warmup)
+    totals = {(side, name): PhaseResult() for side in ("raw", "sdk") for name in operations}
+    per_round: dict[tuple[str, str], list[float]] = {key: [] for key in totals}
+    for round_index in range(rounds):
         for side in ("raw", "sdk") if round_index % 2 == 0 else ("sdk", "raw"):
-            result = run_phase(calls[side], config.duration, config.max_ops)
-            per_round[side].append(round(result.ops / result.elapsed, 1))
-            totals[side].merge(result)
-    raw, sdk = totals["raw"].summary(), totals["sdk"].summary()
-    raw["rounds_ops_per_s"], sdk["rounds_ops_per_s"] = per_round["raw"], per_round["sdk"]
-    return {
-        "operation": operation,
-        "concurrency": concurrency,
-        "raw": raw,
-        "sdk": sdk,
-        "throughput_ratio": round(sdk["ops_per_s"] / raw["ops_per_s"], 3) if raw["ops_per_s"] else None,
-        "p50_ratio": round(sdk["p50_ms"] / raw["p50_ms"], 2) if raw["p50_ms"] else None,
-    }
+            for name, result in phase(side, duration).items():
+                per_round[(side, name)].append(round(result.ops / result.elapsed, 1))
+                totals[(side, name)].merge(result)
+    rows = []
+    for name in operations:
+        raw, sdk = totals[("raw", name)].summary(), totals[("sdk", name)].summary()
+        raw["rounds_ops_per_s"], sdk["rounds_ops_per_s"] = per_round[("raw", name)], per_round[("sdk", name)]
+        rows.append({
+            "operation": name,
+            "concurrency": concurrency,
+            "raw": raw,
+            "sdk": sdk,
+            "throughput_ratio": round(sdk["ops_per_s"] / raw["ops_per_s"], 3) if raw["ops_per_s"] else None,
+            "p50_ratio": round(sdk["p50_ms"] / raw["p50_ms"], 2) if raw["p50_ms"] else None,
+        })
+    return rows
 
 
 def format_table(rows: list[dict]) -> str:
@@ -418,7 +428,8 @@ def run(config: Config, argv: Sequence[str]) -> dict:
         try:
             for operation in config.operations:
                 for concurrency in config.concurrency:
-                    rows.append(measure(slots, operation, concurrency, config, settings.rooms_page_size))
+                    phase = operation_phase(slots[:concurrency], operation, settings.rooms_page_size, config.max_ops)
+                    rows += measure(phase, [operation], concurrency, config.warmup, config.duration, config.rounds)
                     print(format_table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
         finally:
             if profiler is not None:

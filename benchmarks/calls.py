@@ -9,15 +9,17 @@ import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
 import requests
 
-from benchmarks.api import PhaseResult, machine, run_phase
+from benchmarks.api import PhaseResult, machine, measure, run_phase
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CALL_ROW, ROOM_ROW, USER_ROW = "call", "room", "user"
+WARMUP_S = 1.0  # untimed seconds per side first: fills the connection pools on both sides
 
 
 @dataclass
@@ -159,26 +161,6 @@ def setup(service, count: int) -> list[Seat]:
     return seats
 
 
-def measure(seats: list[Seat], concurrency: int, duration: float, rounds: int, max_ops: int) -> list[dict]:
-    active = seats[:concurrency]
-    for side in ("raw", "sdk"):
-        timed_side(active, side, 1.0, max_ops)  # warm-up: fills connection pools on both sides
-    totals = {(side, kind): PhaseResult() for side in ("raw", "sdk") for kind in ("join", "leave")}
-    for round_index in range(rounds):
-        for side in ("raw", "sdk") if round_index % 2 == 0 else ("sdk", "raw"):
-            for kind, result in timed_side(active, side, duration, max_ops).items():
-                totals[(side, kind)].merge(result)
-    rows = []
-    for kind in ("join", "leave"):
-        raw, sdk = totals[("raw", kind)].summary(), totals[("sdk", kind)].summary()
-        rows.append({
-            "operation": kind, "concurrency": concurrency, "raw": raw, "sdk": sdk,
-            "throughput_ratio": round(sdk["ops_per_s"] / raw["ops_per_s"], 3) if raw["ops_per_s"] else None,
-            "p50_ratio": round(sdk["p50_ms"] / raw["p50_ms"], 2) if raw["p50_ms"] else None,
-        })
-    return rows
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.calls", description=__doc__)
@@ -202,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         seats = setup(service, max(concurrency))
         rows = []
         for threads in concurrency:
-            rows += measure(seats, threads, args.duration, args.rounds, args.max_ops)
+            phase = partial(timed_side, seats[:threads], max_ops=args.max_ops)
+            rows += measure(phase, ("join", "leave"), threads, WARMUP_S, args.duration, args.rounds)
             print("\n".join(format_table(rows[-2:]).splitlines()[2:]), file=sys.stderr, flush=True)
     report = {
         "started": started.isoformat(timespec="seconds"),

@@ -20,7 +20,8 @@ from typing import Callable, Sequence
 
 import requests
 
-from benchmarks.api import machine, percentile, sdk_participants
+from benchmarks.api import machine, sdk_participants
+from benchmarks.stats import percentile
 
 RESULTS_FILE = Path(__file__).resolve().parent / "results" / "soak.json"
 ROOT = Path(__file__).resolve().parents[1]
