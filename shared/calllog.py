@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Protocol
 
 from .calls import Call, CallParticipant, EndpointKind
 from .oplog import DEFAULT_TABLE_PREFIX, MemoryLog, WriterBackedLog, hour_partition, read_time_range, time_row_key
 from .table_batches import BackgroundTableWriter, TableSource
+from .timefmt import to_utc
 
 CALLS_TABLE_SUFFIX = "RoomCalls"
 PARTICIPANTS_TABLE_SUFFIX = "RoomCallParticipants"
@@ -18,17 +19,9 @@ ENDPOINT_TYPES = frozenset({"VoIP", "PSTN", "Server", "Bot", "Unknown"})
 ROLES = frozenset({"Presenter", "Attendee", "Consumer", "Collaborator", "Organizer"})
 
 
-def _utc(name: str, moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware")
-    return moment.astimezone(timezone.utc)
-
-
 def _check_interval(record: Any, start_field: str, end_field: str) -> None:
     for field in (start_field, end_field):
-        object.__setattr__(record, field, _utc(field, getattr(record, field)))
+        object.__setattr__(record, field, to_utc(getattr(record, field), field))
     start, end = getattr(record, start_field), getattr(record, end_field)
     if start is None:
         raise ValueError(f"{start_field} is required")
@@ -115,7 +108,7 @@ class CallParticipantRecord:
             raise ValueError(f"endpoint_type {self.endpoint_type!r} is not one of {sorted(ENDPOINT_TYPES)}")
         if self.role is not None and self.role not in ROLES:
             raise ValueError(f"role {self.role!r} is not one of {sorted(ROLES)}")
-        object.__setattr__(self, "call_started_at", _utc("call_started_at", self.call_started_at))
+        object.__setattr__(self, "call_started_at", to_utc(self.call_started_at, "call_started_at"))
         _check_interval(self, "joined_at", "left_at")
 
     @property

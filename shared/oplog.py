@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .table_batches import BackgroundTableWriter, TableSource, escape_key
-from .timefmt import parse_rfc3339
+from .timefmt import assume_utc, parse_rfc3339, to_utc
 
 LOG_ANALYTICS_TABLE = "ACSRoomsIncomingOperations"
 DIAGNOSTIC_CATEGORY = "RoomsOperational"
@@ -107,9 +107,7 @@ class RoomsOperationRecord:
     pstn_dial_out_enabled: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.time_generated.tzinfo is None or self.time_generated.utcoffset() is None:
-            raise ValueError("time_generated must be timezone-aware")
-        object.__setattr__(self, "time_generated", self.time_generated.astimezone(timezone.utc))
+        object.__setattr__(self, "time_generated", to_utc(self.time_generated, "time_generated"))
         if self.operation_name not in OPERATION_NAMES:
             raise ValueError(f"unknown operation_name {self.operation_name!r}; expected one of {sorted(OPERATION_NAMES)}")
         if isinstance(self.result_signature, bool) or not isinstance(self.result_signature, int):
@@ -380,8 +378,7 @@ def export_diagnostic_settings(
 def _parse_bound(text: str | None) -> datetime | None:
     if text is None:
         return None
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return assume_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

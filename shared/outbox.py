@@ -11,7 +11,7 @@ callback URI (`Destination`); an `Outbox` instance reads one prefix, so each has
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Iterable
 
 from azure.data.tables import UpdateMode
@@ -23,10 +23,6 @@ from .storage import TableStore, chunked, storage_faults
 PREFIX, END = "ev|", "ev}"
 CALLBACK_PREFIX = "cb|"
 PENDING, DELIVERED = "pending", "delivered"
-
-
-def _utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc)
 
 
 BUNDLE = 30  # events per row: keeps the JSON under Table storage's 64 KiB per property

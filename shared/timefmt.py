@@ -16,6 +16,30 @@ _IMF_FIXDATE = re.compile(
 )
 
 
+def to_utc(moment: datetime | None, name: str = "datetime") -> datetime | None:
+    """The same instant in UTC; None stays None.
+
+    A naive `moment` (no tzinfo, or one whose utcoffset() is None) raises ValueError naming `name`:
+    `astimezone` would read it as the host's local time, so the result would depend on the machine.
+    """
+    if moment is None:
+        return None
+    if moment.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+    return moment.astimezone(timezone.utc)
+
+
+def assume_utc(moment: datetime | None) -> datetime | None:
+    """The same instant in UTC, a naive `moment` being taken as UTC already; None stays None.
+
+    Only for values whose source defines them as UTC (Table storage's Edm.DateTime, a command-line
+    bound documented as UTC); anywhere else a naive datetime is a mistake, which to_utc refuses.
+    """
+    if moment is not None and moment.utcoffset() is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return to_utc(moment)
+
+
 def parse_rfc3339(value: str) -> datetime:
     """Parse an RFC 3339 timestamp to an aware UTC datetime.
 

@@ -1,9 +1,9 @@
 """Wire date-time formats: RFC 3339 in, ACS's `+00:00` with trimmed fractions out."""
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 
 import pytest
 
-from shared.timefmt import format_acs, parse_imf_fixdate, parse_rfc3339
+from shared.timefmt import assume_utc, format_acs, parse_imf_fixdate, parse_rfc3339, to_utc
 
 
 @pytest.mark.parametrize(
@@ -44,3 +44,34 @@ def test_imf_fixdate():
     assert parse_imf_fixdate("Tue, 24 Nov 2026 12:34:06 GMT") == datetime(2026, 11, 24, 12, 34, 6, tzinfo=timezone.utc)
     with pytest.raises(ValueError):
         parse_imf_fixdate("2026-11-24T12:34:06Z")
+
+
+class _NoOffset(tzinfo):
+    """A tzinfo that does not know its offset: datetime counts such a value as naive."""
+
+    def utcoffset(self, dt):
+        return None
+
+
+PLUS_TWO = timezone(timedelta(hours=2))
+NOON_UTC = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("convert", [to_utc, assume_utc])
+def test_utc_helpers_convert_aware_values_and_pass_none(convert):
+    converted = convert(datetime(2026, 11, 24, 14, tzinfo=PLUS_TWO))
+    assert converted == NOON_UTC and converted.tzinfo is timezone.utc
+    assert convert(NOON_UTC) == NOON_UTC
+    assert convert(None) is None
+
+
+@pytest.mark.parametrize("naive", [datetime(2026, 11, 24, 12), datetime(2026, 11, 24, 12, tzinfo=_NoOffset())])
+def test_to_utc_refuses_naive_values_naming_them(naive):
+    with pytest.raises(ValueError, match="^joined_at must be timezone-aware$"):
+        to_utc(naive, "joined_at")
+
+
+@pytest.mark.parametrize("naive", [datetime(2026, 11, 24, 12), datetime(2026, 11, 24, 12, tzinfo=_NoOffset())])
+def test_assume_utc_reads_naive_values_as_utc(naive):
+    converted = assume_utc(naive)
+    assert converted == NOON_UTC and converted.tzinfo is timezone.utc
