@@ -24,19 +24,9 @@ CALL_AUTOMATION_API = ApiVersions(
 
 
 def _numbered(error: AnteroomError) -> AnteroomError:
-    """The shared pipeline's plain 400 (unreadable body, bad repeatability headers) as Call
-    Automation answers every invalid argument: subcode 8523."""
+    """A shared plain 400 (bad repeatability headers, a reused request id) as Call Automation
+    answers every invalid argument: subcode 8523."""
     return invalid_argument(error.message) if error.status == 400 and error.code == "BadRequest" else error
-
-
-def _body(request: ApiRequest) -> dict:
-    try:
-        body = request.json()
-    except AnteroomError as error:
-        raise _numbered(error) from None
-    if not isinstance(body, dict):
-        raise invalid_argument("The request body must be a JSON object.")
-    return body
 
 
 def _optional_string(body: dict, key: str) -> str | None:
@@ -90,7 +80,7 @@ def _repeatable_action(request: ApiRequest, status: int, answer: dict | None, pe
 @bp.route(route=f"{CONNECTIONS}:connect", methods=["POST"], auth_level=ANONYMOUS)
 @acs_operation("ConnectCall", CALL_AUTOMATION_API)
 def connect_call(request: ApiRequest) -> ApiResponse:
-    body = _body(request)
+    body = request.json_object(error=invalid_argument)
     locator = body.get("callLocator")
     if not isinstance(locator, dict) or not isinstance(locator.get("roomId"), str):
         raise invalid_argument("callLocator must be a roomCallLocator with a roomId: only room calls can be connected.")
@@ -159,7 +149,7 @@ def get_call_participant(request: ApiRequest) -> ApiResponse:
 @bp.route(route=CONNECTIONS + "/{callConnectionId}/participants:add", methods=["POST"], auth_level=ANONYMOUS)
 @acs_operation("AddCallParticipant", CALL_AUTOMATION_API)
 def add_call_participant(request: ApiRequest) -> ApiResponse:
-    body = _body(request)
+    body = request.json_object(error=invalid_argument)
     connection_id = request.route("callConnectionId")
     context = _optional_string(body, "operationContext")
     callback = _optional_string(body, "operationCallbackUri")
@@ -180,7 +170,7 @@ def add_call_participant(request: ApiRequest) -> ApiResponse:
 @bp.route(route=CONNECTIONS + "/{callConnectionId}/participants:remove", methods=["POST"], auth_level=ANONYMOUS)
 @acs_operation("RemoveCallParticipant", CALL_AUTOMATION_API)
 def remove_call_participant(request: ApiRequest) -> ApiResponse:
-    body = _body(request)
+    body = request.json_object(error=invalid_argument)
     context = _optional_string(body, "operationContext")
     callback = _optional_string(body, "operationCallbackUri")
     return _repeatable_action(request, 202, {"operationContext": context}, lambda: request.services.call_automation.remove_participant(
@@ -192,7 +182,7 @@ def remove_call_participant(request: ApiRequest) -> ApiResponse:
 @bp.route(route=CONNECTIONS + "/{callConnectionId}/participants:mute", methods=["POST"], auth_level=ANONYMOUS)
 @acs_operation("MuteCallParticipant", CALL_AUTOMATION_API)
 def mute_call_participant(request: ApiRequest) -> ApiResponse:
-    body = _body(request)
+    body = request.json_object(error=invalid_argument)
     context = _optional_string(body, "operationContext")
     return _repeatable_action(request, 200, {"operationContext": context}, lambda: request.services.call_automation.mute(
         request.route("callConnectionId"), body.get("targetParticipants"), context
@@ -203,7 +193,7 @@ def mute_call_participant(request: ApiRequest) -> ApiResponse:
 @bp.route(route=CONNECTIONS + "/{callConnectionId}/participants:cancelAddParticipant", methods=["POST"], auth_level=ANONYMOUS)
 @acs_operation("CancelAddCallParticipant", CALL_AUTOMATION_API)
 def cancel_add_call_participant(request: ApiRequest) -> ApiResponse:
-    body = _body(request)
+    body = request.json_object(error=invalid_argument)
     invitation_id = body.get("invitationId")
     if not isinstance(invitation_id, str) or not invitation_id:
         raise invalid_argument("invitationId is required.")

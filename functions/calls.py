@@ -35,13 +35,6 @@ def call_json(call: Call, roster: dict[str, Role]) -> dict:
     return body
 
 
-def _object_body(request: ApiRequest) -> dict:
-    body = request.json()
-    if not isinstance(body, dict):
-        raise bad_request("The request body must be a JSON object.")
-    return body
-
-
 def _user(request: ApiRequest) -> str:
     request.services.calls.check_token_scopes(request.caller.scopes)
     return request.caller.user_id
@@ -99,7 +92,7 @@ def act_on_participant(request: ApiRequest) -> ApiResponse:
 @bp.route(route="roomCalls/{roomId}/invitations", methods=["POST"], auth_level=ANONYMOUS)
 @acs_operation("InviteToRoomCall", None, auth=BEARER)
 def invite_to_room_call(request: ApiRequest) -> ApiResponse:
-    raw_id = _object_body(request).get("rawId")
+    raw_id = request.json_object().get("rawId")
     if not isinstance(raw_id, str):
         raise bad_request("rawId is required.", target="rawId")
     endpoint = request.services.calls.invite(request.route("roomId"), _user(request), raw_id)
@@ -110,7 +103,7 @@ def invite_to_room_call(request: ApiRequest) -> ApiResponse:
 @bp.route(route="roomCalls/{roomId}/dialOut", methods=["POST"], auth_level=ANONYMOUS)
 @acs_operation("DialOutFromRoomCall", None, auth=BEARER)
 def dial_out_from_room_call(request: ApiRequest) -> ApiResponse:
-    body = _object_body(request)
+    body = request.json_object()
     number, caller_id = body.get("phoneNumber"), body.get("callerIdNumber")
     if not isinstance(number, str) or not isinstance(caller_id, str):
         raise bad_request("phoneNumber and callerIdNumber are required strings.", target="phoneNumber")
@@ -125,7 +118,7 @@ def dial_out_from_room_call(request: ApiRequest) -> ApiResponse:
 @bp.route(route="pstn/events", methods=["POST"], auth_level=ANONYMOUS)
 @acs_operation("PstnEvent", None)
 def pstn_event(request: ApiRequest) -> ApiResponse:
-    body = _object_body(request)
+    body = request.json_object()
     reference, action = body.get("reference"), body.get("action")
     if not isinstance(reference, str) or not isinstance(action, str):
         raise bad_request("reference and action are required strings.")

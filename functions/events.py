@@ -34,9 +34,7 @@ def dispatch_pending_events(timer: func.TimerRequest) -> None:
 @bp.route(route="callEvents:replay", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @acs_operation("ReplayCallEvents", None)
 def replay_call_events(request: ApiRequest) -> ApiResponse:
-    body = request.json()
-    if not isinstance(body, dict):
-        raise bad_request("The request body must be a JSON object.")
+    body = request.json_object()
     times = {}
     for key in ("from", "until"):
         if body.get(key) is not None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.errors import bad_request
 from shared.identity import AccessToken, parse_expiry, parse_scopes
 from shared.timefmt import format_acs
 
@@ -18,12 +17,8 @@ def _token_json(token: AccessToken) -> dict:
 
 
 def _body(request: ApiRequest) -> dict:
-    body = request.json()
-    if body is None and not request.body.strip():
-        return {}  # no body at all: the SDKs send none when no option is set
-    if not isinstance(body, dict):  # a JSON `null` included
-        raise bad_request("The request body must be a JSON object.")
-    return body
+    # No body at all is fine: the SDKs send none when no option is set. A JSON `null` is not.
+    return request.json_object(allow_empty=True)
 
 
 @bp.function_name("CreateIdentity")
