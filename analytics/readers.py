@@ -221,12 +221,6 @@ def _array_element_line(path: Path, index: int) -> int | None:
     return None
 
 
-def _first_value_char(path: Path) -> bytes:
-    with path.open("rb") as handle:
-        head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-    return head[:1]
-
-
 def read_json_columns(
     path: str | os.PathLike, fields: Sequence[Field], *, envelope: str | None = None, progress: bool = True
 ) -> RecordColumns:
@@ -238,33 +232,44 @@ def read_json_columns(
     file and line of invalid JSON or a non-object record, and OSError if the file cannot be read.
     """
     path = Path(path)
-    if not path.stat().st_size or not _first_value_char(path):
+    # An empty file is checked by size first so that nothing is opened for it.
+    layout, envelope = _json_layout(path, envelope) if path.stat().st_size else ("empty", envelope)
+    if layout == "empty":
         return RecordColumns(path, columns_from_records([], fields), 0, [], "lines")
-    first = _first_value_char(path)
-    if envelope is not None and first == b"{" and not _is_single_document(path) and not _first_line_wraps(path, envelope):
-        envelope = None  # plain records, not envelopes: Arrow can take them
-    if first == b"[" or (envelope is not None and _is_single_document(path)):
+    if layout == "document":
         return _read_json_document(path, fields, envelope)
-    if first != b"{":
-        raise InputFormatError(path, 1, f"expected JSON, found {first.decode(errors='replace')!r}")
     return _read_json_lines(path, fields, envelope, progress)
 
 
-def _is_single_document(path: Path) -> bool:
-    """True when the whole file is one JSON value spread over several lines (not JSON lines)."""
-    with path.open("rb") as handle:
-        first_line = handle.readline()
-    try:
-        orjson.loads(first_line)
-        return False
-    except orjson.JSONDecodeError:
-        return True
+def _json_layout(path: Path, envelope: str | None) -> tuple[str, str | None]:
+    """How to read a JSON file, decided from one read of its head: ("empty", "document" or "lines", envelope).
 
-
-def _first_line_wraps(path: Path, envelope: str) -> bool:
+    The envelope comes back as None for JSON lines whose first line is a plain record (so Arrow can
+    take them). Raises InputFormatError when the file does not start like JSON.
+    """
     with path.open("rb") as handle:
-        value = orjson.loads(handle.readline())
-    return isinstance(value, dict) and envelope in value
+        head = handle.read(4096)
+        # Only the first 4 KiB are looked at: a file blank that far counts as empty.
+        first = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+        if not first:
+            return "empty", envelope
+        if first == b"[":
+            return "document", envelope
+        if envelope is not None:
+            # Only with an envelope does the first line matter; it may run past the head, so finish it.
+            cut = head.find(b"\n")
+            first_line = head[: cut + 1] if cut >= 0 else head + handle.readline()
+    value = None
+    if envelope is not None:
+        try:
+            value = orjson.loads(first_line)
+        except orjson.JSONDecodeError:
+            # One JSON value spread over several lines (not JSON lines); a file that is not JSON at
+            # all fails when read whole, naming the line the parser stopped at.
+            return "document", envelope
+    if first != b"{":
+        raise InputFormatError(path, 1, f"expected JSON, found {first.decode(errors='replace')!r}")
+    return "lines", envelope if isinstance(value, dict) and envelope in value else None
 
 
 def _read_json_document(path: Path, fields: Sequence[Field], envelope: str | None) -> RecordColumns:
