@@ -320,11 +320,27 @@ class CallsService:
             endpoint = call.participant(participant_id)
             if endpoint is None or not endpoint.connected:
                 raise not_found("The participant is not in the call.")
+            if "muted" in flags and flags["muted"] != endpoint.muted and any(c.connected for c in call.connections):
+                return self._set_mute_seen_by_applications(room_id, participant_id, flags, call)
             try:
                 return self._store.update_endpoint(room_id, call.server_call_id, replace(endpoint, **flags))
             except ConcurrentChange:
                 _backoff(attempt)
         raise service_unavailable("The participant is changing too fast; retry later.")
+
+    def _set_mute_seen_by_applications(self, room_id: str, participant_id: str, flags: dict,
+                                       as_read: Call) -> CallParticipant:
+        """A mute change as a call change (next sequence number), so connected Call Automation
+        applications get ParticipantsUpdated as ACS sends them; without any, the endpoint row alone
+        changes and the call row is not contended."""
+        def mutate(call: Call | None):
+            endpoint = call.participant(participant_id) if call is not None and call.active else None
+            if endpoint is None or not endpoint.connected:
+                raise not_found("The participant is not in the call.")
+            updated = replace(endpoint, **flags)
+            return replace(call, sequence=call.sequence + 1), [updated], updated
+
+        return self._change(room_id, mutate, as_read)[1]
 
     def _leave(self, room_id: str, participant_id: str, reason: str, as_read: Call | None = None) -> CallParticipant:
         def mutate(call: Call | None):

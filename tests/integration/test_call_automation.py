@@ -186,6 +186,26 @@ def test_connect_dial_out_mute_remove_and_terminate(stack, automation, receiver,
     assert caught.value.status_code == 404
 
 
+def test_a_participant_muting_itself_reaches_the_application(stack, automation, receiver, live_room):
+    room, presenter, _ = live_room
+    properties, connection = connect(automation, receiver, room.id)
+    connection_id = properties.call_connection_id
+    receiver.wait_for(connection_id, "ParticipantsUpdated")
+    assert presenter.me(room.id, "muteMic").status_code == 200
+    muted = receiver.wait_for(connection_id, "ParticipantsUpdated", 2)[-1][1]
+    assert [(p.identifier.raw_id, p.is_muted) for p in muted.participants] == [(presenter.raw_id, True)]
+    assert connection.get_participant(CommunicationUserIdentifier(presenter.raw_id)).is_muted is True
+    assert presenter.me(room.id, "unmuteMic").status_code == 200
+    unmuted = receiver.wait_for(connection_id, "ParticipantsUpdated", 3)[-1][1]
+    assert [p.is_muted for p in unmuted.participants] == [False]
+    assert unmuted.sequence_number > muted.sequence_number
+    # Video is no business of Call Automation: no update for it.
+    assert presenter.me(room.id, "startVideo").status_code == 200
+    assert presenter.me(room.id, "muteMic").status_code == 200
+    updates = receiver.wait_for(connection_id, "ParticipantsUpdated", 4)
+    assert len(updates) == 4 and [p.is_muted for p in updates[-1][1].participants] == [True]
+
+
 @pytest.mark.parametrize("behaviour, code, sub_code", [
     ("decline", 603, 8538), ("busy", 486, 8539), ("noAnswer", 408, 8541),
 ])
