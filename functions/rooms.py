@@ -40,7 +40,7 @@ def create_room(request: ApiRequest) -> ApiResponse:
     repeat = RepeatabilityHeaders.parse(
         request.http.headers, now, services.repeatability.window, services.hmac.clock_skew
     )
-    body = CreateRoomRequest.parse(request.json() if request.body.strip() else {})
+    body = CreateRoomRequest.parse(request.json_object(allow_empty=True))
     if repeat is None:
         record = services.rooms.create(body)
         created = _created(record, request)
