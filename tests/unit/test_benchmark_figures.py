@@ -11,6 +11,10 @@ def test_percentile_is_nearest_rank_never_interpolated():
     # Interpolation would give 2.2 at the 30th: nearest rank gives a sample that was measured.
     assert [percentile(samples, rank) for rank in (30, 50, 99, 100)] == [2.0, 3.0, 5.0, 5.0]
     assert percentile([7.0], 50) == 7.0 and percentile([], 99) == 0.0
+    # Ranks landing exactly on a sample take that sample, not the next one up.
+    four = [1.0, 2.0, 3.0, 4.0]
+    assert [percentile(four, rank) for rank in (25, 50, 75, 100)] == [1.0, 2.0, 3.0, 4.0]
+    assert percentile([float(i) for i in range(1, 101)], 7) == 7.0
 
 
 def test_events_use_the_same_percentiles_and_report_none_without_events():
