@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import datetime, timezone
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
@@ -18,16 +17,13 @@ from .calls import AutomationContext, Call, CallConnection, CallParticipant, End
 from .rooms import Role
 from .rooms_store import ConcurrentChange, _is_conflict, _is_precondition_failure
 from .storage import MAX_TRANSACTION_OPERATIONS, TableStore, check_transaction, chunked, storage_faults
+from .timefmt import assume_utc
 
 CALL_ROW = "call"
 
 
 def _row(call_id: str, participant_id: str) -> str:
     return f"cp|{call_id}|{participant_id}"
-
-
-def _utc(value):
-    return None if value is None else value.astimezone(timezone.utc)
 
 
 class TableCallsStore:
@@ -83,11 +79,11 @@ class TableCallsStore:
             raw_id=entity["RawId"],
             kind=EndpointKind(entity["Kind"]),
             state=entity["State"],
-            joined_at=_utc(entity.get("JoinedAt")),
+            joined_at=assume_utc(entity.get("JoinedAt")),
             muted=bool(entity.get("Muted")),
             video_on=bool(entity.get("VideoOn")),
             screen_sharing=bool(entity.get("ScreenSharing")),
-            left_at=_utc(entity.get("LeftAt")),
+            left_at=assume_utc(entity.get("LeftAt")),
             leave_reason=entity.get("LeaveReason"),
             source_number=entity.get("SourceNumber"),
             joined_role=Role(entity["JoinedRole"]) if entity.get("JoinedRole") else None,
@@ -112,12 +108,12 @@ class TableCallsStore:
             room_id=room_id,
             server_call_id=call_id,
             state=entity["State"],
-            started_at=_utc(entity["StartedAt"]),
+            started_at=assume_utc(entity["StartedAt"]),
             started_by=entity["StartedBy"],
             connected=entity["Connected"],
             sequence=entity["Sequence"],
             correlation_id=entity["CorrelationId"],
-            ended_at=_utc(entity.get("EndedAt")),
+            ended_at=assume_utc(entity.get("EndedAt")),
             end_reason=entity.get("EndReason"),
             etag=entity.metadata["etag"],
             participants=participants,

@@ -10,7 +10,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,19 +51,17 @@ def new_correlation_id() -> str:
 
 def format_log_time(moment: datetime) -> str:
     """UTC with 7 fractional digits and `Z`, as Azure Monitor writes `time` (e.g. `...T09:15:02.1234560Z`)."""
-    if moment.tzinfo is not timezone.utc:
-        moment = moment.astimezone(timezone.utc)
-    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "0Z"
+    return to_utc(moment).replace(tzinfo=None).isoformat(timespec="microseconds") + "0Z"
 
 
 def hour_partition(moment: datetime) -> str:
     """The PartitionKey of a log entity: its UTC hour, e.g. `2026112415`."""
-    return f"{moment.astimezone(timezone.utc):%Y%m%d%H}"
+    return f"{to_utc(moment):%Y%m%d%H}"
 
 
 def time_row_key(moment: datetime, unique: str) -> str:
     """A RowKey that sorts by time within its hour partition and is unique through `unique`."""
-    return f"{moment.astimezone(timezone.utc):%Y%m%dT%H%M%S%f}_{escape_key(unique)}"
+    return f"{to_utc(moment):%Y%m%dT%H%M%S%f}_{escape_key(unique)}"
 
 
 def normalize_resource_id(resource_id: str) -> str:
@@ -310,11 +308,10 @@ def read_time_range(
     for name, bound, key_op, time_op in (("since", since, "ge", "ge"), ("until", until, "le", "lt")):
         if bound is None:
             continue
-        if bound.tzinfo is None:
-            raise ValueError(f"{name} must be timezone-aware")
+        bound = to_utc(bound, name)
         # The hour partition narrows the scan; the time condition makes the bound exact.
         conditions.append(f"PartitionKey {key_op} @{name}_hour and {time_column} {time_op} @{name}")
-        parameters[name] = bound.astimezone(timezone.utc)
+        parameters[name] = bound
         parameters[f"{name}_hour"] = hour_partition(bound)
     if conditions:
         entities = table_client.query_entities(" and ".join(conditions), parameters=parameters)
@@ -336,7 +333,7 @@ def read_operation_records(
 
 def diagnostic_blob_path(resource_id: str, moment: datetime, category: str = DIAGNOSTIC_CATEGORY) -> Path:
     """Relative path of the hourly PT1H.json blob a diagnostic setting writes `moment` into."""
-    moment = moment.astimezone(timezone.utc)
+    moment = to_utc(moment)
     return Path(
         f"insights-logs-{category.lower()}",
         f"resourceId={normalize_resource_id(resource_id)}",

@@ -15,7 +15,7 @@ import json
 import secrets
 import threading
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from azure.core import MatchConditions
@@ -24,6 +24,7 @@ from azure.data.tables import TableTransactionError, UpdateMode
 
 from .rooms import Role, Room, RosterCounts
 from .storage import MAX_TRANSACTION_OPERATIONS, TableStore, check_transaction, chunked, storage_faults
+from .timefmt import assume_utc
 
 ROOM_ROW = "room"
 RETIRED_GENERATION_TTL = timedelta(minutes=15)
@@ -87,13 +88,6 @@ def _generation_bounds(generation: str) -> tuple[str, str]:
     return f"p{generation}|", f"p{generation}}}"
 
 
-def _utc(moment: datetime) -> datetime:
-    return datetime(
-        moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second,
-        moment.microsecond, tzinfo=timezone.utc,
-    )
-
-
 class TableRoomsStore:
     """RoomsStore on Azure Table storage (Azurite locally)."""
 
@@ -129,9 +123,9 @@ class TableRoomsStore:
     def _record(entity) -> RoomRecord:
         room = Room(
             id=entity["PartitionKey"],
-            created_at=_utc(entity["CreatedAt"]),
-            valid_from=_utc(entity["ValidFrom"]),
-            valid_until=_utc(entity["ValidUntil"]),
+            created_at=assume_utc(entity["CreatedAt"]),
+            valid_from=assume_utc(entity["ValidFrom"]),
+            valid_until=assume_utc(entity["ValidUntil"]),
             pstn_dial_out_enabled=bool(entity.get("PstnDialOutEnabled", False)),
         )
         counts = RosterCounts(

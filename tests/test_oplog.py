@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from unittest.mock import Mock
 from urllib.parse import unquote
 
 import pytest
@@ -32,6 +33,7 @@ from shared.oplog import (
 from shared.storage import TransactionTooLarge
 from shared.table_batches import BackgroundTableWriter, escape_key, transaction_batches
 from tests.analytics.azurite import azurite_tables
+from tests.unit.test_timefmt import NoOffset
 
 T0 = datetime(2026, 11, 24, 15, 30, 0, 123456, tzinfo=timezone.utc)
 RESOURCE = "/subscriptions/1111/resourceGroups/rg-a/providers/Microsoft.Communication/communicationServices/acs-a"
@@ -129,6 +131,26 @@ def test_entity_keys_are_hour_partition_and_sortable_escaped_row_key():
     assert not set("/#?\\") & set(suffix) and unquote(suffix) == "a/b#c?d\\e%"
     later = record(time_generated=T0 + timedelta(microseconds=1)).to_entity()
     assert later["RowKey"] > record().to_entity()["RowKey"]
+
+
+@pytest.mark.parametrize(
+    "key_of",
+    [
+        oplog.format_log_time,
+        oplog.hour_partition,
+        lambda moment: oplog.time_row_key(moment, "x"),
+        lambda moment: oplog.diagnostic_blob_path(RESOURCE, moment),
+    ],
+    ids=["format_log_time", "hour_partition", "time_row_key", "diagnostic_blob_path"],
+)
+def test_time_keys_refuse_naive_times_rather_than_read_them_as_host_local(key_of):
+    with pytest.raises(ValueError, match="timezone-aware"):
+        key_of(T0.replace(tzinfo=None))
+
+
+def test_time_range_refuses_a_bound_whose_zone_has_no_offset():
+    with pytest.raises(ValueError, match="since must be timezone-aware"):
+        list(read_operation_records(Mock(), since=T0.replace(tzinfo=NoOffset())))
 
 
 def test_memory_logs_keep_writes_in_order():

@@ -46,7 +46,7 @@ def test_imf_fixdate():
         parse_imf_fixdate("2026-11-24T12:34:06Z")
 
 
-class _NoOffset(tzinfo):
+class NoOffset(tzinfo):
     """A tzinfo that does not know its offset: datetime counts such a value as naive."""
 
     def utcoffset(self, dt):
@@ -65,13 +65,13 @@ def test_utc_helpers_convert_aware_values_and_pass_none(convert):
     assert convert(None) is None
 
 
-@pytest.mark.parametrize("naive", [datetime(2026, 11, 24, 12), datetime(2026, 11, 24, 12, tzinfo=_NoOffset())])
+@pytest.mark.parametrize("naive", [datetime(2026, 11, 24, 12), datetime(2026, 11, 24, 12, tzinfo=NoOffset())])
 def test_to_utc_refuses_naive_values_naming_them(naive):
     with pytest.raises(ValueError, match="^joined_at must be timezone-aware$"):
         to_utc(naive, "joined_at")
 
 
-@pytest.mark.parametrize("naive", [datetime(2026, 11, 24, 12), datetime(2026, 11, 24, 12, tzinfo=_NoOffset())])
+@pytest.mark.parametrize("naive", [datetime(2026, 11, 24, 12), datetime(2026, 11, 24, 12, tzinfo=NoOffset())])
 def test_assume_utc_reads_naive_values_as_utc(naive):
     converted = assume_utc(naive)
     assert converted == NOON_UTC and converted.tzinfo is timezone.utc
