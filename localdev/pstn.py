@@ -68,7 +68,8 @@ class PstnSimulator:
         # The app's URL may be set after start: the app needs our URL before it can start.
         self.app_base_url = app_base_url.rstrip("/")
         self._key = base64.b64decode(access_key)
-        self._ca_file = ca_file
+        # Built once: loading the CA file for every phone action is wasted work.
+        self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else None
         self.rules = dict(rules or {})
         self.ring_seconds: dict[str, float] = {}
         self.calls: list[PlacedCall] = []
@@ -77,6 +78,7 @@ class PstnSimulator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None  # lives on the simulator's loop, start to stop
         self.url = ""
 
     # -- the gateway side (called by the app) -------------------------------------------------
@@ -124,10 +126,14 @@ class PstnSimulator:
         body = json.dumps({"reference": reference, "action": action}).encode()
         headers = sign_headers(self._key, "POST", url, body, format_imf_fixdate(datetime.now(timezone.utc)))
         headers["Content-Type"] = "application/json"
-        context = ssl.create_default_context(cafile=self._ca_file) if self._ca_file else None
-        async with aiohttp.ClientSession() as session:
-            async with session.post(url, data=body, headers=headers, ssl=context) as response:
-                return response.status, await response.json(content_type=None)
+        async with self._session.post(url, data=body, headers=headers, ssl=self._ssl) as response:
+            return response.status, await response.json(content_type=None)
+
+    @staticmethod
+    async def _open_session() -> aiohttp.ClientSession:
+        # A session must be made on a running loop. No cookie jar: each action stands alone, as it
+        # did when every action had a session of its own.
+        return aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
 
     # -- running ----------------------------------------------------------------------------
     def _application(self) -> web.Application:
@@ -144,6 +150,8 @@ class PstnSimulator:
         def serve() -> None:
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
+            # Before the server starts, so no phone action can arrive without it.
+            self._session = self._loop.run_until_complete(self._open_session())
             self._runner = web.AppRunner(self._application(), access_log=None)
             self._loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, "127.0.0.1", self._port)
@@ -153,6 +161,8 @@ class PstnSimulator:
             ready.set()
             self._loop.run_forever()
             self._loop.run_until_complete(self._runner.cleanup())
+            # After the server: an action still finishing during its cleanup may need the session.
+            self._loop.run_until_complete(self._session.close())
             self._loop.close()
 
         self._thread = threading.Thread(target=serve, name="pstn-simulator", daemon=True)
