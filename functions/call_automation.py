@@ -1,6 +1,7 @@
 """Call Automation API blueprint (ACS's `/calling/callConnections...` routes) for room calls."""
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Callable
 
@@ -8,8 +9,9 @@ import azure.functions as func
 
 from shared.call_automation import call_participant_json
 from shared.call_automation_service import call_connection_id, check_callback_uri, invalid_argument
-from shared.errors import AnteroomError
+from shared.errors import AnteroomError, not_found
 from shared.repeatability import RepeatabilityHeaders, StoredResponse, fingerprint
+from shared.services import get_services
 
 from .pipeline import ApiRequest, ApiResponse, ApiVersions, acs_operation
 
@@ -203,3 +205,28 @@ def cancel_add_call_participant(request: ApiRequest) -> ApiResponse:
     return _repeatable_action(request, 202, answer, lambda: request.services.call_automation.cancel_add(
         request.route("callConnectionId"), invitation_id, context, callback
     ))
+
+
+# -- callback verification keys: anonymous, like ACS's, since receivers fetch them without a key ---
+def _signer_json(document: dict | None) -> func.HttpResponse:
+    if document is None:
+        body = not_found("Callbacks are not signed here: ANTEROOM_CALLBACK_SIGNING_KEY is not set.").to_body()
+        return func.HttpResponse(json.dumps(body), status_code=404, mimetype="application/json")
+    # Receivers cache the key set; an hour keeps a rotated key from going unnoticed for long.
+    return func.HttpResponse(json.dumps(document), status_code=200, mimetype="application/json",
+                             headers={"Cache-Control": "public, max-age=3600"})
+
+
+@bp.function_name("GetCallbackOpenIdConfiguration")
+@bp.route(route="calling/.well-known/acsopenidconfiguration", methods=["GET"], auth_level=ANONYMOUS)
+def get_callback_openid_configuration(req: func.HttpRequest) -> func.HttpResponse:
+    signer = get_services().callback_signer
+    keys_url = req.url.split("?", 1)[0].rsplit("/.well-known/", 1)[0] + "/keys"
+    return _signer_json(None if signer is None else signer.openid_configuration(keys_url))
+
+
+@bp.function_name("GetCallbackSigningKeys")
+@bp.route(route="calling/keys", methods=["GET"], auth_level=ANONYMOUS)
+def get_callback_signing_keys(req: func.HttpRequest) -> func.HttpResponse:
+    signer = get_services().callback_signer
+    return _signer_json(None if signer is None else signer.jwks())

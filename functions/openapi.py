@@ -899,6 +899,41 @@ def _call_automation_paths() -> dict:
     }
 
 
+def _callback_key_paths() -> dict:
+    unsigned = {"description": "Callbacks are not signed here (no ANTEROOM_CALLBACK_SIGNING_KEY).",
+                "content": _json(_ref("CommunicationErrorResponse"))}
+    cache = {"Cache-Control": {"description": "Receivers may keep the answer an hour.", "schema": {"type": "string"}}}
+    jwk = _object({
+        "kty": {"const": "RSA"}, "n": {"type": "string"}, "e": {"type": "string"}, "use": {"const": "sig"},
+        "alg": {"const": "RS256"}, "kid": {"type": "string", "description": "RFC 7638 thumbprint of the key."},
+    }, ("kty", "n", "e", "use", "alg", "kid"))
+    return {
+        "/calling/.well-known/acsopenidconfiguration": {
+            "get": _operation(
+                "GetCallbackOpenIdConfiguration", "Where to find the keys that verify callback tokens.", "CallAutomation",
+                {"200": {"description": "The OpenID discovery document.", "headers": cache, "content": _json(_object({
+                    "issuer": {"type": "string", "description": "The `iss` of every callback token (ACS's by default)."},
+                    "jwks_uri": {"type": "string", "format": "uri"},
+                    "id_token_signing_alg_values_supported": {"type": "array", "items": {"const": "RS256"}},
+                }, ("issuer", "jwks_uri", "id_token_signing_alg_values_supported")))},
+                 "404": unsigned},
+                security=[],
+                description="Each callback POST carries `Authorization: Bearer <JWT>`, RS256, issuer as here, audience "
+                "the resource id, valid five minutes, with a `jti` of its own.",
+            ),
+        },
+        "/calling/keys": {
+            "get": _operation(
+                "GetCallbackSigningKeys", "The JSON Web Key Set that verifies callback tokens.", "CallAutomation",
+                {"200": {"description": "The key set.", "headers": cache,
+                         "content": _json(_object({"keys": {"type": "array", "items": jwk}}, ("keys",)))},
+                 "404": unsigned},
+                security=[],
+            ),
+        },
+    }
+
+
 def _meta_paths() -> dict:
     return {
         "/openapi.json": {
@@ -932,7 +967,7 @@ def build_document() -> dict:
             {"name": "CallAutomation", "description": "ACS Call Automation on room calls, with callbacks as CloudEvents."},
             {"name": "Meta", "description": "About the API itself."},
         ],
-        "paths": {**_rooms_paths(), **_identity_paths(), **_room_call_paths(), **_event_paths(), **_call_automation_paths(), **_meta_paths()},
+        "paths": {**_rooms_paths(), **_identity_paths(), **_room_call_paths(), **_event_paths(), **_call_automation_paths(), **_callback_key_paths(), **_meta_paths()},
         "components": {
             "schemas": {**_schemas(), **_call_automation_schemas()},
             "responses": _shared_responses(),

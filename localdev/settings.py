@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, MutableMapping
 
+from shared.callback_tokens import new_signing_key_pem
+
 from .files import write_atomically
 
 log = logging.getLogger("localdev.settings")
@@ -29,6 +31,7 @@ ACCESS_KEY = "ANTEROOM_ACCESS_KEY"
 SECONDARY_ACCESS_KEY = "ANTEROOM_SECONDARY_ACCESS_KEY"
 RESOURCE_ID = "ANTEROOM_RESOURCE_ID"
 TOKEN_SIGNING_KEY = "ANTEROOM_TOKEN_SIGNING_KEY"
+CALLBACK_SIGNING_KEY = "ANTEROOM_CALLBACK_SIGNING_KEY"
 EVENTGRID_ENDPOINT = "ANTEROOM_EVENTGRID_ENDPOINT"
 EVENTGRID_KEY = "ANTEROOM_EVENTGRID_KEY"
 PSTN_GATEWAY_URL = "ANTEROOM_PSTN_GATEWAY_URL"
@@ -111,6 +114,8 @@ def generate_app_settings(storage_connection_string: str) -> dict[str, str]:
         SECONDARY_ACCESS_KEY: _random_key(),
         RESOURCE_ID: str(uuid.uuid4()),
         TOKEN_SIGNING_KEY: _random_key(),
+        # Base64 of the PEM: one line, like every other setting.
+        CALLBACK_SIGNING_KEY: base64.b64encode(new_signing_key_pem()).decode("ascii"),
     }
 
 

@@ -9,6 +9,7 @@ import requests
 
 from .call_automation import cloud_event
 from .call_events import OutgoingEvent
+from .callback_tokens import CallbackSigner
 from .dispatcher import Dispatcher
 from .outbox import Outbox, events_from_entity
 
@@ -21,16 +22,24 @@ class CallbackSender(Protocol):
 
 
 class HttpCallbackSender:
-    """POSTs a JSON array of CloudEvents, as ACS does; anything but a 2xx answer is a failure."""
+    """POSTs a JSON array of CloudEvents, as ACS does; anything but a 2xx answer is a failure.
 
-    def __init__(self, timeout: float = 30.0) -> None:
+    With a signer, each request carries its own `Authorization: Bearer <JWT>`, as ACS's do.
+    """
+
+    def __init__(self, signer: CallbackSigner | None = None, timeout: float = 30.0) -> None:
+        self._signer = signer
         self._timeout = timeout
 
     def post(self, uri: str, events: list[OutgoingEvent]) -> None:
+        headers = {"Content-Type": "application/json"}
+        if self._signer is not None:
+            # Minted per attempt: a retry hours later must not carry an expired token.
+            headers["Authorization"] = f"Bearer {self._signer.token()}"
         response = requests.post(
             uri,
             data=json.dumps([cloud_event(event) for event in events]),
-            headers={"Content-Type": "application/json"},
+            headers=headers,
             timeout=self._timeout,
         )
         response.raise_for_status()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from .call_automation_service import CallAutomationService
+from .callback_tokens import CallbackSigner, load_signing_key
 from .callbacks import CallbackDispatcher, HttpCallbackSender
 from .calls_service import CallsService
 from .calls_store import TableCallsStore
@@ -40,6 +41,7 @@ class Services:
     calls: CallsService
     call_automation: CallAutomationService
     callbacks: CallbackDispatcher
+    callback_signer: CallbackSigner | None
     outbox: Outbox
     dispatcher: Dispatcher | None
     throttle: Throttle | None = None  # None when ANTEROOM_THROTTLE_REQUESTS is 0
@@ -83,7 +85,12 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
         call_log,
     )
     rooms.listener = calls  # roster removals and deletions reach live calls at once
-    callbacks = CallbackDispatcher(Outbox(tables, rooms_table, clock, prefix=CALLBACK_PREFIX), HttpCallbackSender())
+    signer = None
+    if settings.callback_signing_key is not None:
+        signer = CallbackSigner(load_signing_key(settings.callback_signing_key), settings.resource_id, clock,
+                                settings.callback_token_issuer)
+    callbacks = CallbackDispatcher(Outbox(tables, rooms_table, clock, prefix=CALLBACK_PREFIX),
+                                   HttpCallbackSender(signer))
     calls.callbacks = callbacks
     return Services(
         settings=settings,
@@ -100,6 +107,7 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
         dispatcher=dispatcher,
         call_automation=CallAutomationService(rooms, calls, TableCallsStore(tables, rooms_table), clock),
         callbacks=callbacks,
+        callback_signer=signer,
         identity=IdentityService(
             tables, settings.table_name("Identities"), settings.resource_id, settings.token_signing_key, clock
         ),

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from .callback_tokens import ACS_CALLBACK_ISSUER, load_signing_key
 from .identifiers import is_e164
 
 PREFIX = "ANTEROOM_"
@@ -27,6 +28,27 @@ def _decode_key(name: str, value: str, problems: list[str]) -> bytes:
     if len(key) < 16:
         problems.append(f"{name} must decode to at least 16 bytes")
     return key
+
+
+def _callback_signing_key(value: str, problems: list[str]) -> bytes | None:
+    """The PEM of ANTEROOM_CALLBACK_SIGNING_KEY, given as PEM text or as base64 of it (one line, for
+    app settings that cannot hold line breaks); checked here so a bad key stops the start."""
+    if not value:
+        return None
+    if value.startswith("-----BEGIN"):
+        pem = value.encode()
+    else:
+        try:
+            pem = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            problems.append(f"{PREFIX}CALLBACK_SIGNING_KEY must be a PEM private key or base64 of one")
+            return None
+    try:
+        load_signing_key(pem)
+    except ValueError as error:
+        problems.append(f"{PREFIX}CALLBACK_SIGNING_KEY {error}")
+        return None
+    return pem
 
 
 @dataclass(frozen=True)
@@ -55,6 +77,9 @@ class Settings:
     eventgrid_key: str | None = None
     eventgrid_schema: str = "EventGridSchema"
     arm_resource_id: str = ""
+    # PEM of the RSA key that signs Call Automation callbacks; None sends them unsigned.
+    callback_signing_key: bytes | None = None
+    callback_token_issuer: str = ACS_CALLBACK_ISSUER
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -115,6 +140,8 @@ class Settings:
             f"/subscriptions/{resource_id}/resourceGroups/anteroom/providers/"
             "Microsoft.Communication/communicationServices/anteroom"
         )
+        callback_key = _callback_signing_key(env.get(PREFIX + "CALLBACK_SIGNING_KEY", "").strip(), problems)
+        issuer = env.get(PREFIX + "CALLBACK_TOKEN_ISSUER", "").strip() or ACS_CALLBACK_ISSUER
         settings = cls(
             storage_connection_string=connection_string,
             access_keys=tuple(keys),
@@ -137,6 +164,8 @@ class Settings:
             eventgrid_key=eventgrid_key,
             eventgrid_schema=schema,
             arm_resource_id=arm_resource_id,
+            callback_signing_key=callback_key,
+            callback_token_issuer=issuer,
         )
         if problems:
             raise SettingsError("; ".join(problems))

@@ -47,10 +47,3 @@ def roster(*pairs) -> list[RoomParticipant]:
 
 def participant_states(response: requests.Response) -> dict:
     return {p["participantId"]: (p["state"], p["isMuted"], p["isVideoOn"], p["isScreenSharing"]) for p in response.json()["participants"]}
-
-
-def hang_up_connected_phones(stack) -> None:
-    """Each caller number has only two lines: hang up every simulated phone still on a call."""
-    for call in list(stack.pstn.calls):
-        if call.state == "connected":
-            requests.post(f"{stack.pstn.url}/phones/{call.target}/leave", timeout=30)

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
 from localdev.azurite import AzuriteTable
 from localdev.certs import ensure_dev_certificate
 from localdev.pstn import PstnSimulator
+from shared.callback_tokens import new_signing_key_pem
 from tests.conftest import TEST_CERT_DIR
 
 from .event_support import TopicSubscriptions, start_topic
@@ -48,6 +50,7 @@ def _settings(storage: str) -> dict:
         "ANTEROOM_SECONDARY_ACCESS_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         "ANTEROOM_RESOURCE_ID": str(uuid.uuid4()),
         "ANTEROOM_TOKEN_SIGNING_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "ANTEROOM_CALLBACK_SIGNING_KEY": base64.b64encode(new_signing_key_pem()).decode(),
         "ANTEROOM_ROOMS_PAGE_SIZE": "5",
         "ANTEROOM_PARTICIPANTS_PAGE_SIZE": "7",
         "ANTEROOM_PSTN_CALLER_NUMBERS": "+18005550100,+18005550101",
@@ -128,3 +131,15 @@ def identity_client(stack):
     from azure.communication.identity import CommunicationIdentityClient
 
     return CommunicationIdentityClient.from_connection_string(stack.connection_string)
+
+
+@pytest.fixture
+def hang_up_phones(stack):
+    """Each caller number has only two lines: phones a test leaves on a call hang up after it.
+
+    For modules that dial out: `pytestmark = pytest.mark.usefixtures("hang_up_phones")`.
+    """
+    yield
+    for call in list(stack.pstn.calls):
+        if call.state == "connected":
+            requests.post(f"{stack.pstn.url}/phones/{call.target}/leave", timeout=30)

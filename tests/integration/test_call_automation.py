@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import jwt
 import pytest
 import requests
 from azure.communication.callautomation import (
@@ -23,9 +24,9 @@ from azure.core.messaging import CloudEvent
 
 from shared.timefmt import format_imf_fixdate
 
-from .calls_support import hang_up_connected_phones, new_user, roster
+from .calls_support import new_user, roster
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("hang_up_phones")]
 WAIT = 90  # seconds: two cores shared with other test runs
 
 
@@ -39,6 +40,7 @@ class CallbackReceiver:
 
     def __init__(self) -> None:
         self.events: list[tuple[CloudEvent, object]] = []
+        self.authorizations: list[str | None] = []
         self.fail_next = 0
         self._condition = threading.Condition()
         receiver = self
@@ -47,6 +49,7 @@ class CallbackReceiver:
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with receiver._condition:
+                    receiver.authorizations.append(self.headers.get("Authorization"))
                     if receiver.fail_next:
                         receiver.fail_next -= 1
                         self.send_response(500)
@@ -101,12 +104,6 @@ def receiver():
 @pytest.fixture(scope="module")
 def automation(stack):
     return CallAutomationClient.from_connection_string(stack.connection_string)
-
-
-@pytest.fixture(autouse=True)
-def hang_up_phones(stack):
-    yield
-    hang_up_connected_phones(stack)
 
 
 def phone_rule(stack, number: str, behaviour: str, ring_seconds: float = 0) -> str:
@@ -204,6 +201,37 @@ def test_a_participant_muting_itself_reaches_the_application(stack, automation, 
     assert presenter.me(room.id, "muteMic").status_code == 200
     updates = receiver.wait_for(connection_id, "ParticipantsUpdated", 4)
     assert len(updates) == 4 and [p.is_muted for p in updates[-1][1].participants] == [True]
+
+
+def test_callbacks_carry_a_token_that_the_published_keys_verify(stack, automation, receiver, live_room):
+    room, _, _ = live_room
+    properties, _ = connect(automation, receiver, room.id)
+    receiver.wait_for(properties.call_connection_id, "ParticipantsUpdated")
+    discovery = requests.get(f"{stack.base_url}/calling/.well-known/acsopenidconfiguration",
+                             verify=stack.ca_file, timeout=10)
+    assert discovery.status_code == 200, discovery.text
+    configuration = discovery.json()
+    assert configuration["issuer"] == "https://acscallautomation.communication.azure.com"
+    assert configuration["jwks_uri"] == f"{stack.base_url}/calling/keys"
+    keys = jwt.PyJWKSet.from_dict(requests.get(configuration["jwks_uri"], verify=stack.ca_file, timeout=10).json())
+    with receiver._condition:
+        authorizations = list(receiver.authorizations)
+    assert authorizations and all(a and a.startswith("Bearer ") for a in authorizations)
+    tokens = [a.removeprefix("Bearer ") for a in authorizations]
+    assert len(set(tokens)) == len(tokens)  # a token of its own for every request
+    for token in tokens[-2:]:
+        key = keys[jwt.get_unverified_header(token)["kid"]]
+        claims = jwt.decode(token, key=key, algorithms=["RS256"], audience=stack.resource_id,
+                            issuer=configuration["issuer"])
+        assert claims["exp"] - claims["iat"] == 300
+    # Another resource's audience, or a tampered token, does not verify.
+    token = tokens[-1]
+    key = keys[jwt.get_unverified_header(token)["kid"]]
+    with pytest.raises(jwt.InvalidAudienceError):
+        jwt.decode(token, key=key, algorithms=["RS256"], audience=str(uuid.uuid4()))
+    head, payload, signature = token.split(".")
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(f"{head}.{payload}.{signature[:-4]}AAAA", key=key, algorithms=["RS256"], audience=stack.resource_id)
 
 
 @pytest.mark.parametrize("behaviour, code, sub_code", [

@@ -19,7 +19,7 @@ from shared.timefmt import format_imf_fixdate
 from .calls_support import new_user, roster
 from .hmac_client import HmacClient
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("hang_up_phones")]
 ROOMS = "api-version=2025-03-13"
 IDENTITY = "api-version=2023-10-01"
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -222,6 +222,11 @@ def test_room_call_answers_match(stack, rooms_client, identity_client, http, che
 
 def test_openapi_route_answer_matches(served, check):
     check(served, 200)
+
+
+def test_callback_key_answers_match(stack, check):
+    for path in ("/calling/.well-known/acsopenidconfiguration", "/calling/keys"):
+        check(requests.get(stack.base_url + path, verify=stack.ca_file, timeout=10), 200)
 
 
 def test_call_automation_answers_match(stack, rooms_client, identity_client, http, check):

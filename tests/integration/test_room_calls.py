@@ -12,16 +12,7 @@ from azure.communication.rooms import ParticipantRole
 
 from .calls_support import CallUser, new_user, participant_states, roster
 
-pytestmark = pytest.mark.stack
-
-
-@pytest.fixture(autouse=True)
-def hang_up_phones(stack):
-    """Each caller number has only two lines: phones a test leaves on a call hang up after it."""
-    yield
-    for call in list(stack.pstn.calls):
-        if call.state == "connected":
-            requests.post(f"{stack.pstn.url}/phones/{call.target}/leave", timeout=30)
+pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("hang_up_phones")]
 
 ROLES = [ParticipantRole.PRESENTER, ParticipantRole.ATTENDEE, ParticipantRole.CONSUMER, ParticipantRole.COLLABORATOR]
 # operation -> (capability it needs, roles allowed by ACS's role table)

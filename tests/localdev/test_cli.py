@@ -208,7 +208,7 @@ def test_run_generates_settings_once_and_stops_everything_on_ctrl_c(tmp_path):
     settings = json.loads(settings_file.read_text())
     assert set(settings) == {"ANTEROOM_STORAGE_CONNECTION_STRING", "ANTEROOM_ACCESS_KEY",
                              "ANTEROOM_SECONDARY_ACCESS_KEY", "ANTEROOM_RESOURCE_ID",
-                             "ANTEROOM_TOKEN_SIGNING_KEY", "ANTEROOM_EVENTGRID_ENDPOINT",
+                             "ANTEROOM_TOKEN_SIGNING_KEY", "ANTEROOM_CALLBACK_SIGNING_KEY", "ANTEROOM_EVENTGRID_ENDPOINT",
                              "ANTEROOM_EVENTGRID_KEY", "ANTEROOM_PSTN_GATEWAY_URL",
                              "ANTEROOM_PSTN_CALLER_NUMBERS"}
 
