@@ -11,7 +11,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Callable, Coroutine, Sequence
+from typing import Any, Callable, Coroutine, Mapping, Sequence
 from urllib.parse import urlparse
 
 from .azurite import REPO_ROOT, AzuriteTable
@@ -108,9 +108,9 @@ def _previous_storage_port(state_dir: Path) -> int:
     return 0
 
 
-def _previous_port_if_free(state_dir: Path, url_setting: str) -> int:
+def _previous_port_if_free(settings: Mapping[str, str], url_setting: str) -> int:
     """The port of a stored URL when it is free again (URLs handed out stay valid), else 0 (any)."""
-    port = urlparse(ensure_local_settings(state_dir).get(url_setting, "")).port or 0
+    port = urlparse(settings.get(url_setting, "")).port or 0
     if not port:
         return 0
     try:
@@ -150,13 +150,13 @@ def _trust_dev_ca_for_requests(certificate: DevCertificate) -> None:
     os.environ["REQUESTS_CA_BUNDLE"] = str(bundle)
 
 
-def _start_topic(args: argparse.Namespace, state_dir: Path, key: str, certificate: DevCertificate,
+def _start_topic(args: argparse.Namespace, state_dir: Path, settings: Mapping[str, str], certificate: DevCertificate,
                  host: FunctionHost) -> EventGridTopic:
     """The topic, delivering to the app's Event Grid-triggered functions in this process."""
     adapter = host.adapters.get(EventGridTriggerAdapter.binding_type)
     port = args.eventgrid_port if args.eventgrid_port is not None else \
-        _previous_port_if_free(state_dir, EVENTGRID_ENDPOINT)
-    return EventGridTopic(state_dir / "eventgrid", key=key, port=port, certificate=certificate,
+        _previous_port_if_free(settings, EVENTGRID_ENDPOINT)
+    return EventGridTopic(state_dir / "eventgrid", key=settings[EVENTGRID_KEY], port=port, certificate=certificate,
                           time_scale=args.eventgrid_time_scale,
                           function_invoker=adapter.deliver if isinstance(adapter, EventGridTriggerAdapter) else None)
 
@@ -174,16 +174,16 @@ def command_run(args: argparse.Namespace) -> int:
     atexit.register(azurite.stop)
     pstn: PstnSimulator | None = None
     try:
-        settings = ensure_local_settings(state_dir, storage_connection_string=azurite.connection_string,
+        settings = ensure_local_settings(state_dir, current={STORAGE_CONNECTION_STRING: azurite.connection_string},
                                          generated=generate_companion_settings())
         certificate = ensure_dev_certificate(state_dir / "certs")
         _trust_dev_ca_for_requests(certificate)
         if args.pstn:
-            port = args.pstn_port if args.pstn_port is not None else _previous_port_if_free(state_dir, PSTN_GATEWAY_URL)
+            port = args.pstn_port if args.pstn_port is not None else _previous_port_if_free(settings, PSTN_GATEWAY_URL)
             pstn = PstnSimulator(settings[ACCESS_KEY], ca_file=str(certificate.ca_cert), port=port).start()
             settings = ensure_local_settings(state_dir, current={PSTN_GATEWAY_URL: pstn.url})
         host = _build_host(args.app, app_dir, args.threads)
-        topic = _start_topic(args, state_dir, settings[EVENTGRID_KEY], certificate, host) if args.eventgrid else None
+        topic = _start_topic(args, state_dir, settings, certificate, host) if args.eventgrid else None
 
         def announce(started: FunctionHost) -> None:
             if started.https_port is not None:
@@ -236,7 +236,7 @@ def command_eventgrid(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir).resolve()
     settings = ensure_local_settings(state_dir, generated=generate_companion_settings())
     certificate = ensure_dev_certificate(state_dir / "certs")
-    port = args.port if args.port is not None else _previous_port_if_free(state_dir, EVENTGRID_ENDPOINT)
+    port = args.port if args.port is not None else _previous_port_if_free(settings, EVENTGRID_ENDPOINT)
     topic = EventGridTopic(state_dir / "eventgrid", key=settings[EVENTGRID_KEY], port=port,
                            certificate=None if args.http else certificate, ca_file=str(certificate.ca_cert),
                            time_scale=args.time_scale)

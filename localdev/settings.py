@@ -10,7 +10,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, MutableMapping
+from typing import Callable, Mapping, MutableMapping
 
 from shared.callback_tokens import new_signing_key_pem
 
@@ -106,17 +106,25 @@ def _random_key() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
+def _callback_signing_key() -> str:
+    # Base64 of the PEM: one line, like every other setting.
+    return base64.b64encode(new_signing_key_pem()).decode("ascii")
+
+
+# How each generated app setting is made; a stored value is never made again (an RSA key takes ~50 ms).
+_APP_SETTING_MAKERS: dict[str, Callable[[], str]] = {
+    ACCESS_KEY: _random_key,
+    SECONDARY_ACCESS_KEY: _random_key,
+    RESOURCE_ID: lambda: str(uuid.uuid4()),
+    TOKEN_SIGNING_KEY: _random_key,
+    CALLBACK_SIGNING_KEY: _callback_signing_key,
+}
+
+
 def generate_app_settings(storage_connection_string: str) -> dict[str, str]:
     """Fresh app settings for one local Anteroom instance."""
-    return {
-        STORAGE_CONNECTION_STRING: storage_connection_string,
-        ACCESS_KEY: _random_key(),
-        SECONDARY_ACCESS_KEY: _random_key(),
-        RESOURCE_ID: str(uuid.uuid4()),
-        TOKEN_SIGNING_KEY: _random_key(),
-        # Base64 of the PEM: one line, like every other setting.
-        CALLBACK_SIGNING_KEY: base64.b64encode(new_signing_key_pem()).decode("ascii"),
-    }
+    return {STORAGE_CONNECTION_STRING: storage_connection_string,
+            **{name: make() for name, make in _APP_SETTING_MAKERS.items()}}
 
 
 def generate_companion_settings() -> dict[str, str]:
@@ -130,15 +138,14 @@ def generate_companion_settings() -> dict[str, str]:
 
 
 def ensure_local_settings(state_dir: str | os.PathLike[str], *,
-                          storage_connection_string: str | None = None,
                           generated: Mapping[str, str] | None = None,
                           current: Mapping[str, str] | None = None) -> dict[str, str]:
     """Load `<state_dir>/settings.json`, creating missing settings, and return them.
 
     Keys and the resource id are generated once and reused on every restart so
     connection strings handed to clients stay valid. `generated` adds more
-    values the same way (kept once stored); a given storage connection string
-    and the `current` values replace the stored ones (ports may change).
+    values the same way (kept once stored); the `current` values (the storage
+    connection string, ports) replace the stored ones.
     """
     directory = Path(state_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -147,10 +154,8 @@ def ensure_local_settings(state_dir: str | os.PathLike[str], *,
         stored = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         stored = {}
-    settings = {**generate_app_settings(storage_connection_string or ""), **(generated or {}), **stored,
-                **(current or {})}
-    if storage_connection_string is not None:
-        settings[STORAGE_CONNECTION_STRING] = storage_connection_string
+    missing = {name: make() for name, make in _APP_SETTING_MAKERS.items() if name not in stored}
+    settings = {STORAGE_CONNECTION_STRING: "", **missing, **(generated or {}), **stored, **(current or {})}
     if settings != stored:
         # 600: the file holds secrets.
         write_atomically(path, (json.dumps(settings, indent=2, sort_keys=True) + "\n").encode(), 0o600)
