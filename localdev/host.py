@@ -39,6 +39,15 @@ class _QuietMalformedRequests(logging.Filter):
             record.exc_info = record.exc_text = None
         return True
 
+
+def quiet_malformed_request_logs() -> None:
+    """Install the filter on aiohttp's server logger, which every local server shares (host,
+    Event Grid topic, webhook subscriber, PSTN simulator): each calls this before it listens."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _QuietMalformedRequests) for f in server_log.filters):
+        server_log.addFilter(_QuietMalformedRequests())
+
+
 LOOPBACK = "127.0.0.1"
 # The line `python -m localdev serve|run` prints once listening, followed by the URLs.
 READY_PREFIX = "localdev: listening "
@@ -144,9 +153,7 @@ class FunctionHost:
             return web.BaseRequest(message, payload, protocol, writer, task, loop,
                                    client_max_size=MAX_REQUEST_BODY)
 
-        server_log = logging.getLogger("aiohttp.server")
-        if not any(isinstance(f, _QuietMalformedRequests) for f in server_log.filters):
-            server_log.addFilter(_QuietMalformedRequests())
+        quiet_malformed_request_logs()
         server = web.Server(self.http.handle, request_factory=make_request,
                             access_log=logging.getLogger("localdev.access") if access_log else None)
         self._runner = web.ServerRunner(server, shutdown_timeout=shutdown_timeout)

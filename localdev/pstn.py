@@ -32,6 +32,8 @@ from aiohttp import web
 from shared.hmac_auth import sign_headers
 from shared.timefmt import format_imf_fixdate
 
+from .host import quiet_malformed_request_logs
+
 BEHAVIOURS = ("answer", "decline", "busy", "noAnswer")
 _OUTCOMES = {"answer": "answered", "decline": "declined", "busy": "busy", "noAnswer": "noAnswer"}
 
@@ -152,6 +154,7 @@ class PstnSimulator:
             asyncio.set_event_loop(self._loop)
             # Before the server starts, so no phone action can arrive without it.
             self._session = self._loop.run_until_complete(self._open_session())
+            quiet_malformed_request_logs()  # the app's requests carry HMAC signatures
             self._runner = web.AppRunner(self._application(), access_log=None)
             self._loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, "127.0.0.1", self._port)

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from aiohttp import web
 
 from ..certs import DevCertificate
-from ..host import LOOPBACK, bind_loopback_socket, server_ssl_context
+from ..host import LOOPBACK, bind_loopback_socket, quiet_malformed_request_logs, server_ssl_context
 
 
 @dataclass
@@ -98,6 +98,7 @@ class WebhookSubscriber:
             application = web.Application()
             application.router.add_post(self.path, self._post)
             application.router.add_route("OPTIONS", self.path, self._options)
+            quiet_malformed_request_logs()
             runner = web.AppRunner(application, access_log=None)
             loop.run_until_complete(runner.setup())
             sock = bind_loopback_socket(self.port)

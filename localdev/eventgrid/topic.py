@@ -18,7 +18,7 @@ from aiohttp import web
 
 from ..certs import DevCertificate
 from ..files import write_atomically
-from ..host import LOOPBACK, bind_loopback_socket, server_ssl_context
+from ..host import LOOPBACK, bind_loopback_socket, quiet_malformed_request_logs, server_ssl_context
 from .delivery import (NON_RETRIABLE_STATUSES, SUCCESS_STATUSES, DeliveryLog, DeliveryStore, PendingDelivery,
                        isoformat, retry_delay, utc_now)
 from .publishing import EVENT_GRID_SCHEMA, MAX_REQUEST_BYTES, PublishError, authenticate, bad_request, parse_batch
@@ -120,6 +120,7 @@ class EventGridTopic:
         application.router.add_get("/subscriptions", self._list_subscriptions)
         application.router.add_get("/deadletters", self._list_dead_letters)
         application.router.add_get("/validate", self._validate_by_url)
+        quiet_malformed_request_logs()  # publishers send aeg-sas-key and SharedAccessSignature headers
         self._runner = web.AppRunner(application, access_log=None)
         await self._runner.setup()
         sock = bind_loopback_socket(self.port)

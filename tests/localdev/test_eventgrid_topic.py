@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import logging
 import secrets
+import socket
+import ssl
 import time
 import uuid
 
@@ -343,3 +346,18 @@ def test_subscriptions_file_is_created_and_re_read_when_it_changes(tmp_path, key
             time.sleep(0.05)
         running.publisher().send([grid_event(id="after-edit")])
         assert subscriber.wait_for_count(1)[0]["id"] == "after-edit"
+
+
+def test_a_malformed_request_with_a_key_in_it_does_not_reach_the_log(tmp_path, key, caplog):
+    server_log = logging.getLogger("aiohttp.server")
+    for installed in list(server_log.filters):  # as in a process where no host ever started
+        server_log.removeFilter(installed)
+    leaked = "aeg-sas-key" + secrets.token_hex(16)
+    with RunningTopic(tmp_path / "topic", key) as running, caplog.at_level(logging.DEBUG, "aiohttp"):
+        context = ssl.create_default_context(cafile=str(TEST_CERT_DIR / "localdev-ca.pem"))
+        with socket.create_connection(("127.0.0.1", running.topic.port), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            # A header line without a colon: aiohttp refuses it and would log the line verbatim.
+            tls.sendall(f"POST /api/events HTTP/1.1\r\nHost: x\r\n{leaked}\r\n\r\n".encode())
+            assert tls.recv(1024).split(b"\r\n", 1)[0].endswith(b" 400 Bad Request")
+    assert caplog.records and leaked not in caplog.text
