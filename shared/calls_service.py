@@ -137,12 +137,13 @@ class CallsService:
             raise AnteroomError("The caller is not connected to the room's call.", code="NotInCall", status=409)
         return endpoint
 
-    # -- membership changes, serialised on the call entity ----------------------------------
-    def _change(
+    # -- membership changes, serialised on the call entity (also Call Automation's) ----------
+    def change(
         self, room_id: str, mutate: Callable[[Call | None], tuple[Call, list[CallParticipant], object] | None],
         as_read: Call | None = None,
     ):
-        """Read the call, let `mutate` decide, commit with If-Match; retry when someone else won.
+        """Read the call, let `mutate` decide, commit with If-Match (with the change's events and
+        callbacks); retry when someone else won.
 
         `as_read` is the call as the caller just read it: the first attempt starts from it instead of
         reading again (the If-Match still catches any change since; a retry reads afresh).
@@ -184,18 +185,8 @@ class CallsService:
             )
         return rows
 
-    # -- for sibling services (Call Automation): the same serialised change, departures and lines --
-    def change(self, room_id: str, mutate: Callable[[Call | None], tuple[Call, list[CallParticipant], object] | None]):
-        """Commit what `mutate` decides under the call's ETag, with its events and callbacks."""
-        return self._change(room_id, mutate)
-
+    # -- departures and lines (also used by Call Automation) ---------------------------------
     def disconnect(self, call: Call, leaving: list[CallParticipant], reason: str) -> tuple[Call, list[CallParticipant]]:
-        return self._disconnect(call, leaving, reason)
-
-    def release_lines(self, room_id: str, endpoints: list[CallParticipant]) -> None:
-        self._release_lines(room_id, endpoints)
-
-    def _disconnect(self, call: Call, leaving: list[CallParticipant], reason: str) -> tuple[Call, list[CallParticipant]]:
         """Take endpoints off the call; when the last connected one goes, the call ends."""
         now = self._clock()
         gone = [replace(p, state="disconnected", left_at=now, leave_reason=reason, screen_sharing=False) for p in leaving]
@@ -211,7 +202,7 @@ class CallsService:
             after = replace(after, state="ended", connected=0, ended_at=now, end_reason="lastParticipantLeft")
         return after, gone
 
-    def _release_lines(self, room_id: str, endpoints: list[CallParticipant]) -> None:
+    def release_lines(self, room_id: str, endpoints: list[CallParticipant]) -> None:
         for endpoint in endpoints:
             if endpoint.kind is EndpointKind.PHONE and endpoint.source_number:
                 self._lines.release(endpoint.source_number, f"{room_id}|{endpoint.participant_id}")
@@ -261,7 +252,7 @@ class CallsService:
             )
             return started, [endpoint], endpoint
 
-        outcome = self._change(room_id, mutate)
+        outcome = self.change(room_id, mutate)
         if outcome is None:  # already in the call: answer with it as stored
             call = self._store.current(room_id)
             return call, call.connected_endpoint_of(user_id), caller, record
@@ -340,7 +331,7 @@ class CallsService:
             updated = replace(endpoint, **flags)
             return replace(call, sequence=call.sequence + 1), [updated], updated
 
-        return self._change(room_id, mutate, as_read)[1]
+        return self.change(room_id, mutate, as_read)[1]
 
     def _leave(self, room_id: str, participant_id: str, reason: str, as_read: Call | None = None) -> CallParticipant:
         def mutate(call: Call | None):
@@ -349,13 +340,13 @@ class CallsService:
             endpoint = call.participant(participant_id)
             if endpoint is None or endpoint.state == "disconnected":
                 return None
-            after, gone = self._disconnect(call, [endpoint], reason)
+            after, gone = self.disconnect(call, [endpoint], reason)
             return after, gone, gone[0]
 
-        outcome = self._change(room_id, mutate, as_read)
+        outcome = self.change(room_id, mutate, as_read)
         if outcome is None:
             raise not_found("The participant is not in the call.")
-        self._release_lines(room_id, [outcome[1]])
+        self.release_lines(room_id, [outcome[1]])
         return outcome[1]
 
     def invite(self, room_id: str, user_id: str, raw_id: str) -> CallParticipant:
@@ -388,7 +379,7 @@ class CallsService:
             )
             return replace(call, sequence=call.sequence + 1), [ringing], ringing
 
-        return self._change(room_id, mutate)[1]
+        return self.change(room_id, mutate)[1]
 
     def dial_out(self, room_id: str, user_id: str, phone_number: str, caller_id_number: str) -> DialOut:
         """A Presenter dials a phone into the call (the room must allow PSTN dial-out)."""
@@ -420,7 +411,7 @@ class CallsService:
                 )
                 return replace(call, connected=call.connected + 1, sequence=call.sequence + 1), [phone], phone
 
-            return DialOut(outcome, self._change(room_id, mutate)[1])
+            return DialOut(outcome, self.change(room_id, mutate)[1])
         except Exception:
             self._lines.release(caller_id_number, reference)
             raise
@@ -469,7 +460,7 @@ class CallsService:
             failed = replace(endpoint, state="disconnected", left_at=now, leave_reason=reason)
             return replace(call, sequence=call.sequence + 1), [failed], failed
 
-        settled = self._change(room_id, mutate)
+        settled = self.change(room_id, mutate)
         if settled is None or not settled[1].connected:
             self._lines.release(ringing.source_number, reference)
 
@@ -489,14 +480,14 @@ class CallsService:
             if call is None or not call.active:
                 return None
             leaving = [p for p in call.participants if p.state != "disconnected"]
-            after, gone = self._disconnect(call, leaving, reason)
+            after, gone = self.disconnect(call, leaving, reason)
             after = replace(after, end_reason=reason)
             return after, gone, gone
 
-        outcome = self._change(room_id, mutate)
+        outcome = self.change(room_id, mutate)
         if outcome is None:
             return None
-        self._release_lines(room_id, outcome[1])
+        self.release_lines(room_id, outcome[1])
         return outcome[0]
 
     def drop_users(self, room_id: str, raw_ids: set[str], reason: str) -> None:
@@ -507,10 +498,10 @@ class CallsService:
             leaving = [p for p in call.participants if p.raw_id in raw_ids and p.state != "disconnected"]
             if not leaving:
                 return None
-            after, gone = self._disconnect(call, leaving, reason)
+            after, gone = self.disconnect(call, leaving, reason)
             return after, gone, gone
 
-        self._change(room_id, mutate)
+        self.change(room_id, mutate)
 
     def sweep(self) -> int:
         """End calls whose room expired or was deleted; returns how many ended."""
