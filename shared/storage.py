@@ -70,7 +70,8 @@ class TableStore:
     """One TableServiceClient per process and one TableClient per table, created on first use.
 
     Tables are created once, on the first use of each name, so a fresh Azurite needs no set-up step.
-    Every client shares one lean transport and policy list (shared/table_transport.py).
+    Every client shares one transport: the lean one and its policy list (shared/table_transport.py)
+    where it applies, else the service client's.
     """
 
     def __init__(self, connection_string: str) -> None:
@@ -80,12 +81,6 @@ class TableStore:
         self._pipeline: LeanPipeline | None = None
         self._tables: dict[str, TableClient] = {}
         self._lock = threading.Lock()
-
-    def _client_options(self) -> dict:
-        options = dict(STORAGE_CLIENT_OPTIONS)
-        if self._pipeline is not None:
-            options["pipeline"] = self._pipeline
-        return options
 
     def _fresh_policies(self) -> list | None:
         """The policies the SDK gives its clients (signing, retries, hosts), as new instances.
@@ -123,9 +118,14 @@ class TableStore:
                         self._service.create_table(name)
                     except ResourceExistsError:
                         pass
-                self._tables[name] = TableClient.from_connection_string(
-                    self._connection_string, name, **self._client_options()
-                )
+                if self._pipeline is not None:
+                    self._tables[name] = TableClient.from_connection_string(
+                        self._connection_string, name, pipeline=self._pipeline, **STORAGE_CLIENT_OPTIONS
+                    )
+                else:
+                    # Without the lean pipeline, share the service client's transport (one session and
+                    # connection pool for every table) rather than a new one per table.
+                    self._tables[name] = self._service.get_table_client(name)
             return self._tables[name]
 
     def close(self) -> None:
