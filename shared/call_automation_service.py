@@ -140,8 +140,11 @@ class CallAutomationService:
             kept = tuple(c for c in call.connections if c.connected or c in hung_up)
             return replace(call, sequence=call.sequence + 1, connections=kept + (connection,)), [], connection
 
-        self._calls.change(room_id, mutate)
-        return self.properties(call_connection_id)
+        outcome = self._calls.change(room_id, mutate)
+        if outcome is None:  # a retry: answer the connection as stored
+            return self.properties(call_connection_id)
+        # The committed call holds the new connection: no need to read it back.
+        return connection_properties(outcome[0], connection)
 
     def _locate(self, call_connection_id: str, *, active: bool = True) -> tuple[str, Call, CallConnection]:
         room_id = room_of_connection(call_connection_id)
@@ -168,12 +171,12 @@ class CallAutomationService:
             connections = tuple(replace(c, state="disconnected") if c is mine else c for c in current.connections)
             return replace(current, sequence=current.sequence + 1, connections=connections), [], None
 
-        self._calls.change(room_id, mutate)
+        self._calls.change(room_id, mutate, call)
 
     def terminate(self, call_connection_id: str) -> None:
         """End the call for everyone (every connection gets CallDisconnected)."""
-        room_id, _, _ = self._locate(call_connection_id)
-        self._calls.end_call(room_id, "hungUpForEveryone")
+        room_id, call, _ = self._locate(call_connection_id)
+        self._calls.end_call(room_id, "hungUpForEveryone", call)
 
     # -- participants ------------------------------------------------------------------------
     def participants(self, call_connection_id: str) -> list[CallParticipant]:
@@ -220,7 +223,7 @@ class CallAutomationService:
             raise call_not_found(f"Room {room_id} was not found.")
         try:
             if kind is EndpointKind.VOIP:
-                return self._calls.ring_user(room_id, record, raw_id, automation, invitation_id)
+                return self._calls.ring_user(room_id, record, raw_id, automation, invitation_id, call)
             if not record.room.pstn_dial_out_enabled:
                 raise call_automation_error(403, 7504, "PSTN dial-out is not enabled for this room (pstnDialOutEnabled is false).")
             caller = source_caller_id_number.get("value") if isinstance(source_caller_id_number, dict) else None
@@ -240,7 +243,7 @@ class CallAutomationService:
             return replace(current, sequence=current.sequence + 1), [ringing], ringing
 
         try:
-            added = self._calls.change(room_id, mutate)[1]
+            added = self._calls.change(room_id, mutate, call)[1]
         except Exception:
             self._calls.release_lines(room_id, [ringing])
             raise
@@ -251,7 +254,7 @@ class CallAutomationService:
         self, call_connection_id: str, invitation_id: str, operation_context: str | None, callback_override: str | None
     ) -> None:
         """Stop ringing an invitation; CancelAddParticipantSucceeded follows. 404 when it no longer rings."""
-        room_id, _, connection = self._locate(call_connection_id)
+        room_id, as_read, connection = self._locate(call_connection_id)
         automation = self._context(connection, operation_context, callback_override)
         now = self._clock()
 
@@ -262,12 +265,12 @@ class CallAutomationService:
             cancelled = replace(endpoint, state="disconnected", left_at=now, leave_reason=CANCELLED, automation=automation)
             return replace(call, sequence=call.sequence + 1), [cancelled], cancelled
 
-        self._calls.release_lines(room_id, [self._calls.change(room_id, mutate)[1]])
+        self._calls.release_lines(room_id, [self._calls.change(room_id, mutate, as_read)[1]])
 
     def remove_participant(
         self, call_connection_id: str, target: object, operation_context: str | None, callback_override: str | None
     ) -> None:
-        room_id, _, connection = self._locate(call_connection_id)
+        room_id, as_read, connection = self._locate(call_connection_id)
         raw_id, _ = parse_identifier(target, "participantToRemove")
         automation = self._context(connection, operation_context, callback_override)
 
@@ -278,11 +281,11 @@ class CallAutomationService:
             after, gone = self._calls.disconnect(call, [replace(endpoint, automation=automation)], REMOVED_BY_SERVER)
             return after, gone, gone
 
-        self._calls.release_lines(room_id, self._calls.change(room_id, mutate)[1])
+        self._calls.release_lines(room_id, self._calls.change(room_id, mutate, as_read)[1])
 
     def mute(self, call_connection_id: str, targets: object, operation_context: str | None) -> None:
         """Mute one participant (ACS takes exactly one target); ParticipantsUpdated follows."""
-        room_id, _, connection = self._locate(call_connection_id)
+        room_id, as_read, connection = self._locate(call_connection_id)
         if not isinstance(targets, list) or len(targets) != 1:
             raise invalid_argument("targetParticipants must name exactly one participant.")
         raw_id, _ = parse_identifier(targets[0], "targetParticipants")
@@ -297,7 +300,7 @@ class CallAutomationService:
             muted = replace(endpoint, muted=True, automation=automation)
             return replace(call, sequence=call.sequence + 1), [muted], muted
 
-        self._calls.change(room_id, mutate)
+        self._calls.change(room_id, mutate, as_read)
 
     # -- the sweep ---------------------------------------------------------------------------
     def expire_invitations(self) -> int:
@@ -315,10 +318,10 @@ class CallAutomationService:
                 and p.automation.expires_at <= now
             ]
             if due:
-                expired += len(self._expire(room_id, set(due), now))
+                expired += len(self._expire(room_id, set(due), now, call))
         return expired
 
-    def _expire(self, room_id: str, participant_ids: set[str], now) -> list[CallParticipant]:
+    def _expire(self, room_id: str, participant_ids: set[str], now, as_read: Call) -> list[CallParticipant]:
         def mutate(call: Call | None):
             if call is None or not call.active:
                 return None
@@ -328,7 +331,7 @@ class CallAutomationService:
             ]
             return (replace(call, sequence=call.sequence + 1), ended, ended) if ended else None
 
-        outcome = self._calls.change(room_id, mutate)
+        outcome = self._calls.change(room_id, mutate, as_read)
         if outcome is None:
             return []
         self._calls.release_lines(room_id, outcome[1])

@@ -357,15 +357,19 @@ class CallsService:
         caller = self._user(record, user_id)
         if caller.role is None:
             raise forbidden("The user is not invited to this room.", code="NotInvited")
-        self._endpoint(self._active_call(room_id), caller)
+        call = self._active_call(room_id)
+        self._endpoint(call, caller)
         self._require(caller, Capability.ADD_COMMUNICATION_USER, record)
-        return self.ring_user(room_id, record, raw_id)
+        return self.ring_user(room_id, record, raw_id, as_read=call)
 
     def ring_user(
         self, room_id: str, record: RoomRecord, raw_id: str,
-        automation: AutomationContext | None = None, invitation_id: str | None = None,
+        automation: AutomationContext | None = None, invitation_id: str | None = None, as_read: Call | None = None,
     ) -> CallParticipant:
-        """Ring a roster user into the active call (no caller check: callers check first)."""
+        """Ring a roster user into the active call (no caller check: callers check first).
+
+        `as_read`: the call as the caller just read it, as for `change`.
+        """
         if self._rooms.role_of_in(record, raw_id) is None:
             raise forbidden("Only users on the room's roster can be invited into its call.", code="NotInvited")
 
@@ -379,7 +383,7 @@ class CallsService:
             )
             return replace(call, sequence=call.sequence + 1), [ringing], ringing
 
-        return self.change(room_id, mutate)[1]
+        return self.change(room_id, mutate, as_read)[1]
 
     def dial_out(self, room_id: str, user_id: str, phone_number: str, caller_id_number: str) -> DialOut:
         """A Presenter dials a phone into the call (the room must allow PSTN dial-out)."""
@@ -474,8 +478,11 @@ class CallsService:
         return self.act_self(room_id, endpoint.raw_id, action, phone=True)
 
     # -- consequences of room changes, and the sweep ------------------------------------------
-    def end_call(self, room_id: str, reason: str) -> Call | None:
-        """End the room's active call for everyone (validity over, room deleted, hang up for all)."""
+    def end_call(self, room_id: str, reason: str, as_read: Call | None = None) -> Call | None:
+        """End the room's active call for everyone (validity over, room deleted, hang up for all).
+
+        `as_read`: the call as the caller just read it, as for `change`.
+        """
         def mutate(call: Call | None):
             if call is None or not call.active:
                 return None
@@ -484,7 +491,7 @@ class CallsService:
             after = replace(after, end_reason=reason)
             return after, gone, gone
 
-        outcome = self.change(room_id, mutate)
+        outcome = self.change(room_id, mutate, as_read)
         if outcome is None:
             return None
         self.release_lines(room_id, outcome[1])
