@@ -88,6 +88,10 @@ def callbacks_for_change(
     before: Call | None, after: Call, changed: list[CallParticipant], now: datetime
 ) -> list[Callback]:
     """The callbacks one committed change produces, in the order each application should see them."""
+    # Every callback goes to a connection in `after` or to a changed endpoint's automation context
+    # (a connection only in `before` gets none): most changes, with neither, send nothing.
+    if not after.connections and all(p.automation is None for p in changed):
+        return []
     # `after` carries the endpoints as read; the changed ones replace theirs (or are new).
     updated = {p.participant_id: p for p in after.participants}
     updated.update({p.participant_id: p for p in changed})
