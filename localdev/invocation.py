@@ -101,13 +101,13 @@ class HostedFunction:
     """One indexed function: its trigger, and how to call it with the trigger's value."""
 
     def __init__(self, function: func.Function, *, executor: Executor,
-                 function_directory: str, running: RunningCalls | None = None) -> None:
+                 function_directory: str, running: RunningCalls) -> None:
         self.name: str = function.get_function_name()
         self.trigger = function.get_trigger()
         self.user_function: Callable[..., Any] = function.get_user_function()
         self.is_async = inspect.iscoroutinefunction(self.user_function)
         self._executor = executor
-        self._running = running or RunningCalls()
+        self._running = running
         self._function_directory = function_directory
         parameters = inspect.signature(self.user_function).parameters
         self._wants_context = "context" in parameters and self.trigger.name != "context"

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from shared.clock import utc_now
+
 from ..files import write_atomically
 
 log = logging.getLogger("localdev.eventgrid")
@@ -31,10 +33,6 @@ def retry_delay(failed_attempts: int, time_scale: float) -> float:
     """Seconds to wait after the `failed_attempts`-th failure, scaled for tests."""
     step = RETRY_SCHEDULE[failed_attempts - 1] if failed_attempts <= len(RETRY_SCHEDULE) else RETRY_AFTER_SCHEDULE
     return step * time_scale
-
-
-def utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def isoformat(moment: datetime.datetime) -> str:

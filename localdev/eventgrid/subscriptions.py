@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,6 @@ class Subscription:
     max_delivery_attempts: int = DEFAULT_MAX_DELIVERY_ATTEMPTS
     ttl_minutes: int = DEFAULT_TTL_MINUTES
     dead_letter: bool = False
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def is_webhook(self) -> bool:
@@ -119,7 +118,6 @@ def parse_subscription(entry: Any) -> Subscription:
         max_delivery_attempts=_int_in(policy, "maxDeliveryAttempts", DEFAULT_MAX_DELIVERY_ATTEMPTS, 1, 30, name),
         ttl_minutes=_int_in(policy, "eventTimeToLiveInMinutes", DEFAULT_TTL_MINUTES, 1, 1440, name),
         dead_letter=bool(entry.get("deadLetter", False)),
-        raw=entry,
     )
 
 
@@ -168,6 +166,12 @@ def convert(event: PublishedEvent, delivery_schema: str, topic_resource: str) ->
         if "data" in body:
             converted["data"] = body["data"]
         return converted
+    return cloud_event_to_event_grid(body)
+
+
+def cloud_event_to_event_grid(body: dict[str, Any]) -> dict[str, Any]:
+    """A CloudEvent (its `source` is required) in the Event Grid schema: for Event Grid
+    subscriptions, and for EventGridEvent-bound functions whose subscription delivers CloudEvents."""
     return {"id": body["id"], "topic": body["source"], "subject": body.get("subject", ""),
             "eventType": body["type"], "eventTime": body.get("time"), "data": body.get("data"),
             "dataVersion": "", "metadataVersion": "1"}

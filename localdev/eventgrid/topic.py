@@ -22,8 +22,8 @@ from ..host import LOOPBACK, bind_loopback_socket, quiet_malformed_request_logs,
 from .delivery import (NON_RETRIABLE_STATUSES, SUCCESS_STATUSES, DeliveryLog, DeliveryStore, PendingDelivery,
                        isoformat, retry_delay, utc_now)
 from .publishing import EVENT_GRID_SCHEMA, MAX_REQUEST_BYTES, PublishError, authenticate, bad_request, parse_batch
-from .subscriptions import (Subscription, SubscriptionError, convert, ensure_subscriptions_file,
-                            load_subscriptions, write_subscriptions)
+from .subscriptions import (Subscription, SubscriptionError, cloud_event_to_event_grid, convert,
+                            ensure_subscriptions_file, load_subscriptions, write_subscriptions)
 from .webhooks import (ACTIVE, AWAITING_VALIDATION_URL, abuse_protection_handshake, event_grid_handshake,
                        post_notification)
 
@@ -114,7 +114,7 @@ class EventGridTopic:
         await self.reload_subscriptions(validate=False)
         for delivery in self.store.load():
             self._track(delivery)
-        application = web.Application(client_max_size=MAX_REQUEST_BYTES * 4)
+        application = web.Application()  # the publish body is read through _read_limited, never read()
         application.router.add_post(TOPIC_PATH, self._publish)
         application.router.add_get("/deliveries", self._list_deliveries)
         application.router.add_get("/subscriptions", self._list_subscriptions)
@@ -372,7 +372,7 @@ class EventGridTopic:
         if self.function_invoker is None:
             return None, "no function host is attached to this topic"
         event = delivery.event if subscription.delivery_schema == EVENT_GRID_SCHEMA else \
-            convert_for_function(delivery.event)
+            cloud_event_to_event_grid(delivery.event)
         try:
             await self.function_invoker(subscription.endpoint, event)
         except Exception as error:
@@ -399,13 +399,6 @@ class EventGridTopic:
 
     async def _list_dead_letters(self, request: web.Request) -> web.Response:
         return web.json_response(self.store.dead_letters(request.query.get("subscription")))
-
-
-def convert_for_function(cloud_event: dict[str, Any]) -> dict[str, Any]:
-    """A CloudEvent in the Event Grid shape an EventGridEvent binding reads."""
-    return {"id": cloud_event["id"], "topic": cloud_event.get("source", ""), "subject": cloud_event.get("subject", ""),
-            "eventType": cloud_event["type"], "eventTime": cloud_event.get("time"), "data": cloud_event.get("data"),
-            "dataVersion": "", "metadataVersion": "1"}
 
 
 class TopicThread:
