@@ -24,7 +24,7 @@ HMAC_SECURITY = [{"acsHmac": []}]
 BEARER_SECURITY = [{"accessToken": []}]
 
 # Patterns of what the code emits or checks; JSON Schema patterns are ECMA-262, so [0-9] and not \d.
-ROOM_ID = "^[0-9]{17}$"  # shared/rooms.py check_room_id: exactly 17 ASCII digits
+ROOM_ID = "^[0-9]{17}$"  # shared/rooms.py is_room_id: exactly 17 ASCII digits
 GENERATED_ROOM_ID = "^99[0-9]{15}$"  # shared/rooms.py new_room_id
 ACS_USER_RAW_ID = "^8:(acs|dod-acs|gcch-acs|spool):[A-Za-z0-9][A-Za-z0-9._-]{0,255}$"  # shared/identifiers.py
 E164 = r"^\+[1-9][0-9]{1,14}$"

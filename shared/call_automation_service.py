@@ -22,7 +22,7 @@ from .calls_store import TableCallsStore
 from .clock import Clock
 from .errors import AnteroomError, call_automation_error
 from .identifiers import is_acs_user, phone_raw_id
-from .rooms import ROOM_ID_LENGTH
+from .rooms import is_room_id
 from .rooms_service import RoomsService
 
 MAX_CONNECTIONS_PER_CALL = 10  # our limit: connections live on the call entity
@@ -54,10 +54,6 @@ def call_connection_id(room_id: str, unique: str) -> str:
     return base64.urlsafe_b64encode(f"{room_id}:{unique}".encode()).decode().rstrip("=")
 
 
-def _is_room_id(value: object) -> bool:
-    return isinstance(value, str) and len(value) == ROOM_ID_LENGTH and value.isascii() and value.isdigit()
-
-
 def room_of_connection(call_connection_id: str) -> str:
     """The room a call connection id belongs to; 404 for an id we never issued."""
     try:
@@ -66,7 +62,7 @@ def room_of_connection(call_connection_id: str) -> str:
         uuid.UUID(connection_uuid)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise call_not_found() from None
-    if not _is_room_id(room_id):
+    if not is_room_id(room_id):
         raise call_not_found()
     return room_id
 
@@ -120,7 +116,7 @@ class CallAutomationService:
     ) -> dict:
         """Connect to the room's active call; answers CallConnectionProperties (a retry gets the same)."""
         check_callback_uri(callback_uri, "callbackUri")
-        record = self._rooms.find(room_id) if _is_room_id(room_id) else None
+        record = self._rooms.find(room_id) if is_room_id(room_id) else None
         if record is None:
             raise call_not_found(f"Room {room_id} was not found.")
         if self._clock() >= record.room.valid_until:

@@ -105,9 +105,14 @@ def new_room_id(now: datetime, rng: random.Random | None = None) -> str:
     return f"99{value:0{_ID_TIME_DIGITS + 4}d}"
 
 
+def is_room_id(value: object) -> bool:
+    """Whether `value` can be a room id: exactly ROOM_ID_LENGTH ASCII digits."""
+    return isinstance(value, str) and len(value) == ROOM_ID_LENGTH and value.isascii() and value.isdigit()
+
+
 def check_room_id(room_id: str) -> None:
     """Raise ACS's 400 for an id that cannot be a room id."""
-    if len(room_id) != ROOM_ID_LENGTH or not room_id.isascii() or not room_id.isdigit():
+    if not is_room_id(room_id):
         raise bad_request("Invalid room ID length.")
 
 
