@@ -20,7 +20,7 @@ from .call_events import OutgoingEvent
 from .clock import Clock
 from .storage import TableStore, chunked, storage_faults
 
-PREFIX, END = "ev|", "ev}"
+PREFIX = "ev|"
 CALLBACK_PREFIX = "cb|"
 PENDING, DELIVERED = "pending", "delivered"
 
