@@ -1,14 +1,14 @@
 """Room-call attendance log modelled on ACS's `ACSCallSummary`: call and participant records, Table writer."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from .calls import Call, CallParticipant, EndpointKind
 from .oplog import DEFAULT_TABLE_PREFIX, MemoryLog, WriterBackedLog, hour_partition, read_time_range, time_row_key
-from .table_batches import BackgroundTableWriter, TableSource
+from .table_batches import TableSource
 from .timefmt import to_utc
 
 CALLS_TABLE_SUFFIX = "RoomCalls"
@@ -162,21 +162,18 @@ class TableCallLog(WriterBackedLog):
     the end-of-call write completes the start-of-call one.
     """
 
+    _merge = True
+
     def __init__(
         self,
         source: TableSource,
         calls_table: str = DEFAULT_CALLS_TABLE,
         participants_table: str = DEFAULT_PARTICIPANTS_TABLE,
-        *,
-        max_queue: int = 10_000,
-        flush_interval: float = 1.0,  # one transaction per second at most per partition: logs may lag, requests never wait
-        retry_delays: Sequence[float] = (0.1, 0.5, 1.0, 2.0, 5.0),
+        **writer_options: Any,
     ) -> None:
+        super().__init__(source, **writer_options)
         self.calls_table = calls_table
         self.participants_table = participants_table
-        self._writer = BackgroundTableWriter(
-            source, max_queue=max_queue, flush_interval=flush_interval, retry_delays=retry_delays, merge=True
-        )
 
     def write(self, record: CallLogRecord) -> None:
         """Queue one call or participant record; never blocks on storage and never raises."""

@@ -246,9 +246,25 @@ class MemoryOperationLog(MemoryLog):
 
 
 class WriterBackedLog:
-    """`flush`, `close` and the counters of a log that writes through a BackgroundTableWriter."""
+    """`flush`, `close` and the counters of a log that writes through a BackgroundTableWriter.
 
-    _writer: BackgroundTableWriter
+    Builds the writer with the logs' defaults; subclasses pass their `**writer_options` (`max_queue`,
+    `flush_interval`, `retry_delays`) through, and set `_merge` to merge entities rather than replace them.
+    """
+
+    _merge = False
+
+    def __init__(
+        self,
+        source: TableSource,
+        *,
+        max_queue: int = 10_000,
+        flush_interval: float = 1.0,  # one transaction per second at most per partition: logs may lag, requests never wait
+        retry_delays: Sequence[float] = (0.1, 0.5, 1.0, 2.0, 5.0),
+    ) -> None:
+        self._writer = BackgroundTableWriter(
+            source, max_queue=max_queue, flush_interval=flush_interval, retry_delays=retry_delays, merge=self._merge
+        )
 
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Wait until every queued record is written or dropped; False if `timeout` ran out first."""
@@ -279,15 +295,10 @@ class TableOperationLog(WriterBackedLog):
         self,
         source: TableSource,
         table_name: str = DEFAULT_TABLE_NAME,
-        *,
-        max_queue: int = 10_000,
-        flush_interval: float = 1.0,  # one transaction per second at most per partition: logs may lag, requests never wait
-        retry_delays: Sequence[float] = (0.1, 0.5, 1.0, 2.0, 5.0),
+        **writer_options: Any,
     ) -> None:
+        super().__init__(source, **writer_options)
         self.table_name = table_name
-        self._writer = BackgroundTableWriter(
-            source, max_queue=max_queue, flush_interval=flush_interval, retry_delays=retry_delays
-        )
 
     def write(self, record: RoomsOperationRecord) -> None:
         """Queue one record; never blocks on storage and never raises."""
