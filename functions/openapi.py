@@ -8,6 +8,7 @@ from typing import Any
 import azure.functions as func
 
 from shared.call_automation import CONNECTION_STATES
+from shared.call_automation_service import DEFAULT_INVITATION_TIMEOUT, MAX_INVITATION_TIMEOUT
 from shared.calls import Capability
 from shared.calls_service import REMOTE_ACTIONS, SELF_ACTIONS
 from shared.identity import DEFAULT_TOKEN_MINUTES, MAX_TOKEN_MINUTES, MIN_TOKEN_MINUTES, SCOPES
@@ -776,8 +777,10 @@ def _call_automation_schemas() -> dict:
             {
                 "participantToAdd": _ref("CallAutomationIdentifierInput"),
                 "sourceCallerIdNumber": _or_null(_object({"value": {"type": "string"}}, ("value",), closed=False)),
-                "invitationTimeoutInSeconds": {"type": ["integer", "null"], "minimum": 1, "maximum": 180,
-                                               "description": "How long the invitation rings (default 60)."},
+                "invitationTimeoutInSeconds": {
+                    "type": ["integer", "null"], "minimum": 1, "maximum": MAX_INVITATION_TIMEOUT,
+                    "description": f"How long the invitation rings (default {DEFAULT_INVITATION_TIMEOUT}).",
+                },
                 "operationContext": context,
                 "operationCallbackUri": callback,
             },
