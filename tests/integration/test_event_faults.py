@@ -145,7 +145,12 @@ def test_subscriber_down_for_a_while(faults):
         room_id, people = start_call(faults, rooms, identity)
         join_all(room_id, people)
         leave_all(room_id, people)
-        time.sleep(2)  # the topic retries on the (scaled) schedule meanwhile
+        # The topic retries on the (scaled) schedule meanwhile; all six wait for the subscriber.
+        deadline = time.monotonic() + 30
+        while faults.topic.topic.pending_count(subscriber.subscription_name) < 6:
+            assert time.monotonic() < deadline, "the six events never reached the topic"
+            time.sleep(0.1)
+        time.sleep(1)  # and no seventh: each join and leave gives exactly one event
         assert faults.topic.topic.pending_count(subscriber.subscription_name) == 6
         subscriber.start()  # same port
         assert_delivered_exactly(faults, subscriber, {room_id}, expected=6)

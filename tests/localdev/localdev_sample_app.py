@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 
@@ -95,6 +96,8 @@ def create_app() -> func.FunctionApp:
 
     @app.route(route="sleep-sync")
     def sleep_sync(req: func.HttpRequest) -> func.HttpResponse:
+        # A line tests can wait for: the call is under way.
+        logging.getLogger("sample").warning("sleep-sync: sleeping")
         time.sleep(float(req.params.get("seconds", "0.3")))
         return func.HttpResponse("slept")
 

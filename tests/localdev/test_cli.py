@@ -66,10 +66,17 @@ def _get_in_background(url: str) -> queue.Queue:
     return outcome
 
 
+def _wait_for_line(host, text: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in host.output():
+        assert time.monotonic() < deadline, f"the host never printed {text!r}"
+        time.sleep(0.02)
+
+
 def test_stop_lets_running_calls_finish_within_the_grace_period(sample_app_dir):
     with serve_app(SAMPLE_APP, app_dir=sample_app_dir, http=True, args=["--grace-seconds", "10"]) as host:
         reply = _get_in_background(host.http_base_url + "/sleep-sync?seconds=1.5")
-        time.sleep(0.5)  # the call is under way
+        _wait_for_line(host, "sleep-sync: sleeping")
         host.process.send_signal(signal.SIGTERM)
         assert host.process.wait(timeout=15) == 0
         assert reply.get(timeout=5) == (200, "slept")
@@ -79,7 +86,7 @@ def test_stop_lets_running_calls_finish_within_the_grace_period(sample_app_dir):
 def test_stop_leaves_a_hung_call_behind_after_the_grace_period(sample_app_dir):
     with serve_app(SAMPLE_APP, app_dir=sample_app_dir, http=True, args=["--grace-seconds", "1"]) as host:
         reply = _get_in_background(host.http_base_url + "/sleep-sync?seconds=600")
-        time.sleep(0.5)
+        _wait_for_line(host, "sleep-sync: sleeping")
         host.process.send_signal(signal.SIGTERM)
         started = time.monotonic()
         # Without the grace period the pool's thread would hold the process for ten minutes.

@@ -301,10 +301,13 @@ def test_a_proxy_in_the_environment_keeps_the_sdks_transport(monkeypatch):
 
 
 def test_plain_pool_drops_a_connection_the_server_closed_while_idle():
+    closed = threading.Event()
+
     def answer_and_close(server, connection):
         _read_request(server, connection)
         connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
         connection.close()
+        closed.set()
 
     def answer(server, connection):
         _read_request(server, connection)
@@ -313,10 +316,8 @@ def test_plain_pool_drops_a_connection_the_server_closed_while_idle():
     server = _OneShotServer([answer_and_close, answer])
     transport = TableTransport()
     assert _get(transport, server.port).status_code == 200
-    deadline = time.monotonic() + 5
-    while len(server.requests) < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.1)  # the server's FIN reaches the idle connection
+    assert closed.wait(5)
+    time.sleep(0.1)  # the server's FIN, sent on close, reaches the idle connection
     assert _get(transport, server.port, "POST", b"{}").status_code == 201  # a new connection, no error
     transport.close()
 
