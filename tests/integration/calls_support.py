@@ -1,4 +1,4 @@
-"""Helpers for room-call tests: users with tokens, rooms, and a small client for the call API."""
+"""Helpers for room-call tests: users with tokens, rooms, a small client for the call API, and the PSTN simulator."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,3 +47,17 @@ def roster(*pairs) -> list[RoomParticipant]:
 
 def participant_states(response: requests.Response) -> dict:
     return {p["participantId"]: (p["state"], p["isMuted"], p["isVideoOn"], p["isScreenSharing"]) for p in response.json()["participants"]}
+
+
+def put_rule(stack, number: str, behaviour: str, ring_seconds: float = 0) -> str:
+    """Make the PSTN simulator's `number` ring `ring_seconds`, then `behaviour` (answer, decline, ...); answers the number."""
+    response = requests.put(
+        f"{stack.pstn.url}/numbers/{number}", json={"behaviour": behaviour, "ringSeconds": ring_seconds}, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    return number
+
+
+def phone(stack, number: str, action: str) -> requests.Response:
+    """Act as the phone `number` on its call in progress (leave, muteMic, unmuteMic); the simulator relays the app's answer."""
+    return requests.post(f"{stack.pstn.url}/phones/{number}/{action}", timeout=30)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 
 from localdev.azurite import AzuriteTable
 from localdev.certs import ensure_dev_certificate
@@ -20,6 +19,7 @@ from localdev.pstn import PstnSimulator
 from shared.callback_tokens import new_signing_key_pem
 from tests.conftest import TEST_CERT_DIR
 
+from .calls_support import phone
 from .event_support import TopicSubscriptions, start_topic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,4 +142,4 @@ def hang_up_phones(stack):
     yield
     for call in list(stack.pstn.calls):
         if call.state == "connected":
-            requests.post(f"{stack.pstn.url}/phones/{call.target}/leave", timeout=30)
+            phone(stack, call.target, "leave")

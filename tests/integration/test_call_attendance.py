@@ -4,13 +4,12 @@ from __future__ import annotations
 import time
 
 import pytest
-import requests
 from azure.communication.rooms import ParticipantRole
 
 from analytics import transforms as t
 from analytics.loaders import load_table_storage
 
-from .calls_support import new_user, roster
+from .calls_support import new_user, phone, roster
 
 pytestmark = pytest.mark.stack
 
@@ -39,7 +38,7 @@ def test_joins_and_leaves_become_attendance_rows(stack, rooms_client, identity_c
     dial = presenter.request("POST", f"/roomCalls/{room.id}/dialOut",
                              {"phoneNumber": "+14255550177", "callerIdNumber": stack.caller_number})
     assert dial.json()["outcome"] == "answered"
-    requests.post(f"{stack.pstn.url}/phones/+14255550177/leave", timeout=30).raise_for_status()
+    phone(stack, "+14255550177", "leave").raise_for_status()
     assert attendee.me(room.id, "leave").status_code == 200
     assert presenter.me(room.id, "leave").status_code == 200  # the last one out ends the call
 

@@ -24,7 +24,7 @@ from azure.core.messaging import CloudEvent
 
 from shared.timefmt import format_imf_fixdate
 
-from .calls_support import new_user, roster
+from .calls_support import new_user, put_rule, roster
 
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("hang_up_phones")]
 WAIT = 90  # seconds: two cores shared with other test runs
@@ -42,6 +42,7 @@ class CallbackReceiver:
         self.events: list[tuple[CloudEvent, object]] = []
         self.authorizations: list[str | None] = []
         self.fail_next = 0
+        self.refused_connections: list[str] = []  # callConnectionId of each event in a request answered 500
         self._condition = threading.Condition()
         receiver = self
 
@@ -52,6 +53,7 @@ class CallbackReceiver:
                     receiver.authorizations.append(self.headers.get("Authorization"))
                     if receiver.fail_next:
                         receiver.fail_next -= 1
+                        receiver.refused_connections += [item.get("data", {}).get("callConnectionId") for item in body]
                         self.send_response(500)
                         self.end_headers()
                         return
@@ -104,14 +106,6 @@ def receiver():
 @pytest.fixture(scope="module")
 def automation(stack):
     return CallAutomationClient.from_connection_string(stack.connection_string)
-
-
-def phone_rule(stack, number: str, behaviour: str, ring_seconds: float = 0) -> str:
-    response = requests.put(
-        f"{stack.pstn.url}/numbers/{number}", json={"behaviour": behaviour, "ringSeconds": ring_seconds}, timeout=30
-    )
-    assert response.status_code == 200, response.text
-    return number
 
 
 def unique_number() -> str:
@@ -240,7 +234,7 @@ def test_callbacks_carry_a_token_that_the_published_keys_verify(stack, automatio
 def test_phone_that_does_not_answer(stack, automation, receiver, live_room, behaviour, code, sub_code):
     room, presenter, _ = live_room
     properties, connection = connect(automation, receiver, room.id)
-    phone = phone_rule(stack, unique_number(), behaviour)
+    phone = put_rule(stack, unique_number(), behaviour)
     connection.add_participant(
         PhoneNumberIdentifier(phone), source_caller_id_number=PhoneNumberIdentifier(stack.caller_number),
         operation_context=behaviour,
@@ -254,7 +248,7 @@ def test_phone_that_does_not_answer(stack, automation, receiver, live_room, beha
 def test_cancel_add_while_ringing(stack, automation, receiver, live_room):
     room, presenter, _ = live_room
     properties, connection = connect(automation, receiver, room.id)
-    phone = phone_rule(stack, unique_number(), "answer", ring_seconds=4)
+    phone = put_rule(stack, unique_number(), "answer", ring_seconds=4)
     added = connection.add_participant(
         PhoneNumberIdentifier(phone), source_caller_id_number=PhoneNumberIdentifier(stack.caller_number)
     )
@@ -266,9 +260,7 @@ def test_cancel_add_while_ringing(stack, automation, receiver, live_room):
     time.sleep(6)  # the phone answers after 4 s: too late, it stays out of the call
     assert receiver.of(properties.call_connection_id, "AddParticipantSucceeded") == []
     assert [p.identifier.raw_id for p in connection.list_participants()] == [presenter.raw_id]
-    with pytest.raises(HttpResponseError) as caught:
-        connection.cancel_add_participant_operation(added.invitation_id)
-    assert caught.value.status_code == 404
+    assert status_of(lambda: connection.cancel_add_participant_operation(added.invitation_id)) == (404, "8522")
 
 
 def test_add_a_roster_user_who_then_joins(stack, stack_services, automation, receiver, rooms_client, identity_client, live_room):
@@ -281,14 +273,12 @@ def test_add_a_roster_user_who_then_joins(stack, stack_services, automation, rec
     assert guest.join(room.id).status_code == 200
     succeeded = receiver.wait_for(properties.call_connection_id, "AddParticipantSucceeded")[0][1]
     assert succeeded.participant.raw_id == guest.raw_id and succeeded.operation_context == "invite"
-    with pytest.raises(HttpResponseError) as caught:
-        connection.add_participant(CommunicationUserIdentifier(stranger.raw_id))
-    assert caught.value.status_code == 403
+    # Not on the roster: ACS's "invalid ACS target identity", and the stranger is not rung.
+    assert status_of(lambda: connection.add_participant(CommunicationUserIdentifier(stranger.raw_id))) == (403, "7602")
+    assert stranger.raw_id not in room_call_raw_ids(presenter, room.id)
 
     connection.remove_participant(CommunicationUserIdentifier(guest.raw_id))
     receiver.wait_for(properties.call_connection_id, "RemoveParticipantSucceeded")
-    if not stack.env.get("ANTEROOM_EVENTGRID_ENDPOINT"):
-        return  # without an Event Grid topic the app keeps no call events
     # The room-call code produced the call events of what Call Automation did.
     events = [(e.event_type, e.data) for e in stack_services.outbox.history(room_id=room.id)]
     guest_events = [(kind, data) for kind, data in events if data.get("user", {}).get("communicationIdentifier", {}).get("rawId") == guest.raw_id]
@@ -327,6 +317,8 @@ def test_callbacks_are_retried_until_delivered(stack, automation, receiver, live
     properties, _ = connect(automation, receiver, room.id)
     connected = receiver.wait_for(properties.call_connection_id, "CallConnected")
     assert len({event.id for event, _ in connected}) == 1
+    with receiver._condition:  # both failures were answered, at least one of them to this connection's callbacks
+        assert receiver.fail_next == 0 and properties.call_connection_id in receiver.refused_connections
 
 
 def test_repeated_connect_answers_the_same_connection(stack, automation, receiver, live_room):
@@ -338,7 +330,7 @@ def test_repeated_connect_answers_the_same_connection(stack, automation, receive
 
 
 def test_repeated_add_dials_once(stack, automation, receiver, live_room):
-    room, _, _ = live_room
+    room, presenter, _ = live_room
     properties, connection = connect(automation, receiver, room.id)
     headers = {"Repeatability-Request-ID": str(uuid.uuid4()), "Repeatability-First-Sent": format_imf_fixdate(datetime.now(timezone.utc))}
     phone, caller = PhoneNumberIdentifier(unique_number()), PhoneNumberIdentifier(stack.caller_number)
@@ -349,6 +341,9 @@ def test_repeated_add_dials_once(stack, automation, receiver, live_room):
     assert [c.target for c in stack.pstn.calls].count(phone.raw_id.removeprefix("4:")) == 1
     other_body = PhoneNumberIdentifier(unique_number())
     assert status_of(lambda: connection.add_participant(other_body, source_caller_id_number=caller, headers=dict(headers)))[0] == 400
+    # The other body's number was neither rung in the room call nor dialled.
+    assert other_body.raw_id not in room_call_raw_ids(presenter, room.id)
+    assert other_body.raw_id.removeprefix("4:") not in [c.target for c in list(stack.pstn.calls)]
 
 
 def status_of(action) -> tuple[int, str]:
@@ -357,34 +352,74 @@ def status_of(action) -> tuple[int, str]:
     return caught.value.status_code, caught.value.error.code
 
 
+def room_call_raw_ids(presenter, room_id: str) -> list[str]:
+    """Every endpoint of the room call, ringing and departed ones too (Call Automation lists connected ones only)."""
+    answer = presenter.call(room_id)
+    assert answer.status_code == 200, answer.text
+    return sorted(p["identifier"]["rawId"] for p in answer.json()["participants"])
+
+
+def dial_out_state(stack, presenter, room_id: str, connection, ringing: tuple[str, ...] = ()) -> tuple:
+    """What a refused add must leave as it was: the calls the PSTN network placed, the connection's
+    participants and the room call's endpoints. The calls and joins of the numbers in `ringing`
+    (rung on purpose, answering in their own time) are left out; their endpoints are in from the start."""
+    return (
+        len([c for c in list(stack.pstn.calls) if c.target not in ringing]),
+        sorted(raw for raw in (p.identifier.raw_id for p in connection.list_participants())
+               if raw.removeprefix("4:") not in ringing),
+        room_call_raw_ids(presenter, room_id),
+    )
+
+
+def no_call(user, room_id: str) -> tuple[int, str | None]:
+    """The status and error code of asking for the room's call: (404, "NotFound") while it has none."""
+    answer = user.call(room_id)
+    return answer.status_code, answer.json().get("error", {}).get("code")
+
+
 def test_refusals(stack, automation, receiver, rooms_client, identity_client, live_room):
     room, presenter, _ = live_room
     _, connection = connect(automation, receiver, room.id)
     caller = PhoneNumberIdentifier(stack.caller_number)
 
+    # A refused add leaves everything as it was, and the refused number is never dialled.
+    before = dial_out_state(stack, presenter, room.id, connection)
     assert status_of(lambda: connection.add_participant(PhoneNumberIdentifier("0123"), source_caller_id_number=caller)) == (400, "8523")
+    assert dial_out_state(stack, presenter, room.id, connection) == before
+    unknown_caller_target = unique_number()
     assert status_of(lambda: connection.add_participant(
-        PhoneNumberIdentifier(unique_number()), source_caller_id_number=PhoneNumberIdentifier("+19995550000"))) == (400, "8523")
+        PhoneNumberIdentifier(unknown_caller_target), source_caller_id_number=PhoneNumberIdentifier("+19995550000"))) == (400, "8523")
+    assert dial_out_state(stack, presenter, room.id, connection) == before
 
     # Two lines per caller number: the third simultaneous call from it is refused.
     second_number = PhoneNumberIdentifier("+18005550101")
-    ringing = [phone_rule(stack, unique_number(), "answer", ring_seconds=5) for _ in range(2)]
+    ringing = [put_rule(stack, unique_number(), "answer", ring_seconds=5) for _ in range(2)]
     for number in ringing:
         connection.add_participant(PhoneNumberIdentifier(number), source_caller_id_number=second_number)
+    before = dial_out_state(stack, presenter, room.id, connection, tuple(ringing))
+    third = unique_number()
     assert status_of(lambda: connection.add_participant(
-        PhoneNumberIdentifier(unique_number()), source_caller_id_number=second_number)) == (409, "8530")
+        PhoneNumberIdentifier(third), source_caller_id_number=second_number)) == (409, "8530")
+    assert dial_out_state(stack, presenter, room.id, connection, tuple(ringing)) == before
 
     closed = rooms_client.create_room(pstn_dial_out_enabled=False, participants=roster((presenter, ParticipantRole.PRESENTER)))
     assert presenter.join(closed.id).status_code == 200
     _, closed_connection = connect(automation, receiver, closed.id)
-    assert status_of(lambda: closed_connection.add_participant(PhoneNumberIdentifier(unique_number()), source_caller_id_number=caller)) == (403, "7504")
+    before = dial_out_state(stack, presenter, closed.id, closed_connection, tuple(ringing))
+    not_enabled = unique_number()
+    assert status_of(lambda: closed_connection.add_participant(PhoneNumberIdentifier(not_enabled), source_caller_id_number=caller)) == (403, "7504")
+    assert dial_out_state(stack, presenter, closed.id, closed_connection, tuple(ringing)) == before
+    placed = [c.target for c in list(stack.pstn.calls)]
+    assert not {"0123", unknown_caller_target, third, not_enabled} & set(placed), placed
 
     unknown = CallConnectionClient.from_connection_string(stack.connection_string, "bm90LWEtY29ubmVjdGlvbg")
     assert status_of(unknown.get_call_properties) == (404, "8522")
     assert status_of(lambda: automation.connect_call(receiver.url, room_id="99000000000000000")) == (404, "8522")
     assert status_of(lambda: automation.connect_call(receiver.url, room_id="not-a-room")) == (404, "8522")
     idle = rooms_client.create_room(participants=roster((presenter, ParticipantRole.PRESENTER)))
+    assert no_call(presenter, idle.id) == (404, "NotFound")
     assert status_of(lambda: automation.connect_call(receiver.url, room_id=idle.id)) == (404, "8522")
+    assert no_call(presenter, idle.id) == (404, "NotFound")  # connecting started no call
 
 
 def test_expired_room(stack, automation, receiver, rooms_client, identity_client):

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import threading
-
-import requests
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from azure.communication.identity import CommunicationTokenScope, CommunicationUserIdentifier
 from azure.communication.rooms import ParticipantRole
 
-from .calls_support import CallUser, new_user, participant_states, roster
+from .calls_support import CallUser, new_user, participant_states, phone, put_rule, roster
 
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("hang_up_phones")]
 
@@ -198,14 +196,6 @@ def test_fifty_simultaneous_joins_make_one_call(stack, rooms_client, identity_cl
     assert len({a.json()["participantId"] for a in answers}) == 50
     call = stack_services.calls.current_call(room.id)
     assert call.connected == 50 and len(call.participants) == 50 and call.sequence == 50
-
-
-def put_rule(stack, number, behaviour):
-    assert requests.put(f"{stack.pstn.url}/numbers/{number}", json={"behaviour": behaviour}, timeout=10).status_code == 200
-
-
-def phone(stack, number, action):
-    return requests.post(f"{stack.pstn.url}/phones/{number}/{action}", timeout=30)
 
 
 @pytest.fixture
