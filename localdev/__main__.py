@@ -33,22 +33,33 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
+def _signalled() -> asyncio.Event:
+    """An event SIGINT (Ctrl-C) or SIGTERM sets, on the running loop."""
+    loop, stop = asyncio.get_running_loop(), asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+def _announce_topic(topic: EventGridTopic) -> None:
+    _say(f"Event Grid topic: {topic.endpoint}")
+    _say(f"Event Grid key: {topic.key}")
+    _say(f"Event Grid subscriptions: {topic.subscriptions_file}")
+
+
 async def serve_until_signalled(host: FunctionHost, *, https_port: int | None,
                                 http_port: int | None, certificate: DevCertificate | None,
                                 access_log: bool = False, grace: float = 10.0,
                                 on_ready: Callable[[FunctionHost], None] | None = None) -> None:
     """Start the host, print the readiness line, and stop cleanly on SIGINT/SIGTERM."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    signalled = _signalled()
     try:
         urls = await host.start(https_port=https_port, http_port=http_port,
                                 certificate=certificate, access_log=access_log)
         if on_ready is not None:
             on_ready(host)
         _say(READY_PREFIX + " ".join(urls))
-        await stop.wait()
+        await signalled.wait()
     finally:
         await host.stop(grace)
         _say("localdev: stopped")
@@ -196,9 +207,7 @@ def command_run(args: argparse.Namespace) -> int:
                 _say(f"plain HTTP: http://127.0.0.1:{started.http_port}")
             _say(f"storage: {azurite.endpoint}")
             if topic is not None:
-                _say(f"Event Grid topic: {topic.endpoint}")
-                _say(f"Event Grid key: {topic.key}")
-                _say(f"Event Grid subscriptions: {topic.subscriptions_file}")
+                _announce_topic(topic)
             if pstn is not None:
                 _say(f"PSTN gateway: {pstn.url}")
 
@@ -242,18 +251,14 @@ def command_eventgrid(args: argparse.Namespace) -> int:
                            time_scale=args.time_scale)
 
     async def serve() -> None:
-        stop = asyncio.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        signalled = _signalled()
         await topic.start()
         try:
             ensure_local_settings(state_dir, current={EVENTGRID_ENDPOINT: topic.endpoint})
-            _say(f"Event Grid topic: {topic.endpoint}")
-            _say(f"Event Grid key: {topic.key}")
-            _say(f"Event Grid subscriptions: {topic.subscriptions_file}")
+            _announce_topic(topic)
             _say(f"CA certificate: {certificate.ca_cert}")
             _say(READY_PREFIX + topic.base_url)
-            await stop.wait()
+            await signalled.wait()
         finally:
             await topic.stop()
             _say("localdev: stopped")
