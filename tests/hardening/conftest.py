@@ -15,6 +15,10 @@ from localdev.certs import ensure_dev_certificate
 from localdev.settings import acs_connection_string, generate_app_settings
 from localdev.testing import HostProcess
 from tests.conftest import ROOT, TEST_CERT_DIR
+from tests.integration.hmac_client import HmacClient
+from tests.integration.refusal_support import active_room_count, identity_count
+
+ROOMS = "api-version=2025-03-13"
 
 
 class LoggedHost(HostProcess):
@@ -119,3 +123,22 @@ def hardened():
 def hardened_services(hardened):
     with hardened.services() as services:
         yield services
+
+
+def snapshot(http, services, room_id):
+    """What is stored: the room as the API shows it, its roster, how many rooms are active, how many identities exist."""
+    shown = http.send("GET", f"/rooms/{room_id}?{ROOMS}")
+    roster = http.send("GET", f"/rooms/{room_id}/participants?{ROOMS}")
+    assert shown.status_code == roster.status_code == 200, (shown.text[:300], roster.text[:300])
+    assert roster.json().get("nextLink") is None, "the watched room's roster should fit one page"
+    members = sorted((p["rawId"], p["role"]) for p in roster.json()["value"])
+    return shown.json(), members, active_room_count(services), identity_count(services)
+
+
+@pytest.fixture
+def unchanged(hardened, hardened_services, room):
+    """Asserts after the test that nothing stored changed; `room` is the id of the module's own watched room."""
+    http = HmacClient(hardened)
+    before = snapshot(http, hardened_services, room)
+    yield
+    assert snapshot(http, hardened_services, room) == before

@@ -12,6 +12,7 @@ from shared.hmac_auth import sign_headers
 from shared.timefmt import format_imf_fixdate
 
 from .hmac_client import HmacClient
+from .refusal_support import active_room_count, assert_acs_error, identity_count
 
 pytestmark = pytest.mark.stack
 API = "api-version=2025-03-13"
@@ -20,23 +21,6 @@ API = "api-version=2025-03-13"
 @pytest.fixture
 def http(stack):
     return HmacClient(stack)
-
-
-def active_room_count(stack_services):
-    count, after = 0, None
-    while True:
-        page = stack_services.rooms.list_active(after, 1000)
-        count += len(page.items)
-        after = page.after
-        if after is None:
-            return count
-
-
-def assert_acs_error(response, status, code):
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["error"]["code"] == code and body["error"]["message"]
-    assert response.headers["Content-Type"].startswith("application/json")
 
 
 def test_success_headers(http):
@@ -207,9 +191,8 @@ def test_bad_repeatability_headers(http, stack_services, headers, status, code):
 
 
 def test_create_identity_refuses_a_json_null_body_but_takes_no_body(http, stack_services):
-    identities = stack_services.tables.table(stack_services.settings.table_name("Identities"))
-    users_before = sum(1 for _ in identities.list_entities(select=["RowKey"]))
+    users_before = identity_count(stack_services)
     assert_acs_error(http.send("POST", "/identities?api-version=2023-10-01", raw=b"null"), 400, "BadRequest")
-    assert sum(1 for _ in identities.list_entities(select=["RowKey"])) == users_before
+    assert identity_count(stack_services) == users_before
     created = http.send("POST", "/identities?api-version=2023-10-01")
     assert created.status_code == 201 and created.json()["identity"]["id"].startswith("8:acs:")
