@@ -21,6 +21,7 @@ storage endpoint, `table_transport` returns None and the SDK's usual transport i
 """
 from __future__ import annotations
 
+import inspect
 import select
 import socket
 import threading
@@ -423,6 +424,16 @@ def _multipart_body(request: Any, content_index: int) -> tuple[bytes, int]:
     return body, content_index
 
 
+def _sync_part_policies(request: Any) -> bool:
+    """Whether every part policy of a batch, nested changesets' included, has a synchronous on_request."""
+    requests, policies, _, _ = request.multipart_mixed_info
+    for policy in policies:
+        on_request = getattr(policy, "on_request", None)
+        if on_request is None or inspect.iscoroutinefunction(on_request):
+            return False
+    return all(_sync_part_policies(sub) for sub in requests if getattr(sub, "multipart_mixed_info", None))
+
+
 def _run_part_policies(request: Any) -> None:
     requests, policies, _, options = request.multipart_mixed_info
     for sub_request in requests:
@@ -446,13 +457,16 @@ class LeanPipeline(Pipeline):
         info = getattr(request, "multipart_mixed_info", None)
         if not info:
             return
+        if not _sync_part_policies(request):
+            # azure-core's code, which refuses a policy a sync pipeline cannot run, before any has run.
+            super()._prepare_multipart(request)
+            return
+        _run_part_policies(request)
         try:
-            if any(getattr(policy, "on_request", None) is None for policy in info[1]):
-                raise ValueError("an async part policy")
-            _run_part_policies(request)
             body, _ = _multipart_body(request, 0)
         except (ValueError, AttributeError, TypeError):
-            super()._prepare_multipart(request)
+            # azure-core's layout, as super() lays it out once its policies have run (they have: once).
+            request.prepare_multipart_body()
             return
         request.set_bytes_body(body)
         request.headers["Content-Type"] = "multipart/mixed; boundary=" + info[2]

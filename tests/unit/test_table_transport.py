@@ -166,6 +166,55 @@ def test_failed_transaction_raises_the_sdks_error():
     assert "1:The specified entity already exists." in str(raised.value)
 
 
+def _part_policy(policy_class):
+    """A patch giving batches `policy_class` as their part policy; the client's own pipeline keeps the SDK's."""
+    from azure.data.tables import _base_client
+
+    return mock.patch.object(_base_client, "StorageHeadersPolicy", policy_class)
+
+
+def test_fallback_layout_runs_the_part_policies_once():
+    from azure.data.tables._policies import StorageHeadersPolicy
+
+    bodies, calls = {}, {}
+    for lean in (False, True):
+        calls[lean] = seen = []
+
+        class Counting(StorageHeadersPolicy):
+            def on_request(self, request):
+                seen.append(request.http_request)
+                super().on_request(request)
+
+        transport = CannedTransport(SUCCESS)
+        client = _client(transport, lean)
+        with _deterministic_uuids(), _part_policy(Counting), mock.patch.object(
+            table_transport, "_multipart_body", side_effect=ValueError("a layout it does not write")
+        ) as multipart_body:
+            client.submit_transaction(OPERATIONS)
+        assert multipart_body.called == lean
+        bodies[lean] = _normalised(transport.bodies[0])
+    # The four operations and their changeset, each once, as azure-core runs them.
+    assert len(calls[True]) == len(calls[False]) == len(OPERATIONS) + 1
+    assert len({id(request) for request in calls[True]}) == len(calls[True])
+    assert bodies[True] == bodies[False]
+
+
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
+def test_async_part_policy_is_refused_as_azure_core_refuses_it():
+    from azure.data.tables._policies import StorageHeadersPolicy
+
+    class AsyncPolicy(StorageHeadersPolicy):
+        async def on_request(self, request):
+            pass
+
+    for lean in (False, True):
+        transport = CannedTransport(SUCCESS)
+        client = _client(transport, lean)
+        with _part_policy(AsyncPolicy), pytest.raises(TypeError, match="awaitable"):
+            client.submit_transaction(OPERATIONS)
+        assert transport.bodies == []
+
+
 def test_non_batch_pipeline_run_is_untouched():
     assert issubclass(LeanPipeline, Pipeline)
     assert table_transport.lean_policies(_client(CannedTransport([]), False)._configure_policies(hosts={}))
