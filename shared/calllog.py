@@ -191,7 +191,7 @@ def records_for_change(before: Call | None, after: Call, changed: list[CallParti
     """
     same_call = before is not None and before.server_call_id == after.server_call_id
     records: list[CallLogRecord] = []
-    if not same_call or (after.active and not before.active) or (before.active and not after.active):
+    if not same_call or before.active != after.active:
         records.append(RoomCallRecord(
             call_id=after.correlation_id, room_id=after.room_id, started_at=after.started_at,
             server_call_id=after.server_call_id, ended_at=None if after.active else after.ended_at,
