@@ -292,8 +292,7 @@ class _Response(HttpResponseImpl):
         self._content = body
 
     def iter_bytes(self, **kwargs: Any):
-        if self._content:
-            yield self._content
+        return _whole_body(response=self)
 
     iter_raw = iter_bytes
 
