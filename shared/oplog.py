@@ -14,13 +14,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .settings import DEFAULT_TABLE_PREFIX
 from .table_batches import BackgroundTableWriter, TableSource, escape_key
 from .timefmt import assume_utc, parse_rfc3339, to_utc
 
 LOG_ANALYTICS_TABLE = "ACSRoomsIncomingOperations"
 DIAGNOSTIC_CATEGORY = "RoomsOperational"
-# The app names its tables `<ANTEROOM_TABLE_PREFIX><suffix>`; the defaults assume the default prefix.
-DEFAULT_TABLE_PREFIX = "anteroom"
+# The default table names assume the default ANTEROOM_TABLE_PREFIX (settings.DEFAULT_TABLE_PREFIX).
 OPERATIONS_TABLE_SUFFIX = "RoomsOperations"
 DEFAULT_TABLE_NAME = DEFAULT_TABLE_PREFIX + OPERATIONS_TABLE_SUFFIX
 OPERATION_NAMES = frozenset(

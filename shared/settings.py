@@ -13,6 +13,8 @@ from .callback_tokens import ACS_CALLBACK_ISSUER, load_signing_key
 from .identifiers import is_e164
 
 PREFIX = "ANTEROOM_"
+# The app names its tables `<ANTEROOM_TABLE_PREFIX><suffix>`; this is the prefix when none is set.
+DEFAULT_TABLE_PREFIX = "anteroom"
 
 
 class SettingsError(ValueError):
@@ -59,7 +61,7 @@ class Settings:
     access_keys: tuple[bytes, ...]
     resource_id: str
     token_signing_key: bytes
-    table_prefix: str = "anteroom"
+    table_prefix: str = DEFAULT_TABLE_PREFIX
     hmac_clock_skew_seconds: int = 900
     repeatability_window_seconds: int = 300
     expired_room_grace_hours: int = 24
@@ -118,7 +120,7 @@ class Settings:
             except ValueError:
                 problems.append(f"{PREFIX}RESOURCE_ID must be a GUID")
         signing_key = _decode_key(PREFIX + "TOKEN_SIGNING_KEY", required("TOKEN_SIGNING_KEY"), problems)
-        prefix = env.get(PREFIX + "TABLE_PREFIX", "anteroom").strip()
+        prefix = env.get(PREFIX + "TABLE_PREFIX", DEFAULT_TABLE_PREFIX).strip()
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,39}", prefix):
             problems.append(f"{PREFIX}TABLE_PREFIX must be letters and digits, starting with a letter")
         hosts = tuple(h.strip().lower() for h in env.get(PREFIX + "PUBLIC_HOSTS", "").split(",") if h.strip())
