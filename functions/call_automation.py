@@ -10,7 +10,7 @@ import azure.functions as func
 from shared.call_automation import call_participant_json
 from shared.call_automation_service import call_connection_id, check_callback_uri, invalid_argument
 from shared.errors import AnteroomError, not_found
-from shared.repeatability import RepeatabilityHeaders, StoredResponse, fingerprint
+from shared.repeatability import StoredResponse
 from shared.services import get_services
 
 from .pipeline import ApiRequest, ApiResponse, ApiVersions, acs_operation
@@ -47,25 +47,18 @@ def _repeatable(
     `key` is a fresh id the operation gives to what it creates (connection, invitation), so a retry
     after a crash finds it; `recover(key)` answers for an operation that committed unrecorded.
     """
-    services = request.services
     try:
-        repeat = RepeatabilityHeaders.parse(
-            request.http.headers, services.clock(), services.repeatability.window, services.hmac.clock_skew
-        )
+        repeat = request.repeatability()
     except AnteroomError as error:
         raise _numbered(error) from None
     if repeat is None:
         answer = execute(str(uuid.uuid4()))
         return ApiResponse(answer.status, answer.body, answer.headers)
-    path = request.http.url.split("://", 1)[-1].split("/", 1)[-1]
     try:
-        answer, _replayed = services.repeatability.run(
-            repeat.request_id, fingerprint(request.http.method, path, request.body),
-            reserve=lambda: str(uuid.uuid4()), execute=execute, recover=recover,
-        )
+        answer = request.run_once(repeat, reserve=lambda: str(uuid.uuid4()), execute=execute, recover=recover)
     except AnteroomError as error:  # the same Repeatability-Request-ID with another body
         raise _numbered(error) from None
-    return ApiResponse(answer.status, answer.body, {**answer.headers, "Repeatability-Result": "accepted"})
+    return ApiResponse(answer.status, answer.body, answer.headers)
 
 
 def _repeatable_action(request: ApiRequest, status: int, answer: dict | None, perform: Callable[[], None]) -> ApiResponse:

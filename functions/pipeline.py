@@ -6,7 +6,7 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -15,6 +15,7 @@ import azure.functions as func
 from shared.errors import AnteroomError, bad_request, payload_too_large, unauthorized, unsupported_media_type
 from shared.oplog import OPERATION_NAMES, RoomsOperationRecord, new_correlation_id
 from shared.identity import TokenClaims
+from shared.repeatability import RepeatabilityHeaders, StoredResponse, fingerprint
 from shared.services import Services, get_services
 
 log = logging.getLogger("anteroom.api")
@@ -100,6 +101,26 @@ class ApiRequest:
         if not isinstance(body, dict):
             raise error("The request body must be a JSON object.")
         return body
+
+    def repeatability(self) -> RepeatabilityHeaders | None:
+        """The Repeatability-Request-ID/-First-Sent pair, None without it; raises 400 when malformed."""
+        services = self.services
+        return RepeatabilityHeaders.parse(
+            self.http.headers, services.clock(), services.repeatability.window, services.hmac.clock_skew
+        )
+
+    def run_once(
+        self, repeat: RepeatabilityHeaders, *, reserve: Callable[[], str], execute: Callable[[str], StoredResponse],
+        recover: Callable[[str], StoredResponse | None],
+    ) -> StoredResponse:
+        """`execute(reserve())` at most once per request id: the same id with the same method, path and
+        body answers the stored response again; with another, 400. Answers carry Repeatability-Result."""
+        path = self.http.url.split("://", 1)[-1].split("/", 1)[-1]
+        answer, _replayed = self.services.repeatability.run(
+            repeat.request_id, fingerprint(self.http.method, path, self.body),
+            reserve=reserve, execute=execute, recover=recover,
+        )
+        return replace(answer, headers={**answer.headers, "Repeatability-Result": "accepted"})
 
     def link_to_next_page(self, cursor: dict) -> str:
         """An absolute nextLink to this same path carrying an opaque cursor, as ACS does."""

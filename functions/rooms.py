@@ -4,7 +4,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.errors import bad_request
-from shared.repeatability import RepeatabilityHeaders, StoredResponse, fingerprint
+from shared.repeatability import StoredResponse
 from shared.rooms import (
     CreateRoomRequest,
     Room,
@@ -37,9 +37,7 @@ def _created(record: RoomRecord, request: ApiRequest) -> StoredResponse:
 def create_room(request: ApiRequest) -> ApiResponse:
     services = request.services
     now = services.clock()
-    repeat = RepeatabilityHeaders.parse(
-        request.http.headers, now, services.repeatability.window, services.hmac.clock_skew
-    )
+    repeat = request.repeatability()
     body = CreateRoomRequest.parse(request.json_object(allow_empty=True))
     if repeat is None:
         record = services.rooms.create(body)
@@ -56,17 +54,9 @@ def create_room(request: ApiRequest) -> ApiResponse:
         record = services.rooms.find(room_id)
         return _created(record, request) if record else None
 
-    path = request.http.url.split("://", 1)[-1].split("/", 1)[-1]
-    answer, _replayed = services.repeatability.run(
-        repeat.request_id,
-        fingerprint("POST", path, request.body),
-        reserve=lambda: new_room_id(now),
-        execute=execute,
-        recover=recover,
-    )
-    headers = {**answer.headers, "Repeatability-Result": "accepted"}
+    answer = request.run_once(repeat, reserve=lambda: new_room_id(now), execute=execute, recover=recover)
     if answer.status != 201:
-        return ApiResponse(answer.status, answer.body, headers)
+        return ApiResponse(answer.status, answer.body, answer.headers)
     # A replay did not read the room again: what was created is in the stored answer and the request.
     created = Room(
         id=answer.body["id"],
@@ -75,7 +65,7 @@ def create_room(request: ApiRequest) -> ApiResponse:
         valid_until=parse_rfc3339(answer.body["validUntil"]),
         pstn_dial_out_enabled=answer.body["pstnDialOutEnabled"],
     )
-    return ApiResponse(answer.status, answer.body, headers, _creation_facts(body, created))
+    return ApiResponse(answer.status, answer.body, answer.headers, _creation_facts(body, created))
 
 
 def _creation_facts(body: CreateRoomRequest, created: RoomRecord | Room) -> dict:
