@@ -232,7 +232,7 @@ def calls(attendance: pd.DataFrame) -> pd.DataFrame:
         "PstnParticipants": people[pstn].groupby("Call")["Person"].nunique(),
     })
     table["PstnParticipants"] = table["PstnParticipants"].fillna(0).astype("int64")
-    table.insert(0, "CorrelationId", pd.Series(call_ids, dtype=attendance["CorrelationId"].dtype).take(table.index).to_numpy())
+    table.insert(0, "CorrelationId", np.asarray(call_ids))
     return table.reset_index(drop=True).sort_values("CallStartTime", kind="stable", ignore_index=True)
 
 
@@ -266,7 +266,7 @@ def peak_concurrency(attendance: pd.DataFrame) -> pd.DataFrame:
     best = steps.loc[steps.groupby("Call", sort=False)["Level"].idxmax()]
     codes = best["Call"].to_numpy()
     rooms = people["RoomId"].groupby(call).first()
-    table = pd.DataFrame({"CorrelationId": pd.Series(np.asarray(call_ids)).take(codes).to_numpy(),
+    table = pd.DataFrame({"CorrelationId": np.asarray(call_ids)[codes],
                           "RoomId": rooms.reindex(codes).to_numpy(),
                           "PeakParticipants": best["Level"].to_numpy(), "PeakAt": best["Time"].array})
     return table.sort_values(["PeakParticipants", "PeakAt"], ascending=[False, True], ignore_index=True)
