@@ -372,6 +372,15 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def quiet_sdk_logging() -> None:
+    """Keep the Azure SDKs' logging out of a run's output, which is its table."""
+    # The SDKs log every request at INFO when logging is configured.
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    # create_room serializes a naive utcnow() for Repeatability-First-Sent and warns about it on every
+    # call; unconfigured logging would print each warning to stderr from inside the timed calls.
+    logging.getLogger("azure.communication.rooms._generated._serialization").setLevel(logging.ERROR)
+
+
 def machine() -> dict:
     from importlib.metadata import version
 
@@ -385,6 +394,25 @@ def machine() -> dict:
         "packages": {name: version(name) for name in
                      ("azure-communication-rooms", "azure-data-tables", "azure-core", "azure-functions", "aiohttp")},
     }
+
+
+def write_results(name: str, started: datetime, argv: Sequence[str], fields: dict, output_dir: Path) -> Path:
+    """Write a run's results to `output_dir`/`name`-<UTC time>.json and say where.
+
+    The file holds when the run started, its command (`python -m benchmarks.<name>` and `argv`), the
+    machine, then `fields`.
+    """
+    report = {
+        "started": started.isoformat(timespec="seconds"),
+        "command": " ".join([f"python -m benchmarks.{name}", *argv]),
+        "machine": machine(),
+        **fields,
+    }
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / f"{name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"results: {path}")
+    return path
 
 
 def start_py_spy(pid: int, output: Path) -> subprocess.Popen:
@@ -402,15 +430,12 @@ def stop_py_spy(process: subprocess.Popen) -> None:
     process.wait(timeout=60)
 
 
-def run(config: Config, argv: Sequence[str]) -> dict:
+def run(config: Config) -> tuple[datetime, dict]:
+    """Run the benchmark: when it started, and its settings and results for `write_results`."""
     from localdev.testing import local_service
     from shared.settings import Settings
 
-    # The SDKs log every request at INFO when logging is configured; keep the output to the table.
-    logging.getLogger("azure").setLevel(logging.WARNING)
-    # create_room serializes a naive utcnow() for Repeatability-First-Sent and warns about it on every
-    # call; unconfigured logging would print each warning to stderr from inside the timed calls.
-    logging.getLogger("azure.communication.rooms._generated._serialization").setLevel(logging.ERROR)
+    quiet_sdk_logging()
     started = datetime.now(timezone.utc)
     # The per-key throttle (6,000 requests a minute by default) is a policy, not a cost: left on, the
     # SDK side meets 429s and Retry-After back-offs after a few seconds at this load and the run
@@ -435,10 +460,7 @@ def run(config: Config, argv: Sequence[str]) -> dict:
             if profiler is not None:
                 stop_py_spy(profiler)
         host_output = service.host.output()
-    return {
-        "started": started.isoformat(timespec="seconds"),
-        "command": " ".join(["python -m benchmarks.api", *argv]),
-        "machine": machine(),
+    return started, {
         "settings": {
             "duration_s": config.duration, "rounds": config.rounds, "warmup_s": config.warmup,
             "participants_per_request": PARTICIPANTS_PER_REQUEST, "rooms_page_size": settings.rooms_page_size,
@@ -453,12 +475,9 @@ def run(config: Config, argv: Sequence[str]) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     config = parse_args(argv)
-    report = run(config, argv)
-    print(format_table(report["results"]))
-    config.output_dir.mkdir(parents=True, exist_ok=True)
-    path = config.output_dir / f"api-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"results: {path}")
+    started, fields = run(config)
+    print(format_table(fields["results"]))
+    write_results("api", started, argv, fields, config.output_dir)
     return 0
 
 

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import sys
 import uuid
@@ -15,7 +13,7 @@ from typing import Sequence
 
 import requests
 
-from benchmarks.api import PhaseResult, machine, measure, run_phase
+from benchmarks.api import PhaseResult, format_table, measure, quiet_sdk_logging, run_phase, write_results
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CALL_ROW, ROOM_ROW, USER_ROW = "call", "room", "user"
@@ -172,12 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     concurrency = [int(value) for value in args.concurrency.split(",")]
 
-    from benchmarks.api import format_table
     from localdev.testing import local_service
 
-    logging.getLogger("azure").setLevel(logging.WARNING)
-    # create_room warns about its own naive Repeatability-First-Sent on every call during set-up.
-    logging.getLogger("azure.communication.rooms._generated._serialization").setLevel(logging.ERROR)
+    quiet_sdk_logging()
     started = datetime.now(timezone.utc)
     with local_service() as service:
         os.environ["REQUESTS_CA_BUNDLE"] = service.ca_file
@@ -187,20 +182,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             phase = partial(timed_side, seats[:threads], max_ops=args.max_ops)
             rows += measure(phase, ("join", "leave"), threads, WARMUP_S, args.duration, args.rounds)
             print("\n".join(format_table(rows[-2:]).splitlines()[2:]), file=sys.stderr, flush=True)
-    report = {
-        "started": started.isoformat(timespec="seconds"),
-        "command": " ".join(["python -m benchmarks.calls", *argv]),
-        "machine": machine(),
+    fields = {
         "settings": {"duration_s": args.duration, "rounds": args.rounds,
                      "workload": "per thread: its own room whose call a resident keeps open; a mover joins and leaves",
                      "raw_round_trips": "user read, room read, roster-row read, call read, endpoints query, one transaction"},
         "results": rows,
     }
     print(format_table(rows))
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    path = args.output_dir / f"calls-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"results: {path}")
+    write_results("calls", started, argv, fields, args.output_dir)
     return 0
 
 

@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
+from benchmarks.api import machine, run_phase
+from benchmarks.calls import setup
 from benchmarks.stats import percentile
 
 RESULTS_FILE = Path(__file__).resolve().parent / "results" / "events.json"
@@ -93,8 +95,6 @@ def first_receipts(subscriber) -> dict[str, tuple[float, dict]]:
 
 def run_threads(work, count: int, duration: float) -> tuple[float, int]:
     """`work(index)` in a loop on `count` threads for `duration` s; returns (start time, errors)."""
-    from benchmarks.api import run_phase
-
     started = time.time()
     result = run_phase([lambda i=i: work(i) for i in range(count)], duration, max_ops=10**9)
     if result.first_error:
@@ -120,13 +120,12 @@ def measure_app(movers: list[Mover], subscriber, duration: float) -> Side:
     wait_until(lambda: len(set(first_receipts(subscriber)) - before) >= expected, 120)
     receipts = {k: v for k, v in first_receipts(subscriber).items() if k not in before}
     side = Side("app", started=started, errors=errors)
-    by_mover = {mover.raw_id: mover for mover in movers}
     for kind in (ADDED, REMOVED):
         for mover in movers:
             # A room's events carry its commit times in order: the n-th of a kind answers the n-th step.
             ordered = sorted((event["eventTime"], received) for received, event in receipts.values()
                              if event["eventType"] == kind and event["data"]["user"]["communicationIdentifier"]["rawId"] == mover.raw_id)
-            side.pairs.extend(zip(by_mover[mover.raw_id].answered[kind], (r for _, r in ordered)))
+            side.pairs.extend(zip(mover.answered[kind], (r for _, r in ordered)))
             side.from_event_time.extend(r - event_epoch(t) for t, r in ordered)
     side.finished = max(received for _, received in side.pairs)
     return side
@@ -160,8 +159,6 @@ def measure_baseline(publishers, subscriber, concurrency: int, duration: float) 
 def setup_movers(settings: dict, base_url: str, storage: str, count: int) -> list[Mover]:
     from types import SimpleNamespace
 
-    from benchmarks.calls import setup
-
     connection_string = f"endpoint={base_url}/;accesskey={settings['ANTEROOM_ACCESS_KEY']}"
     service = SimpleNamespace(settings=settings, connection_string=connection_string, base_url=base_url,
                               storage_connection_string=storage)
@@ -171,8 +168,6 @@ def setup_movers(settings: dict, base_url: str, storage: str, count: int) -> lis
 def run(args: argparse.Namespace) -> dict:
     from azure.core.credentials import AzureKeyCredential
     from azure.eventgrid import EventGridPublisherClient
-
-    from benchmarks.api import machine
 
     from localdev.azurite import AzuriteTable
     from localdev.certs import ensure_dev_certificate
@@ -203,26 +198,24 @@ def run(args: argparse.Namespace) -> dict:
         measure_app(movers, subscriber, args.warmup)
         measure_baseline(publishers, subscriber, args.concurrency, args.warmup)
         rounds = []
+        sides: dict[str, list[Side]] = {"app": [], "baseline": []}  # each side's rounds, in order
         for index in range(args.rounds):
             order = ("baseline", "app") if index % 2 == 0 else ("app", "baseline")  # drift hits both
             for name in order:
                 side = measure_app(movers, subscriber, args.duration) if name == "app" else \
                     measure_baseline(publishers, subscriber, args.concurrency, args.duration)
-                rounds.append({"round": index + 1, "side": name, **side.summary(), "_pairs": side.pairs,
-                               "_from_event_time": side.from_event_time})
+                rounds.append({"round": index + 1, "side": name, **side.summary()})
+                sides[name].append(side)
         totals = {}
-        for name in ("app", "baseline"):
+        for name, mine in sides.items():
             merged = Side(name)
-            mine = [r for r in rounds if r["side"] == name]
-            for r in mine:
-                merged.pairs.extend(r["_pairs"])
-                merged.from_event_time.extend(r["_from_event_time"])
-            seconds = sum(r["seconds"] for r in mine)
-            merged.started, merged.finished = 0.0, seconds
-            merged.errors = sum(r["errors"] for r in mine)
+            for side in mine:
+                merged.pairs.extend(side.pairs)
+                merged.from_event_time.extend(side.from_event_time)
+            # The sum of the seconds the rounds report (rounded to the millisecond, as they are).
+            merged.started, merged.finished = 0.0, sum(round(side.finished - side.started, 3) for side in mine)
+            merged.errors = sum(side.errors for side in mine)
             totals[name] = merged.summary()
-        for r in rounds:
-            del r["_pairs"], r["_from_event_time"]
         return {
             "benchmark": "events", "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": machine(), "command": "python -m benchmarks.events " + " ".join(sys.argv[1:]),

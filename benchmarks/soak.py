@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import logging
 import os
 import secrets
 import shutil
@@ -16,11 +15,11 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import requests
 
-from benchmarks.api import machine, sdk_participants
+from benchmarks.api import machine, quiet_sdk_logging, sdk_participants
 from benchmarks.stats import percentile
 
 RESULTS_FILE = Path(__file__).resolve().parent / "results" / "soak.json"
@@ -58,7 +57,6 @@ class Worker:
     index: int
     rooms_clients: list  # one azure.communication.rooms.RoomsClient per instance
     base_urls: list[str]
-    ca_file: str
     callers: tuple[Caller, Caller]
     samples: list[Sample]
     started: float
@@ -89,8 +87,9 @@ class Worker:
         return error is None
 
     def _call(self, instance: int, caller: Caller, path: str) -> requests.Response:
+        # The session verifies the hosts' certificate with REQUESTS_CA_BUNDLE, which `run` points at their CA.
         return self.session.post(self.base_urls[instance] + path, headers={"Authorization": f"Bearer {caller.token}"},
-                                 verify=self.ca_file, timeout=120)
+                                 timeout=120)
 
     def cycle(self) -> None:
         """Create a room, read it, list rooms, add participants, both users join and leave its call, delete it."""
@@ -144,13 +143,16 @@ def process_usage(pid: int) -> tuple[int, float] | None:
     return rss, (int(times[11]) + int(times[12])) / os.sysconf("SC_CLK_TCK")
 
 
+ProcessRow = tuple[float, str, int, float]  # (seconds since start, name, KiB, CPU s)
+
+
 class ProcessSampler:
     """Samples the RSS and CPU time of named processes every PROCESS_SAMPLE_SECONDS on a background thread."""
 
     def __init__(self, pids: dict[str, int], started: float) -> None:
         self.pids = pids
         self.started = started
-        self.samples: list[tuple[float, str, int, float]] = []  # (seconds since start, name, KiB, CPU s)
+        self.samples: list[ProcessRow] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="process-sampler", daemon=True)
 
@@ -173,40 +175,62 @@ class ProcessSampler:
 
 
 # -- figures -----------------------------------------------------------------------------------
-def window_figures(samples: list[Sample], processes: list[tuple[float, str, int, float]], window: float,
-                   total: float) -> list[dict]:
-    """Throughput, latency percentiles, errors, and per process mean RSS and CPU share, for each `window` seconds."""
-    rows = []
+def window_index(at: float, window: float) -> int:
+    """The window `at` seconds fall in: the index with index * window <= at < (index + 1) * window."""
+    index = int(at // window)
+    # Those products are the windows' bounds (from_s, to_s): they decide, should the division land one off.
+    while index * window > at:
+        index -= 1
+    while (index + 1) * window <= at:
+        index += 1
+    return index
+
+
+def window_row(index: int, window: float, inside: list[Sample], processes: list[ProcessRow]) -> dict:
+    """One window's figures from the requests that ended in it and the process samples taken in it, in order."""
+    low, high = index * window, (index + 1) * window
+    latencies = sorted(s.latency for s in inside if s.error is None)
+    errors = [s for s in inside if s.error is not None]
+    memory: dict[str, list[int]] = {}
+    cpu: dict[str, list[tuple[float, float]]] = {}
+    for at, name, kib, cpu_seconds in processes:
+        memory.setdefault(name, []).append(kib)
+        cpu.setdefault(name, []).append((at, cpu_seconds))
+    return {
+        "window": index + 1,
+        "from_s": round(low), "to_s": round(high),
+        "requests": len(inside),
+        "requests_per_s": round(len(inside) / window, 1),
+        "p50_ms": round(percentile(latencies, 50) * 1000, 1),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 1),
+        "errors": len(errors),
+        "error_rate": round(len(errors) / len(inside), 5) if inside else 0.0,
+        "first_error": errors[0].error if errors else None,
+        "rss_mib": {name: round(sum(values) / len(values) / 1024, 1) for name, values in sorted(memory.items())},
+        # CPU seconds used per second of the window, in percent of one core.
+        "cpu_percent": {name: round((pairs[-1][1] - pairs[0][1]) / (pairs[-1][0] - pairs[0][0]) * 100)
+                        for name, pairs in sorted(cpu.items()) if len(pairs) > 1 and pairs[-1][0] > pairs[0][0]},
+        "p50_ms_by_operation": {name: round(percentile(sorted(values), 50) * 1000, 1)
+                                for name, values in sorted(by_operation(inside).items())},
+    }
+
+
+def window_figures(samples: list[Sample], processes: list[ProcessRow], window: float, total: float) -> list[dict]:
+    """Throughput, latency percentiles, errors, and per process mean RSS and CPU share, for each `window` seconds.
+
+    The last window also takes the requests that ended after it (a cycle under way at the end finishes).
+    """
     count = max(1, int(round(total / window)))
-    for index in range(count):
-        low, high = index * window, (index + 1) * window
-        inside = [s for s in samples if low <= s.at < high or (index == count - 1 and s.at >= high)]
-        latencies = sorted(s.latency for s in inside if s.error is None)
-        errors = [s for s in inside if s.error is not None]
-        memory: dict[str, list[int]] = {}
-        cpu: dict[str, list[tuple[float, float]]] = {}
-        for at, name, kib, cpu_seconds in processes:
-            if low <= at < high:
-                memory.setdefault(name, []).append(kib)
-                cpu.setdefault(name, []).append((at, cpu_seconds))
-        rows.append({
-            "window": index + 1,
-            "from_s": round(low), "to_s": round(high),
-            "requests": len(inside),
-            "requests_per_s": round(len(inside) / window, 1),
-            "p50_ms": round(percentile(latencies, 50) * 1000, 1),
-            "p99_ms": round(percentile(latencies, 99) * 1000, 1),
-            "errors": len(errors),
-            "error_rate": round(len(errors) / len(inside), 5) if inside else 0.0,
-            "first_error": errors[0].error if errors else None,
-            "rss_mib": {name: round(sum(values) / len(values) / 1024, 1) for name, values in sorted(memory.items())},
-            # CPU seconds used per second of the window, in percent of one core.
-            "cpu_percent": {name: round((pairs[-1][1] - pairs[0][1]) / (pairs[-1][0] - pairs[0][0]) * 100)
-                            for name, pairs in sorted(cpu.items()) if len(pairs) > 1 and pairs[-1][0] > pairs[0][0]},
-            "p50_ms_by_operation": {name: round(percentile(sorted(values), 50) * 1000, 1)
-                                    for name, values in sorted(by_operation(inside).items())},
-        })
-    return rows
+    requests: list[list[Sample]] = [[] for _ in range(count)]
+    usage: list[list[ProcessRow]] = [[] for _ in range(count)]
+    for sample in samples:
+        if sample.at >= 0:
+            requests[min(window_index(sample.at, window), count - 1)].append(sample)
+    for row in processes:
+        index = window_index(row[0], window)
+        if 0 <= index < count:
+            usage[index].append(row)
+    return [window_row(index, window, requests[index], usage[index]) for index in range(count)]
 
 
 def memory_verdict(windows: list[dict], hosts: Sequence[str]) -> dict:
@@ -310,13 +334,11 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict:
     from localdev.settings import acs_connection_string, generate_app_settings
     from localdev.testing import HostProcess
 
-    logging.getLogger("azure").setLevel(logging.WARNING)
-    # create_room sends a naive utcnow() as Repeatability-First-Sent and warns about it on every call.
-    logging.getLogger("azure.communication.rooms._generated._serialization").setLevel(logging.ERROR)
+    quiet_sdk_logging()
     scratch = Path(tempfile.mkdtemp(prefix="bench-soak-"))
     certificate = ensure_dev_certificate(scratch / "certs")
-    ca_file = str(certificate.ca_cert)
-    os.environ["REQUESTS_CA_BUNDLE"] = ca_file  # the SDK clients here and the hosts' Event Grid client
+    # The SDK clients and the workers' sessions here, and the hosts' Event Grid client.
+    os.environ["REQUESTS_CA_BUNDLE"] = str(certificate.ca_cert)
     topic_key = base64.b64encode(secrets.token_bytes(32)).decode()
     azurite = AzuriteTable().start()
     topic = TopicThread(EventGridTopic(scratch / "eventgrid", key=topic_key, certificate=certificate))
@@ -345,7 +367,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict:
                 user, token = identity.create_user_and_token([CommunicationTokenScope.VOIP])
                 pair.append(Caller(user.raw_id, token.token))
             workers.append(Worker(index, [RoomsClient.from_connection_string(c) for c in connection_strings],
-                                  [h.base_url for h in hosts], ca_file, (pair[0], pair[1]), samples, 0.0))
+                                  [h.base_url for h in hosts], (pair[0], pair[1]), samples, 0.0))
         host_names = [f"host{i}" for i in range(len(hosts))]
         pids = {name: host.process.pid for name, host in zip(host_names, hosts)}
         pids["azurite"] = azurite.process.pid
@@ -395,15 +417,37 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict:
 
 
 def report_progress(samples: list[Sample], sampler: ProcessSampler, args: argparse.Namespace, started: float) -> None:
-    """Print each window's line as it closes, so a long soak shows its progress."""
+    """Print each window's line as it closes, so a long soak shows its progress.
+
+    A line covers the requests and process samples of its window that had arrived when it closed.
+    """
+    requests = Arrivals(samples, lambda sample: sample.at, args.window)
+    usage = Arrivals(sampler.samples, lambda row: row[0], args.window)
     index = 1
     while index * args.window <= args.minutes * 60 + 1:
         time.sleep(max(0.0, started + index * args.window - time.perf_counter()))
-        row = window_figures([s for s in list(samples) if s.at < index * args.window],
-                             [r for r in list(sampler.samples) if r[0] < index * args.window],
-                             args.window, index * args.window)[-1]
+        row = window_row(index - 1, args.window, requests.take(index - 1), usage.take(index - 1))
         print(format_window(row), file=sys.stderr, flush=True)
         index += 1
+
+
+class Arrivals:
+    """The items of a list that other threads append to, put aside by window as they are first seen."""
+
+    def __init__(self, source: list, at: Callable[[Any], float], window: float) -> None:
+        self.source, self.at, self.window = source, at, window
+        self.seen = 0
+        self.kept: dict[int, list] = {}
+
+    def take(self, index: int) -> list:
+        """The items of window `index` that have arrived, in order; any for an earlier window are dropped."""
+        arrived = self.source[self.seen:]
+        self.seen += len(arrived)
+        for item in arrived:
+            place = window_index(self.at(item), self.window)
+            if place >= index:
+                self.kept.setdefault(place, []).append(item)
+        return self.kept.pop(index, [])
 
 
 def format_window(row: dict) -> str:
