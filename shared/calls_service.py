@@ -140,15 +140,19 @@ class CallsService:
     # -- membership changes, serialised on the call entity (also Call Automation's) ----------
     def change(
         self, room_id: str, mutate: Callable[[Call | None], tuple[Call, list[CallParticipant], object] | None],
-        as_read: Call | None = None,
+        as_read: Call | None = None, *, room: Callable[[int], RoomRecord] | None = None,
     ):
         """Read the call, let `mutate` decide, commit with If-Match (with the change's events and
         callbacks); retry when someone else won.
 
         `as_read` is the call as the caller just read it: the first attempt starts from it instead of
         reading again (the If-Match still catches any change since; a retry reads afresh).
+        `room(attempt)` gives the room (and roster) the decision rests on, read again on every
+        attempt: the commit then also requires the room entity unchanged since, so a roster change
+        or deletion committed meanwhile makes this attempt retry on the new roster.
         """
         for attempt in range(MAX_ATTEMPTS):
+            guarding = room(attempt) if room is not None else None
             before = as_read if attempt == 0 and as_read is not None else self._store.current(room_id)
             decision = mutate(before)
             if decision is None:
@@ -158,7 +162,8 @@ class CallsService:
             outbox_rows = Outbox.entities(room_id, after.sequence, after.server_call_id, events)
             callback_rows = self._callback_rows(before, after, changed)
             try:
-                committed = self._store.commit(before, after, changed, outbox_rows + callback_rows)
+                committed = self._store.commit(before, after, changed, outbox_rows + callback_rows,
+                                               room_etag=guarding.etag if guarding is not None else None)
             except ConcurrentChange:
                 _backoff(attempt)
                 continue
@@ -217,14 +222,25 @@ class CallsService:
             raise forbidden("The access token does not grant the voip or voip.join scope.", code="InsufficientScope")
 
     def join(self, room_id: str, user_id: str) -> tuple[Call, CallParticipant, Caller, RoomRecord]:
-        """Join (or start) the room's call. Only roster users, only inside the validity window."""
-        record = self._open_room(room_id)
-        caller = self._user(record, user_id)
-        if caller.role is None:
-            raise forbidden("The user is not invited to this room.", code="NotInvited")
+        """Join (or start) the room's call. Only roster users, only inside the validity window.
+
+        The join commits only if the room is unchanged since its roster was read (see `change`): a
+        removal from the roster racing the join either sees the user in the call and drops them, or
+        makes the join read the roster again and refuse.
+        """
         now = self._clock()
+        checked: list[tuple[RoomRecord, Caller]] = []
+
+        def invited_room(attempt: int) -> RoomRecord:
+            record = self._open_room(room_id)
+            caller = self._user(record, user_id)
+            if caller.role is None:
+                raise forbidden("The user is not invited to this room.", code="NotInvited")
+            checked.append((record, caller))
+            return record
 
         def mutate(call: Call | None):
+            _, caller = checked[-1]
             if call is not None and call.active:
                 existing = call.connected_endpoint_of(user_id)
                 if existing is not None:
@@ -252,7 +268,8 @@ class CallsService:
             )
             return started, [endpoint], endpoint
 
-        outcome = self.change(room_id, mutate)
+        outcome = self.change(room_id, mutate, room=invited_room)
+        record, caller = checked[-1]
         if outcome is None:  # already in the call: answer with it as stored
             call = self._store.current(room_id)
             return call, call.connected_endpoint_of(user_id), caller, record

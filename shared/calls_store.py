@@ -15,7 +15,7 @@ from azure.data.tables import UpdateMode
 
 from .calls import AutomationContext, Call, CallConnection, CallParticipant, EndpointKind
 from .rooms import Role
-from .rooms_store import ConcurrentChange, _is_conflict, _is_precondition_failure
+from .rooms_store import ROOM_ROW, ConcurrentChange, _is_conflict, _is_precondition_failure
 from .storage import MAX_TRANSACTION_OPERATIONS, TableStore, check_transaction, chunked, storage_faults
 from .timefmt import assume_utc
 
@@ -121,13 +121,16 @@ class TableCallsStore:
         )
 
     def commit(
-        self, before: Call | None, after: Call, changed: list[CallParticipant], extra: list[dict] = ()
+        self, before: Call | None, after: Call, changed: list[CallParticipant], extra: list[dict] = (),
+        room_etag: str | None = None,
     ) -> Call:
         """Write the new call state and the changed endpoints as one transaction.
 
         `before` is the call as read (None when the room never had a call); raises ConcurrentChange
-        if the call entity changed since. `extra` entities (e.g. outgoing events) join the same
-        transaction. Endpoints beyond one transaction's room are written right after, idempotently.
+        if the call entity changed since, or, with `room_etag`, if the room entity did (its roster,
+        window or deletion mark: the transaction touches it under that If-Match). `extra` entities
+        (e.g. outgoing events) join the same transaction. Endpoints beyond one transaction's room
+        are written right after, idempotently.
         """
         call_entity = self._call_entity(after)
         if before is None:
@@ -143,6 +146,12 @@ class TableCallsStore:
             for p in changed
         ]
         extra_ops = [("create", entity) for entity in extra]
+        if room_etag is not None:
+            # A merge of no properties: it changes nothing but the room's ETag, and only if unchanged.
+            extra_ops.append((
+                "update", {"PartitionKey": after.room_id, "RowKey": ROOM_ROW},
+                {"mode": UpdateMode.MERGE, "etag": room_etag, "match_condition": MatchConditions.IfNotModified},
+            ))
         room_left = MAX_TRANSACTION_OPERATIONS - 1 - len(extra_ops)
         operations = [call_op, *extra_ops, *rows[:room_left]]
         check_transaction(operations)
@@ -150,7 +159,8 @@ class TableCallsStore:
             try:
                 result = self._table.submit_transaction(operations)
             except Exception as error:
-                if _is_precondition_failure(error) or (before is None and _is_conflict(error)):
+                if (_is_precondition_failure(error) or (before is None and _is_conflict(error))
+                        or (room_etag is not None and getattr(error, "status_code", None) == 404)):
                     raise ConcurrentChange(after.room_id) from error
                 raise
             for chunk in chunked(rows[room_left:]):

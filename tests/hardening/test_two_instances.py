@@ -343,3 +343,40 @@ def test_housekeeping_on_both_instances_at_once_purges_every_deleted_room(pair, 
     assert sum(purged) >= len(doomed), purged
     for room_id in doomed:
         assert list(table.query_entities("PartitionKey eq @pk", parameters={"pk": room_id})) == []
+
+
+JOIN_RACE_TRIES = 30
+
+
+def test_a_join_racing_the_users_removal_leaves_them_in_neither(pair, identity, services):
+    """A join and a roster PATCH taking the same user off, sent at once to the two instances.
+
+    However they interleave, once both have answered the user is on the roster and in the call, or
+    in neither; here the removal always applies, so neither. Half the rooms already have a call
+    running (the join adds to it), half have none (the join starts it).
+    """
+    kept_in = []
+    for attempt in range(JOIN_RACE_TRIES):
+        leaving = new_caller(pair, identity, attempt)
+        host = new_caller(pair, identity, attempt + 1)
+        room = pair.rooms_client(0).create_room(participants=[
+            RoomParticipant(communication_identifier=CommunicationUserIdentifier(user.raw_id),
+                            role=ParticipantRole.ATTENDEE)
+            for user in (leaving, host)
+        ])
+        if attempt % 2:
+            assert host.join(room.id).status_code == 200
+        remover = pair.rooms_client(attempt + 1)
+        joined, _ = all_at_once([
+            lambda: leaving.join(room.id),
+            lambda: remover.remove_participants(
+                room_id=room.id, participants=[CommunicationUserIdentifier(leaving.raw_id)]),
+        ])
+        assert joined.status_code in (200, 403), joined.text
+        if joined.status_code == 403:
+            assert joined.json()["error"]["code"] == "NotInvited"
+        assert leaving.raw_id not in roster_of(pair.rooms_client(attempt), room.id)
+        call = services.calls.current_call(room.id)
+        if call is not None and any(p.raw_id == leaving.raw_id and p.connected for p in call.participants):
+            kept_in.append((attempt, joined.status_code))
+    assert kept_in == [], f"{len(kept_in)} of {JOIN_RACE_TRIES} tries left the removed user in the call"
