@@ -156,9 +156,9 @@ class RoomsService:
         """Upsert (role) or remove (None) roster entries, all or nothing (`as_read` as for `update`).
 
         Removing someone not on the roster is a no-op. Concurrent calls for one room serialise on
-        the room's ETag and each is retried until it applies, so no change is lost.
+        the room's ETag and each is retried until it applies, so no change is lost. The roster limit
+        applies to the roster the change leaves (a request may remove many and add a few).
         """
-        self._check_roster_size(len(changes))
         for attempt in range(MAX_ATTEMPTS):
             record = as_read if attempt == 0 and as_read is not None else self.get(room_id)
             old = self._store.roster(record)

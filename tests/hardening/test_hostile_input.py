@@ -93,9 +93,11 @@ def test_thousands_of_participants_in_one_patch_are_refused_whole(http, room, un
     body = {"participants": {f"8:acs:many_{index:05d}": {"role": "Attendee"} for index in range(count)}}
     answer = http.send("PATCH", f"/rooms/{room}/participants?{ROOMS}", body, headers=MERGE_PATCH)
     assert_acs_error(answer, 400)
-    assert str(count) in answer.json()["error"]["message"]
+    # The message names the size the roster would have: the watched room's three plus the new ones.
+    assert f"would make {count + 3}." in answer.json()["error"]["message"]
     created = http.send("POST", f"/rooms?{ROOMS}", body)
     assert_acs_error(created, 400)
+    assert f"would make {count}." in created.json()["error"]["message"]
 
 
 def test_a_thousand_participants_in_one_patch_apply_whole(http, hardened_services):
@@ -105,6 +107,24 @@ def test_a_thousand_participants_in_one_patch_apply_whole(http, hardened_service
     assert answer.status_code == 200, answer.text
     record = hardened_services.rooms.get(room_id)
     assert record.counts.total == record.counts.consumers == 1000
+
+
+def test_the_roster_limit_counts_the_roster_a_patch_leaves(http, hardened_services):
+    room_id = http.send("POST", f"/rooms?{ROOMS}", {}).json()["id"]
+    participants = f"/rooms/{room_id}/participants?{ROOMS}"
+    full = {f"8:acs:full_{index:04d}": {"role": "Attendee"} for index in range(1000)}
+    assert http.send("PATCH", participants, {"participants": full}, headers=MERGE_PATCH).status_code == 200
+    # One more on a full roster: refused, naming the size the roster would have.
+    one_more = http.send("PATCH", participants, {"participants": {"8:acs:extra_1": {"role": "Presenter"}}},
+                         headers=MERGE_PATCH)
+    assert_acs_error(one_more, 400)
+    assert "1001" in one_more.json()["error"]["message"]
+    # All 1,000 out and one in: 1,001 entries in the request, a roster of one.
+    swap = {**{raw_id: None for raw_id in full}, "8:acs:extra_1": {"role": "Presenter"}}
+    answer = http.send("PATCH", participants, {"participants": swap}, headers=MERGE_PATCH)
+    assert answer.status_code == 200, answer.text
+    record = hardened_services.rooms.get(room_id)
+    assert (record.counts.total, record.counts.presenters) == (1, 1)
 
 
 HOSTILE_IDS = [
