@@ -79,11 +79,20 @@ class ApiRequest:
         return self.http.headers.get(name)
 
     def json(self, *, error: Callable[[str], AnteroomError] = bad_request) -> Any:
-        """The parsed body, None when empty. Raises `error` (a 400) for broken JSON, duplicate keys or NaN."""
+        """The parsed body, None when empty. Raises `error` (a 400) for broken JSON, duplicate keys, NaN,
+        or text that is not UTF-8 without a byte order mark.
+
+        The bytes are decoded as strict UTF-8 first: given bytes, json.loads would guess UTF-16 or
+        UTF-32 from their pattern and skip a BOM, reading values a proxy or another parser never sees.
+        """
         if not self.body.strip():
             return None
         try:
-            parsed = json.loads(self.body, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
+            text = self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise error("The request body is not valid JSON: it is not UTF-8 text.") from None
+        try:
+            parsed = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
             _check_unicode(parsed)
             return parsed
         except (ValueError, RecursionError) as problem:

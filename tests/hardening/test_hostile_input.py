@@ -44,6 +44,11 @@ BROKEN_JSON = [
     b"null",
     b"42",
     b"\x00\x01\x02",
+    # Valid JSON in another encoding (json.loads would guess it from the bytes): only UTF-8 is JSON here.
+    '{"pstnDialOutEnabled": true}'.encode("utf-16-le"),
+    '{"pstnDialOutEnabled": true}'.encode("utf-16"),  # with a byte order mark
+    '{"pstnDialOutEnabled": true}'.encode("utf-32-be"),
+    '{"pstnDialOutEnabled": true}'.encode("utf-8-sig"),  # UTF-8 behind a byte order mark
 ]
 
 
