@@ -123,11 +123,23 @@ class ApiRequest:
         recover: Callable[[str], StoredResponse | None],
     ) -> StoredResponse:
         """`execute(reserve())` at most once per request id: the same id with the same method, path and
-        body answers the stored response again; with another, 400. Answers carry Repeatability-Result."""
+        body answers the stored response again; with another, 400. Answers carry Repeatability-Result.
+
+        A refusal `execute` raises (a 4xx AnteroomError) is an answer like any other: stored and
+        replayed. A 5xx is not stored, so a repeat runs again (ACS re-executes those).
+        """
+        def execute_answering_refusals(key: str) -> StoredResponse:
+            try:
+                return execute(key)
+            except AnteroomError as error:
+                if error.status >= 500:
+                    raise
+                return StoredResponse(error.status, error.to_body(), error_headers(error))
+
         path = self.http.url.split("://", 1)[-1].split("/", 1)[-1]
         answer, _replayed = self.services.repeatability.run(
             repeat.request_id, fingerprint(self.http.method, path, self.body),
-            reserve=reserve, execute=execute, recover=recover,
+            reserve=reserve, execute=execute_answering_refusals, recover=recover,
         )
         return replace(answer, headers={**answer.headers, "Repeatability-Result": "accepted"})
 
@@ -207,6 +219,14 @@ def _check_media_type(http: func.HttpRequest) -> None:
             raise unsupported_media_type(
                 "The request body must be JSON (Content-Type application/json or application/merge-patch+json)."
             )
+
+
+def error_headers(error: AnteroomError) -> dict[str, str]:
+    """The headers an error answer carries besides the request's own (MS-CV, client request id)."""
+    headers = dict(error.headers)
+    if error.error_code_header:
+        headers["x-ms-error-code"] = error.code
+    return headers
 
 
 def _response(status: int, body: Any, headers: dict[str, str]) -> func.HttpResponse:
@@ -308,14 +328,13 @@ def acs_operation(
                 _check_media_type(req)
                 result = handler(ApiRequest(req, api_version, services, caller))
                 status, facts = result.status, result.facts
+                if status >= 400:  # a replayed refusal: shaped as the refusal was the first time
+                    headers.pop("api-supported-versions", None)
                 response = _response(status, result.body, {**headers, **result.headers})
             except AnteroomError as error:
                 status = error.status
                 headers.pop("api-supported-versions", None)
-                error_headers = {**headers, **error.headers}
-                if error.error_code_header:
-                    error_headers["x-ms-error-code"] = error.code
-                response = _response(status, error.to_body(), error_headers)
+                response = _response(status, error.to_body(), {**headers, **error_headers(error)})
             except Exception:
                 log.exception("%s failed (correlation id %s)", operation, correlation_id)
                 status = 500

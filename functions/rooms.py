@@ -38,13 +38,15 @@ def create_room(request: ApiRequest) -> ApiResponse:
     services = request.services
     now = services.clock()
     repeat = request.repeatability()
-    body = CreateRoomRequest.parse(request.json_object(allow_empty=True))
     if repeat is None:
+        body = CreateRoomRequest.parse(request.json_object(allow_empty=True))
         record = services.rooms.create(body)
         created = _created(record, request)
         return ApiResponse(created.status, created.body, created.headers, _creation_facts(body, record))
 
     def execute(room_id: str) -> StoredResponse:
+        # Parsed here, inside the repeatable part: a refused body is the first answer, replayed too.
+        body = CreateRoomRequest.parse(request.json_object(allow_empty=True))
         try:
             return _created(services.rooms.create(body, room_id=room_id), request)
         except RoomIdTaken:
@@ -57,6 +59,7 @@ def create_room(request: ApiRequest) -> ApiResponse:
     answer = request.run_once(repeat, reserve=lambda: new_room_id(now), execute=execute, recover=recover)
     if answer.status != 201:
         return ApiResponse(answer.status, answer.body, answer.headers)
+    body = CreateRoomRequest.parse(request.json_object(allow_empty=True))  # valid: it made the room
     # A replay did not read the room again: what was created is in the stored answer and the request.
     created = Room(
         id=answer.body["id"],

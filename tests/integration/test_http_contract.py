@@ -146,12 +146,20 @@ def test_repeatable_create_replays_the_first_answer(http, stack_services):
     assert active_room_count(stack_services) == before + 1
 
 
-def test_repeatable_failure_is_replayed_too(http):
+@pytest.mark.parametrize("body", [{"validUntil": "2000-01-01T00:00:00Z"}, {"pstnDialOutEnabled": "yes"}])
+def test_repeatable_failure_is_replayed_too(http, stack_services, body):
     headers = repeat_headers()
-    body = {"validUntil": "2000-01-01T00:00:00Z"}
+    before = active_room_count(stack_services)
     first = http.send("POST", f"/rooms?{API}", body, headers=headers)
     again = http.send("POST", f"/rooms?{API}", body, headers=headers)
     assert first.status_code == again.status_code == 400 and first.json() == again.json()
+    assert first.headers["Repeatability-Result"] == again.headers["Repeatability-Result"] == "accepted"
+    assert first.headers.get("x-ms-error-code") == again.headers.get("x-ms-error-code")
+    # The id is spent on the refused request: another body under it is refused, and creates nothing.
+    valid = http.send("POST", f"/rooms?{API}", {}, headers=headers)
+    assert_acs_error(valid, 400, "BadRequest")
+    assert "Repeatability-Request-ID" in valid.json()["error"]["message"]
+    assert active_room_count(stack_services) == before
 
 
 def test_concurrent_repeats_create_one_room(http, stack_services):
