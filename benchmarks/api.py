@@ -442,7 +442,7 @@ def run(config: Config) -> tuple[datetime, dict]:
     # measures the throttle. benchmarks/soak.py turns it off the same way.
     with local_service(env={"ANTEROOM_THROTTLE_REQUESTS": "0"}) as service:
         os.environ["REQUESTS_CA_BUNDLE"] = service.ca_file
-        settings = Settings.from_env(service.settings)
+        settings = Settings.from_env(service.settings, served_at=service.base_url)
         slots = build_slots(service, max(config.concurrency), settings.table_name("Rooms"))
         seed(slots, config.read_rooms)
         host_pid = service.host.process.pid

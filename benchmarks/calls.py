@@ -133,7 +133,7 @@ def setup(service, count: int) -> list[Seat]:
 
     from shared.settings import Settings
 
-    settings = Settings.from_env(service.settings)
+    settings = Settings.from_env(service.settings, served_at=service.base_url)
     identity = CommunicationIdentityClient.from_connection_string(service.connection_string)
     rooms = RoomsClient.from_connection_string(service.connection_string)
     seats = []

@@ -171,6 +171,9 @@ class FunctionHost:
                 await web.SockSite(self._runner, sock, ssl_context=context).start()
                 setattr(self, f"{scheme}_port", bound_port)
                 self.urls.append(f"{scheme}://{LOOPBACK}:{bound_port}")
+            # As the Functions host does (Core Tools: localhost:7071), tell the app the name it is
+            # served under, before any trigger runs: the HTTPS address when there is one.
+            os.environ["WEBSITE_HOSTNAME"] = self.urls[0].split("://", 1)[1]
             for adapter in self.adapters.values():
                 await adapter.start()
         except BaseException:

@@ -46,12 +46,14 @@ class HmacVerifier:
     """Verifies ACS HMAC-SHA256 requests against any of the resource's access keys.
 
     Either form of the signed path is accepted, as sent or percent-decoded, because the Rooms SDK
-    signs the decoded path and the Identity SDK the encoded one.
+    signs the decoded path and the Identity SDK the encoded one. The signed host must be one of
+    `hosts`, this service's own names (lower case, with the port where clients use one): a request
+    signed for another service is refused whatever `Host` header it arrives with.
     """
 
     keys: tuple[bytes, ...]
     clock_skew: timedelta
-    extra_hosts: tuple[str, ...] = ()
+    hosts: tuple[str, ...]
 
     def verify(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes, now: datetime
@@ -83,12 +85,11 @@ class HmacVerifier:
         parts = urlsplit(url)
         raw_target = parts.path + (f"?{parts.query}" if parts.query else "")
         targets = {raw_target, unquote(raw_target)}
-        hosts = {headers.get("host") or parts.netloc, parts.netloc, *self.extra_hosts}
         given = fields["Signature"].encode()
         matched_key = -1
         for index, key in enumerate(self.keys):
             for target in targets:
-                for host in hosts:
+                for host in self.hosts:
                     expected = signature(key, string_to_sign(method, target, date, host, claimed_hash))
                     # Every combination is compared so timing does not tell which one matched.
                     if hmac.compare_digest(expected.encode(), given):

@@ -99,7 +99,7 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
         hmac=HmacVerifier(
             keys=settings.access_keys,
             clock_skew=timedelta(seconds=settings.hmac_clock_skew_seconds),
-            extra_hosts=settings.public_hosts,
+            hosts=settings.service_hosts,
         ),
         rooms=rooms,
         calls=calls,

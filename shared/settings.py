@@ -8,6 +8,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from .callback_tokens import ACS_CALLBACK_ISSUER, load_signing_key
 from .identifiers import is_e164
@@ -72,7 +73,8 @@ class Settings:
     # Per caller (access key or token user) and per instance; 0 turns throttling off.
     throttle_requests: int = 6000
     throttle_window_seconds: int = 60
-    public_hosts: tuple[str, ...] = field(default_factory=tuple)
+    # This service's own host names, the only ones HMAC signatures may name (see from_env).
+    service_hosts: tuple[str, ...] = field(default_factory=tuple)
     pstn_gateway_url: str | None = None
     caller_numbers: tuple[str, ...] = field(default_factory=tuple)
     eventgrid_endpoint: str | None = None
@@ -84,9 +86,15 @@ class Settings:
     callback_token_issuer: str = ACS_CALLBACK_ISSUER
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        """Read `ANTEROOM_*` variables. Raises SettingsError naming every missing or bad one."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, served_at: str | None = None) -> "Settings":
+        """Read `ANTEROOM_*` variables. Raises SettingsError naming every missing or bad one.
+
+        `served_at` (a base URL) stands in for WEBSITE_HOSTNAME, which the Functions host sets:
+        for services built outside a host, as tests and tools do.
+        """
         env = os.environ if environ is None else environ
+        if served_at is not None:
+            env = {**env, "WEBSITE_HOSTNAME": urlsplit(served_at).netloc}
         problems: list[str] = []
 
         def required(name: str) -> str:
@@ -123,7 +131,13 @@ class Settings:
         prefix = env.get(PREFIX + "TABLE_PREFIX", DEFAULT_TABLE_PREFIX).strip()
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,39}", prefix):
             problems.append(f"{PREFIX}TABLE_PREFIX must be letters and digits, starting with a letter")
-        hosts = tuple(h.strip().lower() for h in env.get(PREFIX + "PUBLIC_HOSTS", "").split(",") if h.strip())
+        # WEBSITE_HOSTNAME is the app's own name, set by Azure and by the Functions host (Core Tools,
+        # localdev); ANTEROOM_PUBLIC_HOSTS adds the names clients use in front of it (custom domains).
+        named = [env.get("WEBSITE_HOSTNAME", ""), *env.get(PREFIX + "PUBLIC_HOSTS", "").split(",")]
+        hosts = tuple(dict.fromkeys(h.strip().lower() for h in named if h.strip()))
+        if not hosts:
+            problems.append(f"WEBSITE_HOSTNAME (set by the Functions host) or {PREFIX}PUBLIC_HOSTS is required: "
+                            "the host names request signatures may name")
         numbers = tuple(n.strip() for n in env.get(PREFIX + "PSTN_CALLER_NUMBERS", "").split(",") if n.strip())
         for number in numbers:
             if not is_e164(number):
@@ -159,7 +173,7 @@ class Settings:
             max_body_bytes=integer("MAX_BODY_BYTES", 1_048_576),
             throttle_requests=integer("THROTTLE_REQUESTS", 6000, minimum=0),
             throttle_window_seconds=integer("THROTTLE_WINDOW_SECONDS", 60),
-            public_hosts=hosts,
+            service_hosts=hosts,
             pstn_gateway_url=gateway,
             caller_numbers=numbers,
             eventgrid_endpoint=eventgrid_endpoint,

@@ -143,6 +143,17 @@ def test_path_query_method_and_host_swaps_are_401(http, room):
     assert http.send("GET", f"/rooms/{room}?{ROOMS}").status_code == 200
 
 
+@pytest.mark.parametrize("host", ["evil.example", "127.0.0.1", "localhost:1"])
+def test_signed_for_another_host_and_sent_with_it_is_401(http, room, unchanged, host):
+    """The accepted host names are the service's own, never the ones a request brings along."""
+    path, create = f"/rooms/{room}?{ROOMS}", f"/rooms?{ROOMS}"
+    get = {**signed(http, "GET", path, sign_as=("GET", path, b"", host)), "Host": host}
+    assert_acs_error(send(http, "GET", path, headers=get), 401, "Denied")
+    body = b'{"pstnDialOutEnabled": true}'
+    post = {**signed(http, "POST", create, body, sign_as=("POST", create, body, host)), "Host": host}
+    assert_acs_error(send(http, "POST", create, body, headers=post), 401, "Denied")
+
+
 def test_signature_checks_run_in_constant_time():
     """The code compares signatures, hashes and keys with hmac.compare_digest, never with == or !=."""
     from localdev.http_trigger import HttpTriggerAdapter

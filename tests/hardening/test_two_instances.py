@@ -99,7 +99,7 @@ def services(pair):
     from shared.services import build_services
     from shared.settings import Settings
 
-    built = build_services(Settings.from_env(pair.settings))
+    built = build_services(Settings.from_env(pair.settings, served_at=pair.base_url(0)))
     yield built
     built.close()
 
@@ -332,7 +332,7 @@ def test_housekeeping_on_both_instances_at_once_purges_every_deleted_room(pair, 
     for room_id in doomed:  # the room entity and its 150 roster rows wait for the sweep
         rows = list(table.query_entities("PartitionKey eq @pk", parameters={"pk": room_id}, select=["RowKey"]))
         assert len(rows) > 150, (room_id, len(rows))
-    other_instance = build_services(Settings.from_env(pair.settings))
+    other_instance = build_services(Settings.from_env(pair.settings, served_at=pair.base_url(0)))
     try:
         grace = timedelta(hours=services.settings.expired_room_grace_hours)
         purged = all_at_once([lambda: services.rooms.sweep(grace), lambda: other_instance.rooms.sweep(grace)])

@@ -42,7 +42,6 @@ class Stack:
     participants_page_size: int = 7
     caller_number: str = "+18005550100"
 
-
 def _settings(storage: str) -> dict:
     return {
         "ANTEROOM_STORAGE_CONNECTION_STRING": storage,
@@ -114,7 +113,7 @@ def stack_services(stack):
     from shared.services import build_services
     from shared.settings import Settings
 
-    services = build_services(Settings.from_env(stack.env))
+    services = build_services(Settings.from_env(stack.env, served_at=stack.base_url))
     yield services
     services.close()
 

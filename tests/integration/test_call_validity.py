@@ -18,7 +18,7 @@ USER = "8:acs:validity_user"
 def world(stack):
     start = datetime.now(timezone.utc) + timedelta(days=1)
     clock = ManualClock(datetime.now(timezone.utc))
-    services = build_services(Settings.from_env(stack.env), clock=clock)
+    services = build_services(Settings.from_env(stack.env, served_at=stack.base_url), clock=clock)
     record = services.rooms.create(CreateRoomRequest(start, start + timedelta(hours=2), False, {USER: Role.PRESENTER}))
     yield services, clock, record.room
     services.close()

@@ -60,7 +60,7 @@ class FaultStack:
         from shared.services import build_services
         from shared.settings import Settings
 
-        services = build_services(Settings.from_env(self.settings))
+        services = build_services(Settings.from_env(self.settings, served_at=self.base_url))
         try:
             yield services
         finally:

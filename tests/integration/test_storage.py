@@ -17,7 +17,7 @@ pytestmark = pytest.mark.stack
 @pytest.fixture
 def clocked(stack):
     clock = ManualClock(datetime.now(timezone.utc))
-    services = build_services(Settings.from_env(stack.env), clock=clock)
+    services = build_services(Settings.from_env(stack.env, served_at=stack.base_url), clock=clock)
     yield services, clock
     services.close()
 

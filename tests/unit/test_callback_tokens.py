@@ -53,7 +53,8 @@ def test_key_id_is_the_rfc7638_thumbprint(pem):
 def _env(**extra: str) -> dict:
     key = base64.b64encode(b"k" * 32).decode()
     return {"ANTEROOM_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true", "ANTEROOM_ACCESS_KEY": key,
-            "ANTEROOM_RESOURCE_ID": AUDIENCE, "ANTEROOM_TOKEN_SIGNING_KEY": key, **extra}
+            "ANTEROOM_RESOURCE_ID": AUDIENCE, "ANTEROOM_TOKEN_SIGNING_KEY": key,
+            "WEBSITE_HOSTNAME": "rooms.example", **extra}
 
 
 def test_settings_take_pem_or_base64_pem_and_refuse_anything_else(pem):

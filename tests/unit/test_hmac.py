@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from shared.errors import AnteroomError
+from shared.settings import Settings, SettingsError
 from shared.hmac_auth import HmacVerifier, content_hash, sign_headers, signature, string_to_sign
 
 KEY = base64.b64decode("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
@@ -50,7 +51,7 @@ def test_identity_encoded_path_vector():
 
 
 def verifier(*keys):
-    return HmacVerifier(keys=keys or (KEY,), clock_skew=timedelta(minutes=15))
+    return HmacVerifier(keys=keys or (KEY,), clock_skew=timedelta(minutes=15), hosts=("127.0.0.1:8765", "h"))
 
 
 def signed(method="PATCH", url="https://127.0.0.1:8765/rooms/1?api-version=2025-03-13", body=b"{}", key=KEY, date=DATE):
@@ -89,6 +90,30 @@ def test_tampered_requests_are_refused(tamper, message):
         verifier().verify(*tamper(*signed()), NOW)
     assert caught.value.status == 401 and caught.value.code == "Denied"
     assert message in caught.value.message
+
+
+def test_only_this_services_host_names_are_accepted():
+    signed_elsewhere = sign_headers(KEY, "GET", "https://other.example/rooms/1?api-version=2025-03-13", b"", DATE)
+    for sent_host in ("other.example", "127.0.0.1:8765"):
+        with pytest.raises(AnteroomError) as caught:
+            verifier().verify("GET", "https://127.0.0.1:8765/rooms/1?api-version=2025-03-13",
+                              Headers({**signed_elsewhere, "Host": sent_host}), b"", NOW)
+        assert caught.value.status == 401 and caught.value.code == "Denied"
+    # A public name in front of the service (a custom domain behind a proxy) is one of its own.
+    behind_proxy = HmacVerifier(keys=(KEY,), clock_skew=timedelta(minutes=15), hosts=("h", "rooms.contoso.com"))
+    public = sign_headers(KEY, "GET", "https://rooms.contoso.com/rooms/1?api-version=2025-03-13", b"", DATE)
+    behind_proxy.verify("GET", "https://h/rooms/1?api-version=2025-03-13", Headers({**public, "Host": "h"}), b"", NOW)
+
+
+def test_settings_name_the_service_hosts():
+    base = {"ANTEROOM_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true", "ANTEROOM_ACCESS_KEY": "a" * 24,
+            "ANTEROOM_RESOURCE_ID": "6b2f3c1e-1d2a-4f55-9a0e-0f8a3c1d2b4e", "ANTEROOM_TOKEN_SIGNING_KEY": "b" * 24}
+    with pytest.raises(SettingsError, match="WEBSITE_HOSTNAME"):
+        Settings.from_env(base)
+    hosts = Settings.from_env({**base, "WEBSITE_HOSTNAME": "App.AzureWebsites.net",
+                               "ANTEROOM_PUBLIC_HOSTS": "rooms.contoso.com, app.azurewebsites.net"}).service_hosts
+    assert hosts == ("app.azurewebsites.net", "rooms.contoso.com")
+    assert Settings.from_env(base, served_at="https://127.0.0.1:7071").service_hosts == ("127.0.0.1:7071",)
 
 
 def test_clock_skew_is_enforced():

@@ -82,6 +82,7 @@ def test_settings_read_and_check_the_throttle():
         "ANTEROOM_ACCESS_KEY": "a" * 24,
         "ANTEROOM_RESOURCE_ID": "6b2f3c1e-1d2a-4f55-9a0e-0f8a3c1d2b4e",
         "ANTEROOM_TOKEN_SIGNING_KEY": "b" * 24,
+        "WEBSITE_HOSTNAME": "rooms.example",
     }
     defaults = Settings.from_env(base)
     assert (defaults.throttle_requests, defaults.throttle_window_seconds) == (6000, 60)
