@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import logging
 import re
@@ -209,6 +210,13 @@ def _check_body_size(http: func.HttpRequest, services: Services) -> None:
     # Before authentication, so an oversized body is refused without hashing it for the signature.
     if len(http.get_body() or b"") > services.settings.max_body_bytes:
         raise payload_too_large(services.settings.max_body_bytes)
+    # Bodies arrive as sent (neither Azure's front end nor the local host inflates them), and the
+    # app does not inflate them either: a small compressed body could expand to any size.
+    encoding = (http.headers.get("content-encoding") or "identity").strip().lower()
+    if encoding != "identity":
+        raise unsupported_media_type(
+            "Content-Encoding is not supported: send the request body uncompressed."
+        )
 
 
 def _check_media_type(http: func.HttpRequest) -> None:
@@ -239,10 +247,26 @@ def _response(status: int, body: Any, headers: dict[str, str]) -> func.HttpRespo
 Handler = Callable[[ApiRequest], ApiResponse]
 
 
-def _caller_ip(http: func.HttpRequest) -> str | None:
-    # Azure's front end (and our local host) put the client address in X-Forwarded-For.
+def caller_ip(http: func.HttpRequest) -> str | None:
+    """The client address the platform vouches for: the last hop of X-Forwarded-For.
+
+    Azure's front end appends the address it received the connection from (with its port) to
+    whatever X-Forwarded-For the client sent, and the local host appends the peer address the same
+    way, so only the last entry is the platform's; anything before it is the client's say. None
+    when there is no such header or its last entry is not an IP address.
+    """
     forwarded = http.headers.get("x-forwarded-for")
-    return forwarded.split(",")[0].strip() if forwarded else None
+    if not forwarded:
+        return None
+    hop = forwarded.rsplit(",", 1)[-1].strip()
+    if hop.startswith("["):  # [IPv6]:port
+        hop = hop[1:].partition("]")[0]
+    elif hop.count(":") == 1:  # IPv4:port
+        hop = hop.partition(":")[0]
+    try:
+        return str(ipaddress.ip_address(hop))
+    except ValueError:
+        return None
 
 
 def _log_rooms_operation(
@@ -259,7 +283,7 @@ def _log_rooms_operation(
             operation_version=api_version,
             result_signature=status,
             duration_ms=duration_ms,
-            caller_ip_address=_caller_ip(http),
+            caller_ip_address=caller_ip(http),
             room_id=room.id if room else facts.get("room_id") or http.route_params.get("roomId") or None,
             room_lifespan_minutes=room.lifespan_minutes if room else None,
             pstn_dial_out_enabled=room.pstn_dial_out_enabled if room else None,

@@ -93,16 +93,18 @@ def _exit_status(host: FunctionHost, status: int, *, before_exit: Callable[[], N
     return status
 
 
-def _build_host(app_spec: str, app_dir: Path, threads: int | None) -> FunctionHost:
-    app = load_app(app_spec, app_dir)
-    overrides = {"thread_pool_size": threads} if threads else {}
+def _build_host(args: argparse.Namespace, app_dir: Path) -> FunctionHost:
+    app = load_app(args.app, app_dir)
+    overrides: dict[str, object] = {"thread_pool_size": args.threads} if args.threads else {}
+    if args.header_timeout is not None:
+        overrides["header_timeout"] = args.header_timeout
     return FunctionHost(app, HostConfig.load(app_dir, **overrides))
 
 
 def command_serve(args: argparse.Namespace) -> int:
     app_dir = Path(args.app_dir).resolve()
     certificate = ensure_dev_certificate(args.cert_dir or app_dir / DEFAULT_STATE_DIR / "certs")
-    host = _build_host(args.app, app_dir, args.threads)
+    host = _build_host(args, app_dir)
     run_event_loop(serve_until_signalled(host, https_port=args.port, http_port=args.http_port,
                                          certificate=certificate, access_log=args.access_log,
                                          grace=args.grace_seconds))
@@ -193,7 +195,7 @@ def command_run(args: argparse.Namespace) -> int:
             port = args.pstn_port if args.pstn_port is not None else _previous_port_if_free(settings, PSTN_GATEWAY_URL)
             pstn = PstnSimulator(settings[ACCESS_KEY], ca_file=str(certificate.ca_cert), port=port).start()
             settings = ensure_local_settings(state_dir, current={PSTN_GATEWAY_URL: pstn.url})
-        host = _build_host(args.app, app_dir, args.threads)
+        host = _build_host(args, app_dir)
         topic = _start_topic(args, state_dir, settings, certificate, host) if args.eventgrid else None
 
         def announce(started: FunctionHost) -> None:
@@ -282,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--threads", type=int, default=None,
                          help="thread pool for sync functions (default 64)")
         sub.add_argument("--access-log", action="store_true", help="log every request")
+        sub.add_argument("--header-timeout", type=float, default=None,
+                         help="seconds a connection may take to send a request's headers, from opening "
+                              "or from the previous answer (default 60)")
         sub.add_argument("--grace-seconds", type=float, default=10.0,
                          help="on stop, how long running function calls may take to finish (default 10)")
 

@@ -19,7 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from .certs import DevCertificate
 from .eventgrid_trigger import EventGridTriggerAdapter
-from .http_trigger import HttpTriggerAdapter
+from .http_trigger import HttpTriggerAdapter, error_response
 from .invocation import HostedFunction, RunningCalls
 from .settings import HostConfig, load_local_settings_json
 from .timer_trigger import TimerTriggerAdapter
@@ -46,6 +46,40 @@ def quiet_malformed_request_logs() -> None:
     server_log = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, _QuietMalformedRequests) for f in server_log.filters):
         server_log.addFilter(_QuietMalformedRequests())
+
+
+# What the host answers when a request never reaches a function (no request content is echoed).
+_REFUSALS = {
+    400: ("BadRequest", "The request could not be understood by the server due to malformed syntax."),
+    413: ("RequestEntityTooLarge", "The request is larger than the host accepts."),
+    431: ("RequestHeaderFieldsTooLarge", "The request's headers are larger than the host accepts."),
+}
+_INTERNAL_ERROR = ("InternalServerError", "The server had an internal error.")
+
+
+class _Connection(web.RequestHandler):
+    """aiohttp's per-connection protocol, answering its own refusals (malformed requests) in the
+    JSON error shape the rest of the host uses, without echoing the offending line."""
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs (see the filter) and refuses a sent answer
+        code, text = _REFUSALS.get(status, _INTERNAL_ERROR)
+        response = error_response(status, code, text)
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    """web.Server making `_Connection`s, with the protocol options given here."""
+
+    def __init__(self, handler: Callable[[web.BaseRequest], Any], *, request_factory: Any,
+                 **protocol_options: Any) -> None:
+        super().__init__(handler, request_factory=request_factory, **protocol_options)
+        self.protocol_options = protocol_options
+
+    def __call__(self) -> web.RequestHandler:
+        return _Connection(self, loop=asyncio.get_running_loop(), **self.protocol_options)
 
 
 LOOPBACK = "127.0.0.1"
@@ -154,8 +188,17 @@ class FunctionHost:
                                    client_max_size=MAX_REQUEST_BODY)
 
         quiet_malformed_request_logs()
-        server = web.Server(self.http.handle, request_factory=make_request,
-                            access_log=logging.getLogger("localdev.access") if access_log else None)
+        server = _Server(
+            self.http.handle, request_factory=make_request,
+            access_log=logging.getLogger("localdev.access") if access_log else None,
+            # Bodies reach the app as sent, as on Azure: inflating them here would let a few KB of
+            # gzip cost the host a hundred MB each, on the event loop.
+            auto_decompress=False,
+            # aiohttp closes a connection whose request headers are not complete this long after it
+            # opened or after its previous answer (its default, an hour, lets half-sent headers
+            # hold a connection open all that time).
+            keepalive_timeout=self.config.header_timeout,
+        )
         self._runner = web.ServerRunner(server, shutdown_timeout=shutdown_timeout)
         await self._runner.setup()
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -156,15 +157,36 @@ class HttpTriggerAdapter:
         if not self._authorized(endpoint.auth_level, request):
             return error_response(401, "Unauthorized",
                                   f"{endpoint.function.name} requires a key (auth level {endpoint.auth_level})")
+        headers = _flatten_headers(request.headers.items())
+        if request.remote:
+            # As Azure's front end does: the peer address goes last, after whatever the client sent.
+            sent = headers.get("x-forwarded-for")
+            headers["x-forwarded-for"] = f"{sent}, {request.remote}" if sent else request.remote
+        try:
+            body = await asyncio.wait_for(request.read(), self._config.body_timeout)
+        except web.HTTPRequestEntityTooLarge:
+            return error_response(413, "RequestEntityTooLarge",
+                                  f"The request body is larger than the host accepts ({request.client_max_size} bytes).")
+        except asyncio.TimeoutError:
+            log.info("%s %s: the body did not arrive within %.0f s; connection closed",
+                     request.method, raw_path, self._config.body_timeout)
+            refused = error_response(408, "RequestTimeout", "The request body did not arrive in time.")
+            refused.force_close()
+            return refused
+        except ConnectionError:
+            # One line, no traceback: a client hanging up mid-body is not the host's failure.
+            log.info("%s %s: the client closed the connection before sending the whole body",
+                     request.method, raw_path)
+            return web.Response(status=400)  # never sent: the connection is gone
         http_request = func.HttpRequest(
             request.method,
             # The raw target keeps percent-encoding and the exact query string,
             # which the product signs and verifies.
             f"{request.scheme}://{request.host}{raw_target}",
-            headers=_flatten_headers(request.headers.items()),
+            headers=headers,
             params=_query_params(request.query) if request.query_string else {},
             route_params=resolution.route_params,
-            body=await request.read(),
+            body=body,
         )
         try:
             result = await endpoint.function.invoke(http_request)

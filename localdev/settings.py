@@ -20,6 +20,11 @@ log = logging.getLogger("localdev.settings")
 
 DEFAULT_ROUTE_PREFIX = "api"
 DEFAULT_THREAD_POOL_SIZE = 64
+# How long a connection may take to deliver a request's headers, from opening or from the previous
+# answer (it also ends idle keep-alive connections), and then its body (Azure's front end gives a
+# request 230 s in all).
+DEFAULT_HEADER_TIMEOUT = 60.0
+DEFAULT_BODY_TIMEOUT = 230.0
 
 # Keys for FUNCTION/ADMIN auth levels. The real host keeps them in its secret
 # store; locally they come from app settings (environment or local.settings.json).
@@ -48,6 +53,8 @@ class HostConfig:
     function_keys: frozenset[str] = field(default_factory=frozenset)
     thread_pool_size: int = DEFAULT_THREAD_POOL_SIZE
     function_directory: str = "."
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
 
     @classmethod
     def load(cls, app_directory: str | os.PathLike[str],
