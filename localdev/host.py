@@ -37,6 +37,8 @@ class _QuietMalformedRequests(logging.Filter):
             record.msg, record.args = "%s (malformed HTTP request refused with %s; its content is not logged)", (
                 record.getMessage(), error.code)
             record.exc_info = record.exc_text = None
+            # The client's mistake, not the host's: one INFO line, so garbage cannot flood the error log.
+            record.levelno, record.levelname = logging.INFO, "INFO"
         return True
 
 
