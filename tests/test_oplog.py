@@ -13,8 +13,8 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ServiceRequestError
 from azure.data.tables import TableClient
 
-from shared import oplog
-from shared.calllog import (
+from shared.logs import operations as oplog
+from shared.logs.attendance import (
     CallParticipantRecord,
     MemoryCallLog,
     RoomCallRecord,
@@ -22,7 +22,7 @@ from shared.calllog import (
     read_call_records,
     read_participant_records,
 )
-from shared.oplog import (
+from shared.logs.operations import (
     MemoryOperationLog,
     RoomsOperationRecord,
     TableOperationLog,
@@ -30,8 +30,8 @@ from shared.oplog import (
     new_correlation_id,
     read_operation_records,
 )
-from shared.storage import TransactionTooLarge
-from shared.table_batches import BackgroundTableWriter, escape_key, transaction_batches
+from shared.storage.tables import TransactionTooLarge
+from shared.storage.batches import BackgroundTableWriter, escape_key, transaction_batches
 from tests.analytics.azurite import azurite_tables
 from tests.unit.test_timefmt import NoOffset
 
@@ -188,7 +188,7 @@ def test_batches_refuse_an_entity_without_partition_key():
 
 
 def test_the_shared_transaction_check_refuses_what_azure_refuses():
-    from shared.storage import check_transaction
+    from shared.storage.tables import check_transaction
 
     with pytest.raises(TransactionTooLarge):
         check_transaction(ops({"A": 101}))

@@ -81,8 +81,8 @@ class HardeningStack:
     @contextlib.contextmanager
     def services(self):
         """The app's own services on this stack's storage, to look behind the API."""
-        from shared.services import build_services
-        from shared.settings import Settings
+        from shared.bootstrap import build_services
+        from shared.config.settings import Settings
 
         services = build_services(Settings.from_env(self.settings, served_at=self.base_url))
         try:

@@ -14,8 +14,8 @@ import pytest
 import requests
 from azure.communication.identity import CommunicationIdentityClient
 
-from shared.hmac_auth import sign_headers
-from shared.timefmt import format_imf_fixdate
+from shared.auth.hmac import sign_headers
+from shared.core.timefmt import format_imf_fixdate
 from tests.integration.hmac_client import HmacClient
 from tests.integration.refusal_support import assert_acs_error
 
@@ -157,8 +157,8 @@ def test_signed_for_another_host_and_sent_with_it_is_401(http, room, unchanged, 
 def test_signature_checks_run_in_constant_time():
     """The code compares signatures, hashes and keys with hmac.compare_digest, never with == or !=."""
     from localdev.http_trigger import HttpTriggerAdapter
-    from shared.hmac_auth import HmacVerifier
-    from shared.identity import IdentityService
+    from shared.auth.hmac import HmacVerifier
+    from shared.identity.service import IdentityService
 
     for function in (HmacVerifier.verify, IdentityService.verify, HttpTriggerAdapter._authorized):
         tree = ast.parse(textwrap.dedent(inspect.getsource(function)))

@@ -16,7 +16,7 @@ import pytest
 from localdev.azurite import AzuriteTable
 from localdev.certs import ensure_dev_certificate
 from localdev.pstn import PstnSimulator
-from shared.callback_tokens import new_signing_key_pem
+from shared.automation.signing import new_signing_key_pem
 from tests.conftest import TEST_CERT_DIR
 
 from .calls_support import phone
@@ -110,8 +110,8 @@ def stack(tmp_path_factory):
 @pytest.fixture(scope="session")
 def stack_services(stack):
     """The app's own services, wired to the stack's storage, to look behind the API."""
-    from shared.services import build_services
-    from shared.settings import Settings
+    from shared.bootstrap import build_services
+    from shared.config.settings import Settings
 
     services = build_services(Settings.from_env(stack.env, served_at=stack.base_url))
     yield services

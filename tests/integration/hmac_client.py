@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 import requests
 
-from shared.hmac_auth import sign_headers
-from shared.timefmt import format_imf_fixdate
+from shared.auth.hmac import sign_headers
+from shared.core.timefmt import format_imf_fixdate
 
 
 class HmacClient:

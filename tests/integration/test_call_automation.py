@@ -22,7 +22,7 @@ from azure.communication.rooms import ParticipantRole
 from azure.core.exceptions import HttpResponseError
 from azure.core.messaging import CloudEvent
 
-from shared.timefmt import format_imf_fixdate
+from shared.core.timefmt import format_imf_fixdate
 
 from .calls_support import new_user, put_rule, roster
 

@@ -3,11 +3,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.clock import ManualClock
-from shared.errors import AnteroomError
-from shared.rooms import CreateRoomRequest, Role
-from shared.services import build_services
-from shared.settings import Settings
+from shared.core.clock import ManualClock
+from shared.core.errors import AnteroomError
+from shared.rooms.model import CreateRoomRequest, Role
+from shared.bootstrap import build_services
+from shared.config.settings import Settings
 
 pytestmark = pytest.mark.stack
 TICK = timedelta(microseconds=1)

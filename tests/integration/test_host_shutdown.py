@@ -9,8 +9,8 @@ import requests
 from localdev.azurite import REPO_ROOT, AzuriteTable
 from localdev.host import READY_PREFIX
 from localdev.testing import local_service
-from shared.oplog import DEFAULT_TABLE_NAME, read_operation_records
-from shared.storage import TableStore
+from shared.logs.operations import DEFAULT_TABLE_NAME, read_operation_records
+from shared.storage.tables import TableStore
 
 
 def test_records_still_queued_at_sigterm_are_written():

@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from shared.hmac_auth import sign_headers
-from shared.timefmt import format_imf_fixdate
+from shared.auth.hmac import sign_headers
+from shared.core.timefmt import format_imf_fixdate
 
 from .hmac_client import HmacClient
 from .refusal_support import active_room_count, assert_acs_error, identity_count

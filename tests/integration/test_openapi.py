@@ -14,7 +14,7 @@ from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 from openapi_spec_validator import validate
 
-from shared.timefmt import format_imf_fixdate
+from shared.core.timefmt import format_imf_fixdate
 
 from .calls_support import new_user, roster
 from .hmac_client import HmacClient

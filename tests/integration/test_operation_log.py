@@ -7,7 +7,7 @@ import requests
 from azure.communication.identity import CommunicationUserIdentifier
 from azure.communication.rooms import RoomParticipant, ParticipantRole
 
-from shared.oplog import read_operation_records
+from shared.logs.operations import read_operation_records
 
 pytestmark = pytest.mark.stack
 

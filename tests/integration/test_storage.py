@@ -4,12 +4,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.clock import ManualClock
-from shared.rooms import CreateRoomRequest, Role
-from shared.rooms_store import RETIRED_GENERATION_TTL
-from shared.services import build_services
-from shared.settings import Settings
-from shared.storage import TransactionTooLarge, check_transaction
+from shared.core.clock import ManualClock
+from shared.rooms.model import CreateRoomRequest, Role
+from shared.rooms.store import RETIRED_GENERATION_TTL
+from shared.bootstrap import build_services
+from shared.config.settings import Settings
+from shared.storage.tables import TransactionTooLarge, check_transaction
 
 pytestmark = pytest.mark.stack
 

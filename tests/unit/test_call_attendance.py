@@ -2,9 +2,9 @@
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
-from shared.calllog import CallParticipantRecord, RoomCallRecord, records_for_change
-from shared.calls import Call, CallParticipant, EndpointKind
-from shared.rooms import Role
+from shared.logs.attendance import CallParticipantRecord, RoomCallRecord, records_for_change
+from shared.calls.model import Call, CallParticipant, EndpointKind
+from shared.rooms.model import Role
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 ALICE, BOB, PHONE = "8:acs:r_alice", "8:acs:r_bob", "4:+14255550123"

@@ -5,8 +5,8 @@ from datetime import datetime, timezone
 from azure.communication.callautomation._generated import models as sdk_events
 from azure.core.messaging import CloudEvent
 
-from shared.call_automation import CANCELLED, REMOVED_BY_SERVER, callbacks_for_change, cloud_event
-from shared.calls import AutomationContext, Call, CallConnection, CallParticipant, EndpointKind
+from shared.automation.model import CANCELLED, REMOVED_BY_SERVER, callbacks_for_change, cloud_event
+from shared.calls.model import AutomationContext, Call, CallConnection, CallParticipant, EndpointKind
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 ALICE, PHONE = "8:acs:r_alice", "4:+14255550123"
@@ -92,8 +92,8 @@ def test_changes_without_a_connection_send_nothing():
 def test_connections_on_the_call_stay_bounded():
     from unittest.mock import MagicMock
 
-    from shared.call_automation_service import KEPT_DISCONNECTED, MAX_CONNECTIONS_PER_CALL, CallAutomationService
-    from shared.rooms import Room
+    from shared.automation.service import KEPT_DISCONNECTED, MAX_CONNECTIONS_PER_CALL, CallAutomationService
+    from shared.rooms.model import Room
 
     hung_up = [CallConnection(f"old-{i}", APP, T0, state="disconnected") for i in range(KEPT_DISCONNECTED + 5)]
     live = [CallConnection(f"live-{i}", APP, T0) for i in range(MAX_CONNECTIONS_PER_CALL - 1)]

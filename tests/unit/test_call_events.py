@@ -6,9 +6,9 @@ from datetime import datetime, timedelta, timezone
 from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridEvent
 
-from shared.call_events import envelope, events_for_change
-from shared.calls import Call, CallParticipant, EndpointKind
-from shared.rooms import Role
+from shared.events.model import envelope, events_for_change
+from shared.calls.model import Call, CallParticipant, EndpointKind
+from shared.rooms.model import Role
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 RESOURCE = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Communication/communicationServices/anteroom"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import time
 
-from shared.dispatcher import Dispatcher
+from shared.events.dispatcher import Dispatcher
 
 
 class OneEventOutbox:
@@ -25,7 +25,7 @@ class SilentSink:
 
 
 def test_close_waits_its_timeout_once_not_once_per_stuck_thread(monkeypatch):
-    monkeypatch.setattr("shared.dispatcher.events_from_entity", lambda entity: [entity])
+    monkeypatch.setattr("shared.events.dispatcher.events_from_entity", lambda entity: [entity])
     sink = SilentSink()
     dispatcher = Dispatcher(OneEventOutbox(), sink, workers=4)
     for index in range(4):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tracemalloc
 
-from shared.dispatcher import Dispatcher
+from shared.events.dispatcher import Dispatcher
 
 
 class EmptyOutbox:

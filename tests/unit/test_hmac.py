@@ -4,9 +4,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.errors import AnteroomError
-from shared.settings import Settings, SettingsError
-from shared.hmac_auth import HmacVerifier, content_hash, sign_headers, signature, string_to_sign
+from shared.core.errors import AnteroomError
+from shared.config.settings import Settings, SettingsError
+from shared.auth.hmac import HmacVerifier, content_hash, sign_headers, signature, string_to_sign
 
 KEY = base64.b64decode("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
 DATE = "Tue, 24 Nov 2026 12:34:06 GMT"

@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from shared.errors import AnteroomError
-from shared.identity import IdentityService
-from shared.timefmt import parse_rfc3339
+from shared.core.errors import AnteroomError
+from shared.identity.service import IdentityService
+from shared.core.timefmt import parse_rfc3339
 
 RESOURCE = "6b2f3c1e-1d2a-4f55-9a0e-0f8a3c1d2b4e"
 KEY = b"k" * 32

@@ -4,9 +4,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.clock import ManualClock
-from shared.errors import AnteroomError
-from shared.rooms import (
+from shared.core.clock import ManualClock
+from shared.core.errors import AnteroomError
+from shared.rooms.model import (
     CreateRoomRequest,
     Role,
     UpdateRoomRequest,
@@ -14,8 +14,8 @@ from shared.rooms import (
     new_room_id,
     parse_participant_changes,
 )
-from shared.rooms_service import RoomsService
-from shared.rooms_store import MemoryRoomsStore
+from shared.rooms.service import RoomsService
+from shared.rooms.store import MemoryRoomsStore
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 ISO = "%Y-%m-%dT%H:%M:%S.%fZ"

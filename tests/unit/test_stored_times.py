@@ -4,8 +4,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.calls_store import TableCallsStore
-from shared.rooms_store import TableRoomsStore
+from shared.calls.store import TableCallsStore
+from shared.rooms.store import TableRoomsStore
 
 NOON_UTC = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
 

@@ -16,8 +16,8 @@ from azure.core.rest._http_response_impl import HttpResponseImpl
 from azure.data.tables import TableClient, TableTransactionError
 from urllib3 import HTTPHeaderDict
 
-from shared import table_transport
-from shared.table_transport import (
+from shared.storage import transport as table_transport
+from shared.storage.transport import (
     LeanPipeline,
     TableTransport,
     _PlainResponse,

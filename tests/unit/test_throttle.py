@@ -1,10 +1,10 @@
 """The token-bucket throttle: burst, steady rate, Retry-After, per-caller budgets, bounded memory."""
 import pytest
 
-from shared import throttle as throttle_module
-from shared.errors import AnteroomError
-from shared.settings import Settings, SettingsError
-from shared.throttle import Throttle
+from shared.auth import throttle as throttle_module
+from shared.core.errors import AnteroomError
+from shared.config.settings import Settings, SettingsError
+from shared.auth.throttle import Throttle
 
 
 class FakeMonotonic:

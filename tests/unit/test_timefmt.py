@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 import pytest
 
-from shared.timefmt import assume_utc, format_acs, parse_imf_fixdate, parse_rfc3339, to_utc
+from shared.core.timefmt import assume_utc, format_acs, parse_imf_fixdate, parse_rfc3339, to_utc
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,142 @@
+"""Azure Table storage access: lazily built clients, Azure's transaction limits, storage-fault mapping."""
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Iterator, Sequence
+
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import TableClient, TableServiceClient
+
+from ..core.errors import service_unavailable
+from .transport import LeanPipeline, lean_policies, table_transport
+
+MAX_TRANSACTION_OPERATIONS = 100
+# The SDK's defaults (10 retries with back-off up to 2 minutes, 300 s timeouts) would hold a request
+# for minutes while storage is down. A client request should fail fast with 503 + Retry-After and
+# let the caller retry, so: 2 quick retries (about 1 s in all), 3 s to connect, 30 s to answer.
+STORAGE_CLIENT_OPTIONS = {
+    "retry_total": 2,
+    "retry_backoff_factor": 0.5,
+    "retry_backoff_max": 2,
+    "connection_timeout": 3,
+    "read_timeout": 30,
+}
+
+
+class TransactionTooLarge(ValueError):
+    """Raised before sending a transaction Azure would refuse (over 100 operations or several partitions)."""
+
+
+def check_transaction(operations: Sequence[tuple]) -> None:
+    """Enforce Azure's transaction limits locally, because Azurite accepts what Azure refuses.
+
+    Raises TransactionTooLarge for more than 100 operations or more than one PartitionKey.
+    """
+    if len(operations) > MAX_TRANSACTION_OPERATIONS:
+        raise TransactionTooLarge(f"{len(operations)} operations in one transaction; the limit is 100")
+    partitions = {operation[1]["PartitionKey"] for operation in operations}
+    if len(partitions) > 1:
+        raise TransactionTooLarge(f"one transaction spans {len(partitions)} partitions")
+
+
+def chunked(operations: Sequence[tuple], size: int = MAX_TRANSACTION_OPERATIONS) -> Iterator[list[tuple]]:
+    """Split same-partition operations into transactions Azure accepts."""
+    for start in range(0, len(operations), size):
+        chunk = list(operations[start : start + size])
+        check_transaction(chunk)
+        yield chunk
+
+
+@contextlib.contextmanager
+def storage_faults() -> Iterator[None]:
+    """Turn an unreachable or failing storage service into a 503 with Retry-After (never a 500)."""
+    try:
+        yield
+    except (ServiceRequestError, ServiceResponseError) as error:
+        raise service_unavailable("The storage service is unavailable; retry later.") from error
+    except HttpResponseError as error:
+        if error.status_code is not None and error.status_code >= 500:
+            raise service_unavailable("The storage service is unavailable; retry later.") from error
+        raise
+
+
+class TableStore:
+    """One TableServiceClient per process and one TableClient per table, created on first use.
+
+    Tables are created once, on the first use of each name, so a fresh Azurite needs no set-up step.
+    Every client shares one transport: the lean one and its policy list (shared/storage/transport.py)
+    where it applies, else the service client's.
+    """
+
+    def __init__(self, connection_string: str) -> None:
+        self._connection_string = connection_string
+        self._service: TableServiceClient | None = None
+        self._transport = None
+        self._pipeline: LeanPipeline | None = None
+        self._tables: dict[str, TableClient] = {}
+        self._lock = threading.Lock()
+
+    def _fresh_policies(self) -> list | None:
+        """The policies the SDK gives its clients (signing, retries, hosts), as new instances.
+
+        New, because a pipeline links its policies to one another: sharing the service client's
+        instances would let its next pipeline re-link ours. None (use the SDK's defaults) if this
+        azure-data-tables version builds them differently.
+        """
+        try:
+            return self._service._configure_policies(hosts=self._service._hosts, **STORAGE_CLIENT_OPTIONS)
+        except (AttributeError, TypeError):
+            return None
+
+    def table(self, name: str) -> TableClient:
+        client = self._tables.get(name)
+        if client is not None:
+            return client
+        with self._lock:
+            if name not in self._tables:
+                if self._service is None:
+                    self._service = TableServiceClient.from_connection_string(
+                        self._connection_string, **STORAGE_CLIENT_OPTIONS
+                    )
+                    self._transport = table_transport(
+                        self._service.url,
+                        connection_timeout=STORAGE_CLIENT_OPTIONS["connection_timeout"],
+                        read_timeout=STORAGE_CLIENT_OPTIONS["read_timeout"],
+                    )
+                    if self._transport is not None:
+                        policies = self._fresh_policies()
+                        if policies:
+                            self._pipeline = LeanPipeline(self._transport, lean_policies(policies))
+                with storage_faults():
+                    try:
+                        self._service.create_table(name)
+                    except ResourceExistsError:
+                        pass
+                if self._pipeline is not None:
+                    self._tables[name] = TableClient.from_connection_string(
+                        self._connection_string, name, pipeline=self._pipeline, **STORAGE_CLIENT_OPTIONS
+                    )
+                else:
+                    # Without the lean pipeline, share the service client's transport (one session and
+                    # connection pool for every table) rather than a new one per table.
+                    self._tables[name] = self._service.get_table_client(name)
+            return self._tables[name]
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._tables.values():
+                client.close()
+            if self._service is not None:
+                self._service.close()
+            if self._transport is not None:
+                self._transport.close()
+            self._tables.clear()
+            self._service = None
+            self._transport = None
+            self._pipeline = None
