@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.identity.service import AccessToken, parse_expiry, parse_scopes
+from shared.identity.tokens import AccessToken, parse_expiry, parse_scopes
 from shared.core.timefmt import format_acs
 
 from .pipeline import IDENTITY_API, ApiRequest, ApiResponse, acs_operation

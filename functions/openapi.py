@@ -11,7 +11,7 @@ from shared.automation.model import CONNECTION_STATES
 from shared.automation.service import DEFAULT_INVITATION_TIMEOUT, MAX_INVITATION_TIMEOUT
 from shared.calls.model import Capability
 from shared.calls.service import REMOTE_ACTIONS, SELF_ACTIONS
-from shared.identity.service import DEFAULT_TOKEN_MINUTES, MAX_TOKEN_MINUTES, MIN_TOKEN_MINUTES, SCOPES
+from shared.identity.tokens import DEFAULT_TOKEN_MINUTES, MAX_TOKEN_MINUTES, MIN_TOKEN_MINUTES, SCOPES
 from shared.calls.pstn import DialOutcome
 from shared.rooms.model import Role
 

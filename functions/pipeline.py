@@ -15,7 +15,7 @@ import azure.functions as func
 
 from shared.core.errors import AnteroomError, bad_request, payload_too_large, unauthorized, unsupported_media_type
 from shared.logs.operations import OPERATION_NAMES, RoomsOperationRecord, new_correlation_id
-from shared.identity.service import TokenClaims
+from shared.identity.tokens import TokenClaims
 from shared.repeatability.guard import RepeatabilityHeaders, StoredResponse, fingerprint
 from shared.bootstrap import Services, get_services
 

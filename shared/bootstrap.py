@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from .automation.service import CallAutomationService
-from .automation.signing import CallbackSigner, load_signing_key
+from .automation.signing import CallbackSigner
 from .automation.callbacks import CallbackDispatcher, HttpCallbackSender
 from .calls.service import CallsService
 from .calls.store import TableCallsStore
 from .core.clock import Clock, utc_now
+from .core.keys import load_signing_key
 from .events.dispatcher import Dispatcher, EventGridSink
 from .events.outbox import CALLBACK_PREFIX, Outbox
 from .auth.hmac import HmacVerifier

@@ -30,7 +30,7 @@ from shared.logs.operations import (
     new_correlation_id,
     read_operation_records,
 )
-from shared.storage.tables import TransactionTooLarge
+from shared.storage.transactions import TransactionTooLarge
 from shared.storage.batches import BackgroundTableWriter, escape_key, transaction_batches
 from tests.analytics.azurite import azurite_tables
 from tests.unit.test_timefmt import NoOffset
@@ -188,7 +188,7 @@ def test_batches_refuse_an_entity_without_partition_key():
 
 
 def test_the_shared_transaction_check_refuses_what_azure_refuses():
-    from shared.storage.tables import check_transaction
+    from shared.storage.transactions import check_transaction
 
     with pytest.raises(TransactionTooLarge):
         check_transaction(ops({"A": 101}))

@@ -7,13 +7,13 @@ import json
 import uuid
 from datetime import timedelta
 
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from ..config.settings import ACS_CALLBACK_ISSUER
 from ..core.clock import Clock
 
 # ACS's values (docs: "Secure webhook endpoint" for Call Automation).
-ACS_CALLBACK_ISSUER = "https://acscallautomation.communication.azure.com"
 TOKEN_LIFETIME = timedelta(minutes=5)
 ALGORITHM = "RS256"
 
@@ -28,24 +28,6 @@ def _b64url_uint(value: int) -> str:
 
 def _compact_json(value: dict) -> bytes:
     return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
-
-
-def load_signing_key(pem: bytes) -> rsa.RSAPrivateKey:
-    """The RSA private key of a PEM (PKCS#8 or PKCS#1, unencrypted). Raises ValueError otherwise."""
-    try:
-        key = serialization.load_pem_private_key(pem, password=None)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"not an unencrypted PEM private key ({error})") from None
-    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < 2048:
-        raise ValueError("must be an RSA key of at least 2048 bits (RS256)")
-    return key
-
-
-def new_signing_key_pem() -> bytes:
-    """A fresh 2048-bit RSA key as PKCS#8 PEM, for generated local settings."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
 
 
 class CallbackSigner:

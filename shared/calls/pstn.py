@@ -12,7 +12,8 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import UpdateMode
 
 from ..core.errors import AnteroomError, service_unavailable
-from ..storage.tables import TableStore, storage_faults
+from ..storage.faults import storage_faults
+from ..storage.tables import TableStore
 
 MAX_CONCURRENT_CALLS_PER_NUMBER = 2  # ACS's default outbound limit per number
 

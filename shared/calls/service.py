@@ -19,8 +19,9 @@ from .model import (
     new_server_call_id,
 )
 from ..automation.model import callbacks_for_change
-from ..events.model import events_for_change
-from ..logs.attendance import CallLog, records_for_change
+from .events import events_for_change
+from ..logs.attendance import CallLog
+from .attendance import records_for_change
 from .store import TableCallsStore
 from ..events.dispatcher import Dispatcher
 from ..events.outbox import CALLBACK_PREFIX, Outbox
@@ -30,7 +31,8 @@ from ..core.identifiers import is_acs_user, is_e164, phone_raw_id
 from .pstn import DialOutcome, PstnLines, PstnNetwork
 from ..rooms.model import Role
 from ..rooms.service import RoomsService
-from ..rooms.store import ConcurrentChange, RoomRecord
+from ..rooms.store import RoomRecord
+from ..storage.transactions import ConcurrentChange
 from ..core.timefmt import format_acs
 
 MAX_ATTEMPTS = 200  # fifty simultaneous joins all get through the call entity's ETag

@@ -15,8 +15,17 @@ from azure.data.tables import UpdateMode
 
 from .model import AutomationContext, Call, CallConnection, CallParticipant, EndpointKind
 from ..rooms.model import Role
-from ..rooms.store import ROOM_ROW, ConcurrentChange, _is_conflict, _is_precondition_failure
-from ..storage.tables import MAX_TRANSACTION_OPERATIONS, TableStore, check_transaction, chunked, storage_faults
+from ..rooms.store import room_unchanged
+from ..storage.faults import storage_faults
+from ..storage.tables import TableStore
+from ..storage.transactions import (
+    MAX_TRANSACTION_OPERATIONS,
+    ConcurrentChange,
+    check_transaction,
+    chunked,
+    is_conflict,
+    is_precondition_failure,
+)
 from ..core.timefmt import assume_utc
 
 CALL_ROW = "call"
@@ -147,11 +156,7 @@ class TableCallsStore:
         ]
         extra_ops = [("create", entity) for entity in extra]
         if room_etag is not None:
-            # A merge of no properties: it changes nothing but the room's ETag, and only if unchanged.
-            extra_ops.append((
-                "update", {"PartitionKey": after.room_id, "RowKey": ROOM_ROW},
-                {"mode": UpdateMode.MERGE, "etag": room_etag, "match_condition": MatchConditions.IfNotModified},
-            ))
+            extra_ops.append(room_unchanged(after.room_id, room_etag))
         room_left = MAX_TRANSACTION_OPERATIONS - 1 - len(extra_ops)
         operations = [call_op, *extra_ops, *rows[:room_left]]
         check_transaction(operations)
@@ -159,7 +164,7 @@ class TableCallsStore:
             try:
                 result = self._table.submit_transaction(operations)
             except Exception as error:
-                if (_is_precondition_failure(error) or (before is None and _is_conflict(error))
+                if (is_precondition_failure(error) or (before is None and is_conflict(error))
                         or (room_etag is not None and getattr(error, "status_code", None) == 404)):
                     raise ConcurrentChange(after.room_id) from error
                 raise
@@ -178,7 +183,7 @@ class TableCallsStore:
                     match_condition=MatchConditions.IfNotModified,
                 )
             except Exception as error:
-                if _is_precondition_failure(error) or isinstance(error, ResourceNotFoundError):
+                if is_precondition_failure(error) or isinstance(error, ResourceNotFoundError):
                     raise ConcurrentChange(room_id) from error
                 raise
         return replace(participant, etag=metadata["etag"])

@@ -10,12 +10,15 @@ from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from ..automation.signing import ACS_CALLBACK_ISSUER, load_signing_key
 from ..core.identifiers import is_e164
+from ..core.keys import load_signing_key
 
 PREFIX = "ANTEROOM_"
 # The app names its tables `<ANTEROOM_TABLE_PREFIX><suffix>`; this is the prefix when none is set.
 DEFAULT_TABLE_PREFIX = "anteroom"
+# The issuer of Call Automation callback tokens when ANTEROOM_CALLBACK_TOKEN_ISSUER is not set: ACS's own
+# (docs: "Secure webhook endpoint" for Call Automation).
+ACS_CALLBACK_ISSUER = "https://acscallautomation.communication.azure.com"
 
 
 class SettingsError(ValueError):

@@ -18,7 +18,9 @@ from azure.data.tables import UpdateMode
 
 from .model import OutgoingEvent
 from ..core.clock import Clock
-from ..storage.tables import TableStore, chunked, storage_faults
+from ..storage.faults import storage_faults
+from ..storage.tables import TableStore
+from ..storage.transactions import chunked
 
 PREFIX = "ev|"
 CALLBACK_PREFIX = "cb|"

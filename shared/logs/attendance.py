@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from ..calls.model import Call, CallParticipant, EndpointKind
-from .operations import DEFAULT_TABLE_PREFIX, MemoryLog, WriterBackedLog, hour_partition, read_time_range, time_row_key
-from ..storage.batches import TableSource
+from ..config.settings import DEFAULT_TABLE_PREFIX
 from ..core.timefmt import to_utc
+from ..storage.batches import TableSource
+from .base import MemoryLog, WriterBackedLog, hour_partition, read_time_range, time_row_key
 
 CALLS_TABLE_SUFFIX = "RoomCalls"
 PARTICIPANTS_TABLE_SUFFIX = "RoomCallParticipants"
@@ -179,38 +179,6 @@ class TableCallLog(WriterBackedLog):
         """Queue one call or participant record; never blocks on storage and never raises."""
         table = self.calls_table if isinstance(record, RoomCallRecord) else self.participants_table
         self._writer.write(table, record.to_entity())
-
-
-ENDPOINT_TYPE_OF_KIND = {EndpointKind.VOIP: "VoIP", EndpointKind.PHONE: "PSTN"}
-
-
-def records_for_change(before: Call | None, after: Call, changed: list[CallParticipant]) -> list[CallLogRecord]:
-    """The attendance records one committed call change leaves: call start/end, each connect and disconnect.
-
-    Endpoints that rang and never connected leave nothing: they never attended.
-    """
-    same_call = before is not None and before.server_call_id == after.server_call_id
-    records: list[CallLogRecord] = []
-    if not same_call or before.active != after.active:
-        records.append(RoomCallRecord(
-            call_id=after.correlation_id, room_id=after.room_id, started_at=after.started_at,
-            server_call_id=after.server_call_id, ended_at=None if after.active else after.ended_at,
-            end_reason=None if after.active else after.end_reason,
-        ))
-    previous = {p.participant_id: p for p in before.participants} if same_call else {}
-    for endpoint in changed:
-        earlier = previous.get(endpoint.participant_id)
-        joined_now = endpoint.connected and (earlier is None or not earlier.connected)
-        left_now = endpoint.state == "disconnected" and earlier is not None and earlier.connected
-        if endpoint.joined_at is None or not (joined_now or left_now):
-            continue
-        records.append(CallParticipantRecord(
-            call_id=after.correlation_id, participant_id=endpoint.participant_id, identifier=endpoint.raw_id,
-            room_id=after.room_id, joined_at=endpoint.joined_at, endpoint_type=ENDPOINT_TYPE_OF_KIND[endpoint.kind],
-            role=endpoint.joined_role.value if endpoint.joined_role else None, call_started_at=after.started_at,
-            left_at=endpoint.left_at if left_now else None, end_reason=endpoint.leave_reason if left_now else None,
-        ))
-    return records
 
 
 def read_call_records(

@@ -21,7 +21,8 @@ from azure.data.tables import UpdateMode
 
 from ..core.clock import Clock
 from ..core.errors import bad_request, conflict, precondition_failed
-from ..storage.tables import TableStore, storage_faults
+from ..storage.faults import storage_faults
+from ..storage.tables import TableStore
 from ..core.timefmt import parse_imf_fixdate
 
 REQUEST_ID_HEADER = "repeatability-request-id"

@@ -19,7 +19,8 @@ from .model import (
     default_window,
     new_room_id,
 )
-from .store import ConcurrentChange, Page, RoomIdTaken, RoomRecord, RoomsStore
+from ..storage.transactions import ConcurrentChange
+from .store import Page, RoomIdTaken, RoomRecord, RoomsStore
 
 # Concurrent roster changes to one room retry on ETag conflicts; enough attempts that dozens of
 # simultaneous writers all get through, each waiting a little random time so they spread out.

@@ -23,7 +23,16 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableTransactionError, UpdateMode
 
 from .model import Role, Room, RosterCounts
-from ..storage.tables import MAX_TRANSACTION_OPERATIONS, TableStore, check_transaction, chunked, storage_faults
+from ..storage.faults import storage_faults
+from ..storage.tables import TableStore
+from ..storage.transactions import (
+    MAX_TRANSACTION_OPERATIONS,
+    ConcurrentChange,
+    check_transaction,
+    chunked,
+    is_conflict,
+    is_precondition_failure,
+)
 from ..core.timefmt import assume_utc
 
 ROOM_ROW = "room"
@@ -32,10 +41,6 @@ RETIRED_GENERATION_TTL = timedelta(minutes=15)
 
 class RoomIdTaken(Exception):
     """Raised by `create` when the generated id is already in use; the caller picks another."""
-
-
-class ConcurrentChange(Exception):
-    """Raised when the room changed since it was read (ETag mismatch); the caller re-reads and retries."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,19 @@ def _participant_row(generation: str, raw_id: str) -> str:
 def _generation_bounds(generation: str) -> tuple[str, str]:
     # '}' sorts right after '|', so [p<gen>|, p<gen>}) holds exactly one generation's rows.
     return f"p{generation}|", f"p{generation}}}"
+
+
+def room_unchanged(room_id: str, etag: str) -> tuple:
+    """A transaction operation requiring the room entity unchanged since `etag`.
+
+    A merge of no properties: it changes nothing but the room's ETag, and only if unchanged. A call
+    change in the room's partition includes it to commit only while the room (roster, window,
+    deletion mark) is as the change read it.
+    """
+    return (
+        "update", {"PartitionKey": room_id, "RowKey": ROOM_ROW},
+        {"mode": UpdateMode.MERGE, "etag": etag, "match_condition": MatchConditions.IfNotModified},
+    )
 
 
 class TableRoomsStore:
@@ -159,7 +177,7 @@ class TableRoomsStore:
                 try:
                     self._table.submit_transaction(operations)
                 except Exception as error:  # a conflicting insert fails the whole transaction
-                    if _is_conflict(error):
+                    if is_conflict(error):
                         raise RoomIdTaken(room.id) from error
                     raise
             else:
@@ -194,7 +212,7 @@ class TableRoomsStore:
             except (ResourceModifiedError, ResourceNotFoundError) as error:
                 raise ConcurrentChange(record.room.id) from error
             except Exception as error:
-                if _is_precondition_failure(error):
+                if is_precondition_failure(error):
                     raise ConcurrentChange(record.room.id) from error
                 raise
         return replace(record, etag=metadata["etag"])
@@ -305,7 +323,7 @@ class TableRoomsStore:
                 try:
                     result = self._table.submit_transaction(operations)
                 except Exception as error:
-                    if _is_precondition_failure(error):
+                    if is_precondition_failure(error):
                         raise ConcurrentChange(room_id) from error
                     raise
             return replace(updated, etag=result[0]["etag"])
@@ -384,14 +402,6 @@ class TableRoomsStore:
                 except ConcurrentChange:
                     pass  # the next sweep tidies the list; the rows are already gone
         return swept
-
-
-def _is_conflict(error: Exception) -> bool:
-    return isinstance(error, ResourceExistsError) or getattr(error, "status_code", None) == 409
-
-
-def _is_precondition_failure(error: Exception) -> bool:
-    return getattr(error, "status_code", None) == 412 or isinstance(error, ResourceModifiedError)
 
 
 @dataclass

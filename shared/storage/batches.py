@@ -18,7 +18,8 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import UpdateMode
 
-from .tables import MAX_TRANSACTION_OPERATIONS, TableStore, chunked
+from .tables import TableStore
+from .transactions import MAX_TRANSACTION_OPERATIONS, chunked
 
 # Characters Azure refuses in PartitionKey and RowKey values, plus "%" so the escaping is reversible.
 _KEY_ESCAPES = {ord(char): f"%{ord(char):02X}" for char in "%/\\#?"} | {
@@ -37,9 +38,9 @@ def transaction_batches(operations: Iterable[tuple]) -> Iterator[list[tuple]]:
     """Group `(verb, entity[, options])` operations by PartitionKey into transactions Azure accepts.
 
     Every batch has one partition and at most 100 operations (checked by
-    `shared.storage.check_transaction`, which raises TransactionTooLarge otherwise). Partitions come
-    out in the order they first appear; operations keep their order within a partition. Raises
-    KeyError for an entity without a PartitionKey.
+    `shared.storage.transactions.check_transaction`, which raises TransactionTooLarge otherwise).
+    Partitions come out in the order they first appear; operations keep their order within a
+    partition. Raises KeyError for an entity without a PartitionKey.
     """
     by_partition: dict[str, list[tuple]] = {}
     for operation in operations:

@@ -1,22 +1,14 @@
-"""Azure Table storage access: lazily built clients, Azure's transaction limits, storage-fault mapping."""
+"""Azure Table storage clients: one service client per process, one table client per table, built on first use."""
 from __future__ import annotations
 
-import contextlib
 import threading
-from typing import Iterator, Sequence
 
-from azure.core.exceptions import (
-    HttpResponseError,
-    ResourceExistsError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 
-from ..core.errors import service_unavailable
+from .faults import storage_faults
 from .transport import LeanPipeline, lean_policies, table_transport
 
-MAX_TRANSACTION_OPERATIONS = 100
 # The SDK's defaults (10 retries with back-off up to 2 minutes, 300 s timeouts) would hold a request
 # for minutes while storage is down. A client request should fail fast with 503 + Retry-After and
 # let the caller retry, so: 2 quick retries (about 1 s in all), 3 s to connect, 30 s to answer.
@@ -27,43 +19,6 @@ STORAGE_CLIENT_OPTIONS = {
     "connection_timeout": 3,
     "read_timeout": 30,
 }
-
-
-class TransactionTooLarge(ValueError):
-    """Raised before sending a transaction Azure would refuse (over 100 operations or several partitions)."""
-
-
-def check_transaction(operations: Sequence[tuple]) -> None:
-    """Enforce Azure's transaction limits locally, because Azurite accepts what Azure refuses.
-
-    Raises TransactionTooLarge for more than 100 operations or more than one PartitionKey.
-    """
-    if len(operations) > MAX_TRANSACTION_OPERATIONS:
-        raise TransactionTooLarge(f"{len(operations)} operations in one transaction; the limit is 100")
-    partitions = {operation[1]["PartitionKey"] for operation in operations}
-    if len(partitions) > 1:
-        raise TransactionTooLarge(f"one transaction spans {len(partitions)} partitions")
-
-
-def chunked(operations: Sequence[tuple], size: int = MAX_TRANSACTION_OPERATIONS) -> Iterator[list[tuple]]:
-    """Split same-partition operations into transactions Azure accepts."""
-    for start in range(0, len(operations), size):
-        chunk = list(operations[start : start + size])
-        check_transaction(chunk)
-        yield chunk
-
-
-@contextlib.contextmanager
-def storage_faults() -> Iterator[None]:
-    """Turn an unreachable or failing storage service into a 503 with Retry-After (never a 500)."""
-    try:
-        yield
-    except (ServiceRequestError, ServiceResponseError) as error:
-        raise service_unavailable("The storage service is unavailable; retry later.") from error
-    except HttpResponseError as error:
-        if error.status_code is not None and error.status_code >= 500:
-            raise service_unavailable("The storage service is unavailable; retry later.") from error
-        raise
 
 
 class TableStore:

@@ -158,9 +158,9 @@ def test_signature_checks_run_in_constant_time():
     """The code compares signatures, hashes and keys with hmac.compare_digest, never with == or !=."""
     from localdev.http_trigger import HttpTriggerAdapter
     from shared.auth.hmac import HmacVerifier
-    from shared.identity.service import IdentityService
+    from shared.identity.tokens import TokenSigner
 
-    for function in (HmacVerifier.verify, IdentityService.verify, HttpTriggerAdapter._authorized):
+    for function in (HmacVerifier.verify, TokenSigner.check, HttpTriggerAdapter._authorized):
         tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
         calls = {node.func.attr for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
         assert "compare_digest" in calls, function.__qualname__

@@ -16,7 +16,7 @@ import pytest
 from localdev.azurite import AzuriteTable
 from localdev.certs import ensure_dev_certificate
 from localdev.pstn import PstnSimulator
-from shared.automation.signing import new_signing_key_pem
+from shared.core.keys import new_signing_key_pem
 from tests.conftest import TEST_CERT_DIR
 
 from .calls_support import phone

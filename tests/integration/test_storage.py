@@ -9,7 +9,7 @@ from shared.rooms.model import CreateRoomRequest, Role
 from shared.rooms.store import RETIRED_GENERATION_TTL
 from shared.bootstrap import build_services
 from shared.config.settings import Settings
-from shared.storage.tables import TransactionTooLarge, check_transaction
+from shared.storage.transactions import TransactionTooLarge, check_transaction
 
 pytestmark = pytest.mark.stack
 

@@ -2,7 +2,8 @@
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
-from shared.logs.attendance import CallParticipantRecord, RoomCallRecord, records_for_change
+from shared.calls.attendance import records_for_change
+from shared.logs.attendance import CallParticipantRecord, RoomCallRecord
 from shared.calls.model import Call, CallParticipant, EndpointKind
 from shared.rooms.model import Role
 

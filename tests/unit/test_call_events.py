@@ -6,7 +6,8 @@ from datetime import datetime, timedelta, timezone
 from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridEvent
 
-from shared.events.model import envelope, events_for_change
+from shared.calls.events import events_for_change
+from shared.events.model import envelope
 from shared.calls.model import Call, CallParticipant, EndpointKind
 from shared.rooms.model import Role
 

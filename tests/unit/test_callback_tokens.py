@@ -10,8 +10,9 @@ import jwt
 import pytest
 from jwt.algorithms import RSAAlgorithm
 
-from shared.automation.signing import ACS_CALLBACK_ISSUER, CallbackSigner, load_signing_key, new_signing_key_pem
-from shared.config.settings import Settings, SettingsError
+from shared.automation.signing import CallbackSigner
+from shared.config.settings import ACS_CALLBACK_ISSUER, Settings, SettingsError
+from shared.core.keys import load_signing_key, new_signing_key_pem
 
 AUDIENCE = "0f2d0b8e-5a43-4c4e-9d59-3f3c2b1c8d11"
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
