@@ -1,4 +1,9 @@
-"""Composition of the app's services from settings: built once per process, on first use."""
+"""The composition root: every service built from settings in one function, once per process, on first use.
+
+Nothing here runs at import. `build_services` is the one place that knows every context: it makes
+the stores, wires the observers (the rooms' change hub to the calls, the calls' change listeners:
+call events, Call Automation callbacks, attendance) by constructor, and hands back `Services`.
+"""
 from __future__ import annotations
 
 import atexit
@@ -6,25 +11,29 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
+from .auth.hmac import HmacVerifier
+from .auth.throttle import Throttle
+from .automation.callbacks import CallbackDispatcher, CallbackPublisher, HttpCallbackSender
 from .automation.service import CallAutomationService
 from .automation.signing import CallbackSigner
-from .automation.callbacks import CallbackDispatcher, HttpCallbackSender
+from .calls.attendance import AttendanceRecorder
+from .calls.changes import CallChangeListener
+from .calls.events import CallEventsPublisher
+from .calls.pstn import HttpPstnGateway, PstnLines
 from .calls.service import CallsService
 from .calls.store import TableCallsStore
+from .config.settings import Settings
 from .core.clock import Clock, utc_now
 from .core.keys import load_signing_key
 from .events.dispatcher import Dispatcher, EventGridSink
 from .events.outbox import CALLBACK_PREFIX, Outbox
-from .auth.hmac import HmacVerifier
 from .identity.service import IdentityService
 from .logs.attendance import CALLS_TABLE_SUFFIX, PARTICIPANTS_TABLE_SUFFIX, TableCallLog
 from .logs.operations import OPERATIONS_TABLE_SUFFIX, TableOperationLog
 from .repeatability.guard import RepeatabilityGuard
-from .calls.pstn import HttpPstnGateway, PstnLines
+from .rooms.changes import RoomChanges
 from .rooms.service import RoomsService
 from .rooms.store import TableRoomsStore
-from .config.settings import Settings
-from .auth.throttle import Throttle
 from .storage.tables import TableStore
 
 
@@ -64,9 +73,10 @@ class Services:
 def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
     tables = TableStore(settings.storage_connection_string)
     rooms_table = settings.table_name("Rooms")
-    rooms = RoomsService(TableRoomsStore(tables, rooms_table), clock, settings.max_room_participants)
+    room_changes = RoomChanges()  # roster removals and deletions reach live calls at once
+    rooms = RoomsService(TableRoomsStore(tables, rooms_table), clock, settings.max_room_participants, room_changes)
     outbox = Outbox(tables, rooms_table, clock)
-    dispatcher = None
+    dispatcher = None  # no Event Grid topic configured: no call events are kept
     if settings.eventgrid_endpoint:
         sink = EventGridSink(
             settings.eventgrid_endpoint, settings.eventgrid_key, settings.eventgrid_schema, settings.arm_resource_id
@@ -75,6 +85,18 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
     call_log = TableCallLog(
         tables.table, settings.table_name(CALLS_TABLE_SUFFIX), settings.table_name(PARTICIPANTS_TABLE_SUFFIX)
     )
+    signer = None
+    if settings.callback_signing_key is not None:
+        signer = CallbackSigner(load_signing_key(settings.callback_signing_key), settings.resource_id, clock,
+                                settings.callback_token_issuer)
+    callbacks = CallbackDispatcher(Outbox(tables, rooms_table, clock, prefix=CALLBACK_PREFIX),
+                                   HttpCallbackSender(signer))
+    # What each committed call change produces, in transaction order: its events' outbox rows, then
+    # its callbacks' rows; after the commit each is told in the same order, and attendance is written.
+    listeners: list[CallChangeListener] = []
+    if dispatcher is not None:
+        listeners.append(CallEventsPublisher(dispatcher, clock))
+    listeners += [CallbackPublisher(callbacks, clock), AttendanceRecorder(call_log)]
     calls = CallsService(
         rooms,
         TableCallsStore(tables, rooms_table),
@@ -82,17 +104,9 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
         HttpPstnGateway(settings.pstn_gateway_url) if settings.pstn_gateway_url else None,
         PstnLines(tables, settings.table_name("PstnLines")),
         settings.caller_numbers,
-        dispatcher,
-        call_log,
+        listeners,
+        room_changes,
     )
-    rooms.listener = calls  # roster removals and deletions reach live calls at once
-    signer = None
-    if settings.callback_signing_key is not None:
-        signer = CallbackSigner(load_signing_key(settings.callback_signing_key), settings.resource_id, clock,
-                                settings.callback_token_issuer)
-    callbacks = CallbackDispatcher(Outbox(tables, rooms_table, clock, prefix=CALLBACK_PREFIX),
-                                   HttpCallbackSender(signer))
-    calls.callbacks = callbacks
     return Services(
         settings=settings,
         clock=clock,

@@ -1,4 +1,4 @@
-"""Delivers Call Automation callbacks from the outbox to each connection's callback URI, at least once."""
+"""Call Automation callbacks: written to the outbox with each call change, delivered to each callback URI at least once."""
 from __future__ import annotations
 
 import json
@@ -7,11 +7,13 @@ from typing import Protocol
 
 import requests
 
-from .model import cloud_event
-from ..events.model import OutgoingEvent
-from .signing import CallbackSigner
+from ..calls.changes import CallChange
+from ..core.clock import Clock
 from ..events.dispatcher import Dispatcher
-from ..events.outbox import Outbox, events_from_entity
+from ..events.model import OutgoingEvent
+from ..events.outbox import CALLBACK_PREFIX, Outbox, events_from_entity
+from .model import callbacks_for_change, cloud_event
+from .signing import CallbackSigner
 
 log = logging.getLogger("anteroom.callbacks")
 
@@ -78,3 +80,29 @@ class CallbackDispatcher(Dispatcher):
             if failed:
                 self._outbox.mark_failed(room_id, failed)
             return len(delivered)
+
+
+class CallbackPublisher:
+    """CallChangeListener: a change's callbacks go to the outbox (`cb|` rows, one row set per callback
+    URI) in the change's own transaction; the callback dispatcher posts them once it committed."""
+
+    def __init__(self, dispatcher: Dispatcher, clock: Clock) -> None:
+        self._dispatcher = dispatcher
+        self._clock = clock
+
+    def entities(self, change: CallChange) -> list[dict]:
+        after = change.after
+        by_destination: dict[str, list] = {}
+        for callback in callbacks_for_change(change.before, after, change.changed, self._clock()):
+            by_destination.setdefault(callback.destination, []).append(callback.event)
+        rows: list[dict] = []
+        for destination, events in by_destination.items():
+            rows += Outbox.entities(
+                after.room_id, after.sequence, after.server_call_id, events,
+                prefix=CALLBACK_PREFIX, destination=destination, first_index=len(rows),
+            )
+        return rows
+
+    def committed(self, change: CallChange, entities: list[dict]) -> None:
+        if entities:
+            self._dispatcher.notify(change.room_id)

@@ -1,7 +1,8 @@
 """Attendance from call changes: the call and participant records (ACSCallSummary) one committed change leaves."""
 from __future__ import annotations
 
-from ..logs.attendance import CallLogRecord, CallParticipantRecord, RoomCallRecord
+from ..logs.attendance import CallLog, CallLogRecord, CallParticipantRecord, RoomCallRecord
+from .changes import CallChange
 from .model import Call, CallParticipant, EndpointKind
 
 ENDPOINT_TYPE_OF_KIND = {EndpointKind.VOIP: "VoIP", EndpointKind.PHONE: "PSTN"}
@@ -34,3 +35,18 @@ def records_for_change(before: Call | None, after: Call, changed: list[CallParti
             left_at=endpoint.left_at if left_now else None, end_reason=endpoint.leave_reason if left_now else None,
         ))
     return records
+
+
+class AttendanceRecorder:
+    """CallChangeListener: once a change committed, its attendance records go to the call log
+    (which writes them in the background; nothing joins the change's transaction)."""
+
+    def __init__(self, log: CallLog) -> None:
+        self._log = log
+
+    def entities(self, change: CallChange) -> list[dict]:
+        return []
+
+    def committed(self, change: CallChange, entities: list[dict]) -> None:
+        for record in records_for_change(change.before, change.after, change.changed):
+            self._log.write(record)

@@ -8,7 +8,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from ..core.clock import Clock
+from ..events.dispatcher import Dispatcher
 from ..events.model import CALL_ENDED, CALL_STARTED, PARTICIPANT_ADDED, PARTICIPANT_REMOVED, OutgoingEvent
+from ..events.outbox import Outbox
+from .changes import CallChange
 from .model import Call, CallParticipant, EndpointKind, identifier_json
 
 NO_GROUP = "00000000-0000-0000-0000-000000000000"  # room calls carry an all-zero group id
@@ -103,3 +107,20 @@ def events_for_change(
             "reason": _reason(after.end_reason),
         })
     return events
+
+
+class CallEventsPublisher:
+    """CallChangeListener: a change's call events go to the room's outbox in the change's own
+    transaction, and the dispatcher publishes them to Event Grid once it committed."""
+
+    def __init__(self, dispatcher: Dispatcher, clock: Clock) -> None:
+        self._dispatcher = dispatcher
+        self._clock = clock
+
+    def entities(self, change: CallChange) -> list[dict]:
+        events = events_for_change(change.before, change.after, change.changed, self._clock())
+        return Outbox.entities(change.room_id, change.after.sequence, change.after.server_call_id, events)
+
+    def committed(self, change: CallChange, entities: list[dict]) -> None:
+        if entities:
+            self._dispatcher.notify(change.room_id)

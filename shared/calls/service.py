@@ -5,7 +5,7 @@ import time
 import random
 import uuid
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, Sequence
 
 from .model import (
     MAX_CALL_PARTICIPANTS,
@@ -18,17 +18,13 @@ from .model import (
     missing_capability,
     new_server_call_id,
 )
-from ..automation.model import callbacks_for_change
-from .events import events_for_change
-from ..logs.attendance import CallLog
-from .attendance import records_for_change
+from .changes import CallChange, CallChangeListener
 from .store import TableCallsStore
-from ..events.dispatcher import Dispatcher
-from ..events.outbox import CALLBACK_PREFIX, Outbox
 from ..core.clock import Clock
 from ..core.errors import AnteroomError, bad_request, forbidden, not_found, service_unavailable
 from ..core.identifiers import is_acs_user, is_e164, phone_raw_id
 from .pstn import DialOutcome, PstnLines, PstnNetwork
+from ..rooms.changes import RoomChanges
 from ..rooms.model import Role
 from ..rooms.service import RoomsService
 from ..rooms.store import RoomRecord
@@ -79,9 +75,6 @@ def _backoff(attempt: int) -> None:
 
 
 class CallsService:
-    # Call Automation callbacks (set by the composition root); their outbox rows are kept regardless.
-    callbacks: Dispatcher | None = None
-
     def __init__(
         self,
         rooms: RoomsService,
@@ -90,17 +83,19 @@ class CallsService:
         pstn: PstnNetwork | None,
         lines: PstnLines,
         caller_numbers: tuple[str, ...],
-        dispatcher: Dispatcher | None = None,
-        call_log: CallLog | None = None,
+        listeners: Sequence[CallChangeListener] = (),
+        room_changes: RoomChanges | None = None,
     ) -> None:
-        self._dispatcher = dispatcher  # None: no Event Grid topic configured, so no events are kept
-        self._call_log = call_log  # None: attendance is not recorded
+        # What every committed change owes the world (events, callbacks, attendance), in this order.
+        self._listeners = tuple(listeners)
         self._rooms = rooms
         self._store = store
         self._clock = clock
         self._pstn = pstn
         self._lines = lines
         self._caller_numbers = caller_numbers
+        if room_changes is not None:
+            room_changes.subscribe(self)  # roster removals and deletions reach live calls at once
 
     # -- the room and the caller -----------------------------------------------------------
     def _open_room(self, room_id: str) -> RoomRecord:
@@ -144,8 +139,8 @@ class CallsService:
         self, room_id: str, mutate: Callable[[Call | None], tuple[Call, list[CallParticipant], object] | None],
         as_read: Call | None = None, *, room: Callable[[int], RoomRecord] | None = None,
     ):
-        """Read the call, let `mutate` decide, commit with If-Match (with the change's events and
-        callbacks); retry when someone else won.
+        """Read the call, let `mutate` decide, commit with If-Match (with the listeners' entities:
+        the change's events and callbacks); retry when someone else won; then tell the listeners.
 
         `as_read` is the call as the caller just read it: the first attempt starts from it instead of
         reading again (the If-Match still catches any change since; a retry reads afresh).
@@ -160,37 +155,18 @@ class CallsService:
             if decision is None:
                 return None
             after, changed, result = decision
-            events = events_for_change(before, after, changed, self._clock()) if self._dispatcher else []
-            outbox_rows = Outbox.entities(room_id, after.sequence, after.server_call_id, events)
-            callback_rows = self._callback_rows(before, after, changed)
+            call_change = CallChange(room_id, before, after, changed)
+            staged = [(listener, listener.entities(call_change)) for listener in self._listeners]
             try:
-                committed = self._store.commit(before, after, changed, outbox_rows + callback_rows,
+                committed = self._store.commit(before, after, changed, [e for _, rows in staged for e in rows],
                                                room_etag=guarding.etag if guarding is not None else None)
             except ConcurrentChange:
                 _backoff(attempt)
                 continue
-            if callback_rows and self.callbacks is not None:
-                self.callbacks.notify(room_id)
-            if events:
-                self._dispatcher.notify(room_id)
-            if self._call_log is not None:
-                for record in records_for_change(before, after, changed):
-                    self._call_log.write(record)
+            for listener, rows in staged:
+                listener.committed(call_change, rows)
             return committed, result
         raise service_unavailable("The call is changing too fast; retry later.")
-
-    def _callback_rows(self, before: Call | None, after: Call, changed: list[CallParticipant]) -> list[dict]:
-        """Outbox rows of the Call Automation callbacks this change produces, one row set per callback URI."""
-        by_destination: dict[str, list] = {}
-        for callback in callbacks_for_change(before, after, changed, self._clock()):
-            by_destination.setdefault(callback.destination, []).append(callback.event)
-        rows: list[dict] = []
-        for destination, events in by_destination.items():
-            rows += Outbox.entities(
-                after.room_id, after.sequence, after.server_call_id, events,
-                prefix=CALLBACK_PREFIX, destination=destination, first_index=len(rows),
-            )
-        return rows
 
     # -- departures and lines (also used by Call Automation) ---------------------------------
     def disconnect(self, call: Call, leaving: list[CallParticipant], reason: str) -> tuple[Call, list[CallParticipant]]:
@@ -528,6 +504,14 @@ class CallsService:
             return after, gone, gone
 
         self.change(room_id, mutate)
+
+    def room_deleted(self, room_id: str) -> None:
+        """RoomObserver: the room is gone, so is its call."""
+        self.end_call(room_id, "roomDeleted")
+
+    def users_removed(self, room_id: str, raw_ids: set[str]) -> None:
+        """RoomObserver: users off the roster are off the call."""
+        self.drop_users(room_id, raw_ids, "removedFromRoom")
 
     def sweep(self) -> int:
         """End calls whose room expired or was deleted; returns how many ended."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from typing import Protocol
 from datetime import datetime, timedelta
 
 from ..core.clock import Clock
@@ -20,6 +19,7 @@ from .model import (
     new_room_id,
 )
 from ..storage.transactions import ConcurrentChange
+from .changes import RoomChanges
 from .store import Page, RoomIdTaken, RoomRecord, RoomsStore
 
 # Concurrent roster changes to one room retry on ETag conflicts; enough attempts that dozens of
@@ -40,19 +40,15 @@ def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(0, min(0.2, 0.005 * (2 ** min(attempt, 6)))))
 
 
-class RoomListener(Protocol):
-    """Told about room changes that live calls must follow at once."""
-
-    def end_call(self, room_id: str, reason: str) -> object: ...
-    def drop_users(self, room_id: str, raw_ids: set[str], reason: str) -> None: ...
-
-
 class RoomsService:
-    def __init__(self, store: RoomsStore, clock: Clock, max_participants: int) -> None:
+    def __init__(
+        self, store: RoomsStore, clock: Clock, max_participants: int, changes: RoomChanges | None = None
+    ) -> None:
         self._store = store
         self._clock = clock
         self._max_participants = max_participants
-        self.listener: RoomListener | None = None
+        # Deletions and roster removals are published here once committed (live calls follow them).
+        self._changes = changes if changes is not None else RoomChanges()
 
     def _check_roster_size(self, size: int) -> None:
         if size > self._max_participants:
@@ -136,8 +132,7 @@ class RoomsService:
                 _backoff(attempt)
         else:
             raise service_unavailable("The room is changing too often; retry later.")
-        if self.listener is not None:
-            self.listener.end_call(room_id, "roomDeleted")
+        self._changes.room_deleted(room_id)
         return record
 
     def list_active(self, after: str | None, limit: int) -> Page:
@@ -176,8 +171,8 @@ class RoomsService:
                 _backoff(attempt)
                 continue
             removed = {raw_id for raw_id in old if raw_id not in new}
-            if removed and self.listener is not None:
-                self.listener.drop_users(room_id, removed, "removedFromRoom")
+            if removed:
+                self._changes.users_removed(room_id, removed)
             upserted = sum(1 for role in changes.values() if role is not None)
             return RosterUpdate(updated, upserted=upserted, removed=len(changes) - upserted)
         raise service_unavailable("The room's roster is changing too often; retry later.")
