@@ -448,7 +448,7 @@ class LeanPipeline(Pipeline):
 
     azure-core builds a batch body with the email package (a Message per operation, then a
     generator that re-reads every line) and runs the part policies on a new thread pool per batch.
-    This writes the same bytes (tests/unit/test_table_transport.py compares them) with string
+    This writes the same bytes (tests/storage/test_table_transport.py compares them) with string
     joins; a request it does not expect goes to azure-core's own code.
     """
 

@@ -15,8 +15,8 @@ from localdev.certs import ensure_dev_certificate
 from localdev.settings import acs_connection_string, generate_app_settings
 from localdev.testing import HostProcess
 from tests.conftest import ROOT, TEST_CERT_DIR
-from tests.integration.hmac_client import HmacClient
-from tests.integration.refusal_support import active_room_count, identity_count
+from tests.support.hmac_client import HmacClient
+from tests.support.refusals import active_room_count, identity_count
 
 ROOMS = "api-version=2025-03-13"
 

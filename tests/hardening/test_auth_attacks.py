@@ -16,8 +16,8 @@ from azure.communication.identity import CommunicationIdentityClient
 
 from shared.auth.hmac import sign_headers
 from shared.core.timefmt import format_imf_fixdate
-from tests.integration.hmac_client import HmacClient
-from tests.integration.refusal_support import assert_acs_error
+from tests.support.hmac_client import HmacClient
+from tests.support.refusals import assert_acs_error
 
 pytestmark = pytest.mark.stack
 ROOMS = "api-version=2025-03-13"

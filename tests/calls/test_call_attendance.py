@@ -9,7 +9,7 @@ from azure.communication.rooms import ParticipantRole
 from analytics import transforms as t
 from analytics.loaders import load_table_storage
 
-from .calls_support import new_user, phone, roster
+from tests.support.calls import new_user, phone, roster
 
 pytestmark = pytest.mark.stack
 

@@ -24,7 +24,7 @@ from azure.core.messaging import CloudEvent
 
 from shared.core.timefmt import format_imf_fixdate
 
-from .calls_support import new_user, put_rule, roster
+from tests.support.calls import new_user, put_rule, roster
 
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("hang_up_phones")]
 WAIT = 90  # seconds: two cores shared with other test runs

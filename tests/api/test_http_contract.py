@@ -11,8 +11,8 @@ import requests
 from shared.auth.hmac import sign_headers
 from shared.core.timefmt import format_imf_fixdate
 
-from .hmac_client import HmacClient
-from .refusal_support import active_room_count, assert_acs_error, identity_count
+from tests.support.hmac_client import HmacClient
+from tests.support.refusals import active_room_count, assert_acs_error, identity_count
 
 pytestmark = pytest.mark.stack
 API = "api-version=2025-03-13"

@@ -29,8 +29,8 @@ from localdev.eventgrid import TopicThread
 from localdev.testing import HostProcess
 from tests.conftest import TEST_CERT_DIR
 
-from .calls_support import new_user, roster
-from .event_support import TopicSubscriptions, start_topic
+from tests.support.calls import new_user, roster
+from tests.support.events import TopicSubscriptions, start_topic
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import pytest
 from azure.communication.identity import CommunicationTokenScope, CommunicationUserIdentifier
 from azure.communication.rooms import ParticipantRole
 
-from .calls_support import CallUser, new_user, participant_states, phone, put_rule, roster
+from tests.support.calls import CallUser, new_user, participant_states, phone, put_rule, roster
 
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("hang_up_phones")]
 

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 # Git-ignored, and kept between runs so that only the first run downloads the sdists.
 CACHE = ROOT / ".localdev" / "sdk-suites"
 SHIM = Path(__file__).resolve().parent / "shim"

@@ -33,7 +33,7 @@ from shared.logs.operations import (
 from shared.storage.transactions import TransactionTooLarge
 from shared.storage.batches import BackgroundTableWriter, escape_key, transaction_batches
 from tests.analytics.azurite import azurite_tables
-from tests.unit.test_timefmt import NoOffset
+from tests.core.test_timefmt import NoOffset
 
 T0 = datetime(2026, 11, 24, 15, 30, 0, 123456, tzinfo=timezone.utc)
 RESOURCE = "/subscriptions/1111/resourceGroups/rg-a/providers/Microsoft.Communication/communicationServices/acs-a"

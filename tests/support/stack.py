@@ -1,4 +1,4 @@
-"""The running stack for integration tests: Azurite plus the local host serving the app over HTTPS."""
+"""The running stack for every context's `stack` tests: Azurite plus the local host serving the app over HTTPS (fixtures)."""
 from __future__ import annotations
 
 import base64
@@ -19,8 +19,8 @@ from localdev.pstn import PstnSimulator
 from shared.core.keys import new_signing_key_pem
 from tests.conftest import TEST_CERT_DIR
 
-from .calls_support import phone
-from .event_support import TopicSubscriptions, start_topic
+from .calls import phone
+from .events import TopicSubscriptions, start_topic
 
 ROOT = Path(__file__).resolve().parents[2]
 # The SDKs log every request and response at INFO; keep failures readable.

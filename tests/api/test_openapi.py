@@ -16,8 +16,8 @@ from openapi_spec_validator import validate
 
 from shared.core.timefmt import format_imf_fixdate
 
-from .calls_support import new_user, roster
-from .hmac_client import HmacClient
+from tests.support.calls import new_user, roster
+from tests.support.hmac_client import HmacClient
 
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("hang_up_phones")]
 ROOMS = "api-version=2025-03-13"

@@ -23,8 +23,8 @@ from localdev.certs import ensure_dev_certificate
 from localdev.testing import HostProcess
 from tests.conftest import TEST_CERT_DIR
 
-from .calls_support import new_user, roster
-from .event_support import TopicSubscriptions, start_topic, wait_for_room_events
+from tests.support.calls import new_user, roster
+from tests.support.events import TopicSubscriptions, start_topic, wait_for_room_events
 
 pytestmark = pytest.mark.stack
 
