@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from shared.callback_tokens import load_signing_key
+from shared.core.keys import load_signing_key
 
 from .conftest import INFRA, ROOT, azd_keys
 
