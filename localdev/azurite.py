@@ -1,13 +1,17 @@
 """Start and stop Azurite's Table service (from the repo's node_modules) on 127.0.0.1.
 
 Azurite runs under a guardian (localdev/azurite_guardian.py) that gives it exactly one SIGINT, so it
-saves its data, when this process stops it or dies in any way.
+saves its data, when this process stops it or dies in any way. A data folder is locked for as long
+as an Azurite runs on it: a new start waits for the previous Azurite to save and exit.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,7 +31,14 @@ ACCOUNT_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsu"
 
 
 GUARDIAN = Path(__file__).resolve().with_name("azurite_guardian.py")
+# In the data folder. Held (flock) by Azurite, its guardian and the process that started them, for
+# as long as any of them runs: the lock is free once Azurite has saved its data and exited.
+DATA_LOCK_FILE = "localdev-azurite.lock"
+# Held only by the process that started Azurite: held means a live localdev owns the folder; free
+# while the data lock is not means an Azurite whose starter died is still saving.
+OWNER_LOCK_FILE = "localdev-owner.lock"
 GUARDIAN_LOG_FILE = "localdev-azurite-guardian.log"
+_KEPT_FILES = (DATA_LOCK_FILE, OWNER_LOCK_FILE, GUARDIAN_LOG_FILE)
 _logger = logging.getLogger("localdev")
 
 
@@ -37,6 +48,10 @@ class AzuriteNotInstalled(RuntimeError):
 
 class AzuriteStartError(RuntimeError):
     """Azurite exited or did not accept connections in time."""
+
+
+class AzuriteFolderInUse(AzuriteStartError):
+    """Another Azurite still runs on the data folder (a live one, or one that did not finish saving in time)."""
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -52,20 +67,24 @@ class AzuriteTable:
     `location=None` keeps data in memory; otherwise data lives in that folder and survives
     restarts, also when this process is killed (SIGKILL, OOM): the guardian notices and makes
     Azurite save. `port=0` picks a free port. `save_timeout`: how long Azurite may take to save
-    and exit on stop before it is SIGKILLed. `process` is the guardian.
+    and exit on stop before it is SIGKILLed; `lock_timeout`: how long a start waits for a previous
+    Azurite on the folder to save and exit. `process` is the guardian.
     """
 
     def __init__(self, *, location: str | os.PathLike[str] | None = None, port: int = 0,
                  repo_root: str | os.PathLike[str] = REPO_ROOT,
-                 startup_timeout: float = 30.0, save_timeout: float = 60.0) -> None:
+                 startup_timeout: float = 30.0, save_timeout: float = 60.0,
+                 lock_timeout: float = 90.0) -> None:
         self.location = Path(location).resolve() if location is not None else None
         self.requested_port = port
         self.port: int | None = None
         self.executable = Path(repo_root) / "node_modules" / ".bin" / "azurite-table"
         self.startup_timeout = startup_timeout
         self.save_timeout = save_timeout
+        self.lock_timeout = lock_timeout
         self.process: subprocess.Popen[bytes] | None = None
         self._control: int | None = None  # write end of the guardian's pipe; only we hold it
+        self._locks: list[int] = []  # owner lock, data lock
         self._log: IO[bytes] | None = None
 
     @property
@@ -98,6 +117,7 @@ class AzuriteTable:
         try:
             if self.location is not None:
                 self.location.mkdir(parents=True, exist_ok=True)
+                self._lock_folder()
             # A free port can be taken between probing and Azurite binding it; retry then.
             attempts = 3 if self.requested_port == 0 else 1
             for attempt in range(attempts):
@@ -117,11 +137,41 @@ class AzuriteTable:
             self.stop()
             raise
 
+    def _lock_folder(self) -> None:
+        """Own the data folder: fail if a live localdev owns it, wait while a previous Azurite saves."""
+        assert self.location is not None
+        owner = _open_lock(self.location / OWNER_LOCK_FILE)
+        self._locks.append(owner)
+        if not _try_lock(owner):
+            raise AzuriteFolderInUse(
+                f"Azurite data folder {self.location} is in use by another running localdev "
+                f"(pid {_read_pid(owner) or '?'}); stop it first or use another folder (--state-dir)")
+        os.ftruncate(owner, 0)
+        os.pwrite(owner, f"{os.getpid()}\n".encode(), 0)
+        data = _open_lock(self.location / DATA_LOCK_FILE)
+        self._locks.append(data)
+        if _try_lock(data):
+            return
+        # Its starter is gone (the owner lock was free), so that Azurite was told to save and exit.
+        _logger.info("waiting up to %g s for the previous Azurite on %s (pid %s) to save its data and exit",
+                     self.lock_timeout, self.location, _read_pid(data) or "?")
+        started = time.monotonic()
+        while not _try_lock(data):
+            if time.monotonic() - started > self.lock_timeout:
+                raise AzuriteFolderInUse(
+                    f"the previous Azurite on {self.location} (pid {_read_pid(data) or '?'}) still runs "
+                    f"after {self.lock_timeout:g} s: stop it (kill -INT <pid>) and start again")
+            time.sleep(0.05)
+        _logger.info("the previous Azurite on %s exited after %.1f s", self.location, time.monotonic() - started)
+
     def _launch(self, port: int) -> None:
         self._log = tempfile.TemporaryFile()
         control_read, self._control = os.pipe()  # both non-inheritable: no other child gets them
+        keep = self._locks[1:]  # the data lock goes on to Azurite, the owner lock stays with us
         command = [sys.executable, "-I", str(GUARDIAN), "--control-fd", str(control_read),
                    "--save-timeout", str(self.save_timeout)]
+        for fd in keep:
+            command += ["--keep-fd", str(fd)]
         if self.location is not None:
             command += ["--log", str(self.location / GUARDIAN_LOG_FILE)]
         try:
@@ -129,7 +179,7 @@ class AzuriteTable:
                 [*command, "--", *self._command(port)],
                 stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
                 cwd=self.location or tempfile.gettempdir(),
-                pass_fds=(control_read,),
+                pass_fds=(control_read, *keep),
                 start_new_session=True,  # neither Ctrl-C nor a closed terminal reaches it
             )
         finally:
@@ -179,11 +229,14 @@ class AzuriteTable:
             self._log = None
 
     def stop(self, timeout: float | None = None) -> None:
-        """Azurite saves its data and exits (SIGKILLed after `save_timeout`).
+        """Azurite saves its data and exits (SIGKILLed after `save_timeout`); the folder is unlocked.
 
         `timeout` bounds the wait for the guardian (default: `save_timeout` plus 10 s).
         """
         self._stop_guardian(timeout)
+        locks, self._locks = self._locks, []
+        for fd in locks:
+            os.close(fd)
         self.port = None
 
     def __enter__(self) -> "AzuriteTable":
@@ -192,3 +245,45 @@ class AzuriteTable:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+
+def empty_data_folder(location: str | os.PathLike[str], *, lock_timeout: float = 90.0) -> None:
+    """Delete an Azurite data folder's data (`run --fresh`), once no Azurite uses the folder.
+
+    Waits for a previous Azurite to save and exit like a start does; the lock files stay.
+    """
+    folder = AzuriteTable(location=location, lock_timeout=lock_timeout)
+    assert folder.location is not None
+    if not folder.location.exists():
+        return
+    try:
+        folder._lock_folder()
+        for entry in folder.location.iterdir():
+            if entry.name in _KEPT_FILES:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    finally:
+        folder.stop()
+
+
+def _open_lock(path: Path) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return False
+        raise
+    return True
+
+
+def _read_pid(fd: int) -> str:
+    try:
+        return os.pread(fd, 32, 0).decode(errors="replace").strip()
+    except OSError:
+        return ""
