@@ -237,6 +237,21 @@ def test_rooms_created_a_second_before_sigkill_are_there_after_a_restart(tmp_pat
     assert not any(missing), f"acknowledged rooms (of 10) gone after SIGKILL and restart, per try: {missing}"
 
 
+def test_a_second_run_on_the_same_state_dir_is_refused(tmp_path):
+    """Two Azurites on one folder would overwrite each other's saves."""
+    state = tmp_path / "state"
+    run = RunProcess(state, "--no-eventgrid").start()
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "localdev", "run", "--port", "0", "--state-dir", str(state), "--no-eventgrid",
+             "--no-pstn"], cwd=REPO_ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    finally:
+        run.stop()
+    assert second.returncode == 1
+    assert f"is in use by another running localdev (pid {run.process.pid})" in second.stderr
+    assert "Traceback" not in second.stderr
+
+
 def _status(rooms: RoomsClient, room_id: str) -> int:
     try:
         rooms.get_room(room_id=room_id)
