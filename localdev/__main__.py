@@ -34,9 +34,9 @@ def _say(line: str) -> None:
 
 
 def _signalled() -> asyncio.Event:
-    """An event SIGINT (Ctrl-C) or SIGTERM sets, on the running loop."""
+    """An event SIGINT (Ctrl-C), SIGTERM or SIGHUP (the terminal closed) sets, on the running loop."""
     loop, stop = asyncio.get_running_loop(), asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
     return stop
 
@@ -51,7 +51,7 @@ async def serve_until_signalled(host: FunctionHost, *, https_port: int | None,
                                 http_port: int | None, certificate: DevCertificate | None,
                                 access_log: bool = False, grace: float = 10.0,
                                 on_ready: Callable[[FunctionHost], None] | None = None) -> None:
-    """Start the host, print the readiness line, and stop cleanly on SIGINT/SIGTERM."""
+    """Start the host, print the readiness line, and stop cleanly on SIGINT/SIGTERM/SIGHUP."""
     signalled = _signalled()
     try:
         urls = await host.start(https_port=https_port, http_port=http_port,

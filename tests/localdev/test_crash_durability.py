@@ -38,9 +38,10 @@ logging.getLogger("azure").setLevel(logging.ERROR)  # the SDK warns about naive 
 class RunProcess:
     """`python -m localdev run` on a state dir, with what it announced."""
 
-    def __init__(self, state_dir: Path, *extra_args: str) -> None:
+    def __init__(self, state_dir: Path, *extra_args: str, own_session: bool = False) -> None:
         self.state_dir = state_dir
         self.extra_args = extra_args
+        self.own_session = own_session  # a process group of its own, like a terminal's job
         self.process: subprocess.Popen[str] | None = None
         self.announced: dict[str, str] = {}
         self.lines: list[str] = []
@@ -50,7 +51,7 @@ class RunProcess:
             [sys.executable, "-m", "localdev", "run", "--port", "0", "--state-dir", str(self.state_dir),
              "--no-pstn", *self.extra_args],
             cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, bufsize=1)
+            text=True, bufsize=1, start_new_session=self.own_session)
         ready = threading.Event()
         threading.Thread(target=self._read, args=(self.process, ready), daemon=True).start()
         if not ready.wait(timeout) or self.process.poll() is not None:
@@ -235,6 +236,28 @@ def test_rooms_created_a_second_before_sigkill_are_there_after_a_restart(tmp_pat
     finally:
         run.stop()
     assert not any(missing), f"acknowledged rooms (of 10) gone after SIGKILL and restart, per try: {missing}"
+
+
+def test_a_closed_terminal_stops_run_cleanly_and_keeps_the_data(tmp_path, trust_run_ca):
+    """SIGHUP to `run`'s process group (what closing its terminal does) is a clean stop."""
+    state = tmp_path / "state"
+    run = trust_run_ca(RunProcess(state, "--no-eventgrid", own_session=True).start())
+    try:
+        rooms, _ = _clients(run)
+        created = {rooms.create_room().id for _ in range(10)}
+        rooms.close()
+        os.killpg(run.process.pid, signal.SIGHUP)
+        assert run.process.wait(60) == 0
+        time.sleep(0.2)  # the output reader drains the last lines
+        assert "localdev: stopped" in run.lines
+        run = trust_run_ca(RunProcess(state, "--no-eventgrid").start())
+        rooms, _ = _clients(run)
+        try:
+            assert sum(_status(rooms, room_id) != 200 for room_id in created) == 0
+        finally:
+            rooms.close()
+    finally:
+        run.stop()
 
 
 def test_a_second_run_on_the_same_state_dir_is_refused(tmp_path):
