@@ -67,20 +67,21 @@ class AzuriteTable:
     `location=None` keeps data in memory; otherwise data lives in that folder and survives
     restarts, also when this process is killed (SIGKILL, OOM): the guardian notices and makes
     Azurite save. `port=0` picks a free port. `save_timeout`: how long Azurite may take to save
-    and exit on stop before it is SIGKILLed; `lock_timeout`: how long a start waits for a previous
+    and exit on stop before it is SIGKILLed (default 60 s, 10 s in memory); `lock_timeout`: how long a start waits for a previous
     Azurite on the folder to save and exit. `process` is the guardian.
     """
 
     def __init__(self, *, location: str | os.PathLike[str] | None = None, port: int = 0,
                  repo_root: str | os.PathLike[str] = REPO_ROOT,
-                 startup_timeout: float = 30.0, save_timeout: float = 60.0,
+                 startup_timeout: float = 30.0, save_timeout: float | None = None,
                  lock_timeout: float = 90.0) -> None:
         self.location = Path(location).resolve() if location is not None else None
         self.requested_port = port
         self.port: int | None = None
         self.executable = Path(repo_root) / "node_modules" / ".bin" / "azurite-table"
         self.startup_timeout = startup_timeout
-        self.save_timeout = save_timeout
+        # A big store takes a while to write; one in memory has nothing to write.
+        self.save_timeout = save_timeout if save_timeout is not None else 60.0 if location is not None else 10.0
         self.lock_timeout = lock_timeout
         self.process: subprocess.Popen[bytes] | None = None
         self._control: int | None = None  # write end of the guardian's pipe; only we hold it
