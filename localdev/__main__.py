@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine, Mapping, Sequence
 from urllib.parse import urlparse
 
-from .azurite import REPO_ROOT, AzuriteTable
+from .azurite import REPO_ROOT, AzuriteFolderInUse, AzuriteTable, empty_data_folder
 from .certs import DevCertificate, ensure_dev_certificate
 from .eventgrid import EventGridTopic
 from .eventgrid_trigger import EventGridTriggerAdapter
@@ -34,9 +34,9 @@ def _say(line: str) -> None:
 
 
 def _signalled() -> asyncio.Event:
-    """An event SIGINT (Ctrl-C) or SIGTERM sets, on the running loop."""
+    """An event SIGINT (Ctrl-C), SIGTERM or SIGHUP (the terminal closed) sets, on the running loop."""
     loop, stop = asyncio.get_running_loop(), asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
     return stop
 
@@ -51,7 +51,7 @@ async def serve_until_signalled(host: FunctionHost, *, https_port: int | None,
                                 http_port: int | None, certificate: DevCertificate | None,
                                 access_log: bool = False, grace: float = 10.0,
                                 on_ready: Callable[[FunctionHost], None] | None = None) -> None:
-    """Start the host, print the readiness line, and stop cleanly on SIGINT/SIGTERM."""
+    """Start the host, print the readiness line, and stop cleanly on SIGINT/SIGTERM/SIGHUP."""
     signalled = _signalled()
     try:
         urls = await host.start(https_port=https_port, http_port=http_port,
@@ -135,6 +135,7 @@ def _previous_port_if_free(settings: Mapping[str, str], url_setting: str) -> int
 
 
 def _start_azurite(state_dir: Path, *, in_memory: bool, port: int) -> AzuriteTable:
+    """Azurite on the state dir's folder (locked: a previous Azurite still saving there is waited for)."""
     location = None if in_memory else state_dir / "azurite"
     if port:
         return AzuriteTable(location=location, port=port).start()
@@ -142,6 +143,8 @@ def _start_azurite(state_dir: Path, *, in_memory: bool, port: int) -> AzuriteTab
     if previous:
         try:
             return AzuriteTable(location=location, port=previous).start()
+        except AzuriteFolderInUse:
+            raise
         except RuntimeError:
             logging.getLogger("localdev").info("port %d is taken; Azurite gets a new one", previous)
     return AzuriteTable(location=location, port=0).start()
@@ -178,8 +181,9 @@ def command_run(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir).resolve()
     app_dir = Path(args.app_dir).resolve()
     if args.fresh:
-        # Stored data goes; keys and the CA stay, so clients keep working.
-        shutil.rmtree(state_dir / "azurite", ignore_errors=True)
+        # Stored data goes (Azurite's once no previous Azurite still saves there); keys and the CA
+        # stay, so clients keep working.
+        empty_data_folder(state_dir / "azurite")
         shutil.rmtree(state_dir / "eventgrid" / "pending", ignore_errors=True)
     azurite = _start_azurite(state_dir, in_memory=args.in_memory, port=args.storage_port)
     # Stopped at exit, after the app's own exit handlers (registered later, so run earlier) have
@@ -332,7 +336,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except AzuriteFolderInUse as error:  # a message, not a traceback: the user has something to stop
+        logging.getLogger("localdev").error("%s", error)
+        return 1
 
 
 if __name__ == "__main__":
