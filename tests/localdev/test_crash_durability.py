@@ -27,7 +27,7 @@ from azure.core.exceptions import AzureError
 
 from localdev.azurite import REPO_ROOT
 from localdev.host import READY_PREFIX
-from tests.integration.calls_support import roster
+from tests.support.calls import roster
 
 CYCLES = int(os.environ.get("ANTEROOM_CRASH_CYCLES", "5"))
 QUIET_TRIES = 3
