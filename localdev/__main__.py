@@ -230,6 +230,12 @@ def command_run(args: argparse.Namespace) -> int:
             if pstn is None:
                 exported.pop(PSTN_GATEWAY_URL, None)
                 exported.pop(PSTN_CALLER_NUMBERS, None)
+            if args.http_port:
+                # The host names itself by its HTTPS address (WEBSITE_HOSTNAME); requests signed for
+                # the plain HTTP listener name that one, so it is one of the service's hosts too.
+                extra = os.environ.get("ANTEROOM_PUBLIC_HOSTS", "")
+                exported["ANTEROOM_PUBLIC_HOSTS"] = ",".join(
+                    h for h in (extra, f"127.0.0.1:{args.http_port}") if h)
             os.environ.update(exported)  # before the host starts: timers may run at once
             try:
                 await serve_until_signalled(host, https_port=args.port, http_port=args.http_port,
