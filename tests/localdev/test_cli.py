@@ -169,9 +169,9 @@ def _children(pid):
     return found
 
 
-def _start_run(state_dir, timeout=60.0, app=("--app", SAMPLE_APP, "--app-dir", str(SAMPLE_DIR))):
+def _start_run(state_dir, timeout=60.0, app=("--app", SAMPLE_APP, "--app-dir", str(SAMPLE_DIR)), extra=()):
     process = subprocess.Popen(
-        [sys.executable, "-m", "localdev", "run", "--port", "0", "--state-dir", str(state_dir), *app],
+        [sys.executable, "-m", "localdev", "run", "--port", "0", "--state-dir", str(state_dir), *app, *extra],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     lines = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout],

@@ -130,3 +130,18 @@ def test_eventgrid_command_serves_only_the_topic(tmp_path, monkeypatch):
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
+
+
+def test_run_names_the_app_by_its_own_addresses(tmp_path):
+    """The app's host names for signatures: the HTTPS address (WEBSITE_HOSTNAME, as the Functions host
+    sets it) and, with --http-port, the plain HTTP listener's too."""
+    from localdev.azurite import free_port
+
+    http_port = free_port()
+    process, announced = _start_run(tmp_path / "state", extra=("--http-port", str(http_port)))
+    try:
+        https = announced["connection string"].split(";")[0].split("=", 1)[1].rstrip("/")
+        assert _app_setting(announced, "WEBSITE_HOSTNAME") == https.removeprefix("https://")
+        assert f"127.0.0.1:{http_port}" in _app_setting(announced, "ANTEROOM_PUBLIC_HOSTS").split(",")
+    finally:
+        _stop_run(process)
