@@ -1,4 +1,5 @@
-"""Command line: `python -m localdev serve|run|eventgrid ...` (host only, the whole local service, the Event Grid topic only)."""
+"""Command line: `python -m localdev serve|run|eventgrid|describe|control ...` (host only, the whole local service,
+the Event Grid topic only, a running instance's description, its control plane)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from urllib.parse import urlparse
 
 from .azurite import REPO_ROOT, AzuriteTable
 from .certs import DevCertificate, ensure_dev_certificate
+from .console.run import RunConsole
+from .control.cli import add_control_commands
 from .eventgrid import EventGridTopic
 from .eventgrid_trigger import EventGridTriggerAdapter
 from .files import write_atomically
@@ -177,6 +180,7 @@ def _start_topic(args: argparse.Namespace, state_dir: Path, settings: Mapping[st
 def command_run(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir).resolve()
     app_dir = Path(args.app_dir).resolve()
+    console = RunConsole(state_dir, seed_file=args.seed, port=args.console_port)  # a bad seed stops here
     if args.fresh:
         # Stored data goes; keys and the CA stay, so clients keep working.
         shutil.rmtree(state_dir / "azurite", ignore_errors=True)
@@ -212,6 +216,7 @@ def command_run(args: argparse.Namespace) -> int:
                 _announce_topic(topic)
             if pstn is not None:
                 _say(f"PSTN gateway: {pstn.url}")
+            console.announce(started)
 
         async def serve_with_topic() -> None:
             nonlocal settings
@@ -228,10 +233,13 @@ def command_run(args: argparse.Namespace) -> int:
                 exported.pop(PSTN_CALLER_NUMBERS, None)
             os.environ.update(exported)  # before the host starts: timers may run at once
             try:
+                await console.start(settings=exported, certificate=certificate, storage_endpoint=azurite.endpoint,
+                                    topic=topic, pstn=pstn, host=host)
                 await serve_until_signalled(host, https_port=args.port, http_port=args.http_port,
                                             certificate=certificate, access_log=args.access_log,
                                             grace=args.grace_seconds, on_ready=announce)
             finally:
+                await console.stop()
                 if topic is not None:
                     await topic.stop()
 
@@ -239,7 +247,7 @@ def command_run(args: argparse.Namespace) -> int:
     finally:
         if pstn is not None:
             pstn.stop()
-    return _exit_status(host, 0, before_exit=azurite.stop)
+    return _exit_status(host, console.exit_status, before_exit=azurite.stop)
 
 
 def command_eventgrid(args: argparse.Namespace) -> int:
@@ -314,6 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="do not start the simulated PSTN network")
     run.add_argument("--pstn-port", type=int, default=None,
                      help="PSTN simulator port (default: the previous run's, else a free one)")
+    run.add_argument("--seed", default=None, metavar="FILE",
+                     help="import this seed (identities, rooms, subscriptions) once ready; refused whole if invalid")
+    run.add_argument("--console-port", type=int, default=0,
+                     help="port of the console and control plane (loopback, plain HTTP; default: a free one)")
     run.set_defaults(handler=command_run)
 
     eventgrid = commands.add_parser("eventgrid", help="only the local Event Grid topic")
@@ -325,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     eventgrid.add_argument("--time-scale", type=float, default=1.0,
                            help="multiply Event Grid's retry schedule and event time to live (default 1)")
     eventgrid.set_defaults(handler=command_eventgrid)
+    add_control_commands(commands, DEFAULT_STATE_DIR)
     return parser
 
 
