@@ -137,17 +137,17 @@ def _previous_port_if_free(settings: Mapping[str, str], url_setting: str) -> int
     return port
 
 
-def _start_azurite(state_dir: Path, *, in_memory: bool, port: int) -> AzuriteTable:
+def _start_azurite(state_dir: Path, *, in_memory: bool, port: int, repo_root: Path = REPO_ROOT) -> AzuriteTable:
     location = None if in_memory else state_dir / "azurite"
     if port:
-        return AzuriteTable(location=location, port=port).start()
+        return AzuriteTable(location=location, port=port, repo_root=repo_root).start()
     previous = _previous_storage_port(state_dir)
     if previous:
         try:
-            return AzuriteTable(location=location, port=previous).start()
+            return AzuriteTable(location=location, port=previous, repo_root=repo_root).start()
         except RuntimeError:
             logging.getLogger("localdev").info("port %d is taken; Azurite gets a new one", previous)
-    return AzuriteTable(location=location, port=0).start()
+    return AzuriteTable(location=location, port=0, repo_root=repo_root).start()
 
 
 def _trust_dev_ca_for_requests(certificate: DevCertificate) -> None:
@@ -185,7 +185,8 @@ def command_run(args: argparse.Namespace) -> int:
         # Stored data goes; keys and the CA stay, so clients keep working.
         shutil.rmtree(state_dir / "azurite", ignore_errors=True)
         shutil.rmtree(state_dir / "eventgrid" / "pending", ignore_errors=True)
-    azurite = _start_azurite(state_dir, in_memory=args.in_memory, port=args.storage_port)
+    azurite = _start_azurite(state_dir, in_memory=args.in_memory, port=args.storage_port,
+                             repo_root=Path(args.azurite_dir or REPO_ROOT))
     # Stopped at exit, after the app's own exit handlers (registered later, so run earlier) have
     # written their last log records into it: storage outlives the app, as it does in Azure.
     atexit.register(azurite.stop)
@@ -322,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="do not start the simulated PSTN network")
     run.add_argument("--pstn-port", type=int, default=None,
                      help="PSTN simulator port (default: the previous run's, else a free one)")
+    run.add_argument("--azurite-dir", default=None, metavar="DIR",
+                     help="folder whose node_modules holds Azurite (default: this checkout; for an installed copy)")
     run.add_argument("--seed", default=None, metavar="FILE",
                      help="import this seed (identities, rooms, subscriptions) once ready; refused whole if invalid")
     run.add_argument("--console-port", type=int, default=0,

@@ -5,7 +5,8 @@
   `GET /api/state` the same sections at once; `POST /api/actions/<name>` the page's actions, each
   through the real API (or the PSTN simulator's), answered with that API's status and body verbatim.
 - `/control/...` the control plane for test suites and the CLI: `GET /control/instance`,
-  `POST /control/reset`, `GET /control/export`, `POST /control/import`, `POST /control/tokens`.
+  `POST /control/reset`, `GET /control/export`, `POST /control/import`, `POST /control/tokens`,
+  `POST /control/subscriptions` (an Event Grid subscription entry), `DELETE /control/subscriptions/<name>`.
 
 Every request needs the secret: header `X-Anteroom-Secret` (or `Authorization: Bearer`), query
 `secret`, or, for GETs of the page and its files, the cookie the page was served with. Without
@@ -95,6 +96,9 @@ class ConsoleServer:
         router.add_get("/control/export", self._control(lambda request: self.plane.export_seed()))
         router.add_post("/control/import", self._control(self._import))
         router.add_post("/control/tokens", self._control(self._token))
+        router.add_post("/control/subscriptions", self._control(self._add_subscription))
+        router.add_delete("/control/subscriptions/{name}", self._control(
+            lambda request: self.plane.remove_subscription(request.match_info["name"])))
         quiet_malformed_request_logs()
         self._runner = web.AppRunner(application, access_log=None, handler_cancellation=True)
         await self._runner.setup()
@@ -396,6 +400,9 @@ class ConsoleServer:
         except UnicodeDecodeError:
             raise refusal(400, "InvalidSeed", "The seed is not UTF-8 text.") from None
         return await self.plane.import_seed(text, request.query.get("source") or "seed")
+
+    async def _add_subscription(self, request: web.Request) -> Any:
+        return await self.plane.add_subscription(await self._object(request))
 
     async def _token(self, request: web.Request) -> Any:
         return await self.plane.mint_token(await self._object(request))
