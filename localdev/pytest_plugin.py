@@ -50,6 +50,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--anteroom-azurite-dir", default=None,
                     help="folder whose node_modules holds Azurite (default: $ANTEROOM_AZURITE_DIR, the Anteroom "
                          "checkout, the project's root folder)")
+    group.addoption("--anteroom-seed", default=None,
+                    help="a seed file (identities, rooms, subscriptions) the instance starts with "
+                         "(default: $ANTEROOM_SEED); anteroom_reset empties it again")
     group.addoption("--anteroom-keep-state", action="store_true",
                     help="keep the instance's state folder (certificates, event logs) after the session")
 
@@ -245,8 +248,8 @@ class Anteroom:
 class AnteroomProcess:
     """`python -m localdev run --in-memory --port 0` as a child process, known by its instance.json."""
 
-    def __init__(self, state_dir: Path, azurite_dir: Path, timeout: float) -> None:
-        self.state_dir, self.azurite_dir, self.timeout = state_dir, azurite_dir, timeout
+    def __init__(self, state_dir: Path, azurite_dir: Path, timeout: float, seed: str | None = None) -> None:
+        self.state_dir, self.azurite_dir, self.timeout, self.seed = state_dir, azurite_dir, timeout, seed
         self.process: subprocess.Popen[bytes] | None = None
         self._output = tempfile.TemporaryFile()
 
@@ -261,6 +264,8 @@ class AnteroomProcess:
                    "--console-port", "0", "--eventgrid-port", "0", "--pstn-port", "0",
                    "--state-dir", str(self.state_dir), "--azurite-dir", str(self.azurite_dir),
                    "--app-dir", str(_app_dir(self.state_dir))]
+        if self.seed:
+            command += ["--seed", str(self.seed)]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._output,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + self.timeout
@@ -294,7 +299,8 @@ def anteroom(request: pytest.FixtureRequest) -> Iterator[Anteroom]:
     """One Anteroom instance for the session (in memory, free ports)."""
     state_dir = Path(tempfile.mkdtemp(prefix="anteroom-"))
     timeout = float(os.environ.get("ANTEROOM_STARTUP_TIMEOUT", "90"))
-    running = AnteroomProcess(state_dir, _azurite_dir(request.config), timeout)
+    seed = request.config.getoption("--anteroom-seed") or os.environ.get("ANTEROOM_SEED")
+    running = AnteroomProcess(state_dir, _azurite_dir(request.config), timeout, seed)
     description = running.start()
     instance = Anteroom(description)
     try:
