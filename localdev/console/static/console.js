@@ -169,7 +169,7 @@ function roomSkeleton(room) {
 
 function onRoomClick(event, card) {
   const button = event.target.closest("button");
-  if (!button || button.type === "submit") return;
+  if (!button || (button.type === "submit" && button.closest("form"))) return;  // forms have their own handlers
   const roomId = card.dataset.roomId;
   const room = state.rooms.find((r) => r.id === roomId) || {};
   const action = button.dataset.roomAction;
