@@ -68,7 +68,7 @@ function userLabel(rawId) {
   return index < Number.MAX_SAFE_INTEGER ? `user ${index + 1} …${tail}` : `…${tail}`;
 }
 
-function who(rawId) { return `<span title="${esc(rawId)}">${esc(userLabel(rawId))}</span>`; }
+function who(rawId) { return `<span class="who" title="${esc(rawId)}">${esc(userLabel(rawId))}</span>`; }
 
 function localToIso(value) { return value ? new Date(value).toISOString() : undefined; }
 
@@ -194,8 +194,9 @@ function endpointOf(room, rawId) {
 
 function selfButtons(endpoint, rawId) {
   if (!endpoint) return `<button class="small" data-act="join" data-user="${esc(rawId)}">Join</button>`;
+  // Each button does what it says; the media column shows what is on now.
   const toggle = (on, action, label) =>
-    `<button class="small${on ? " on" : ""}" data-self="${on ? SELF[action] : action}" data-user="${esc(rawId)}">${label}</button>`;
+    `<button class="small" data-self="${on ? SELF[action] : action}" data-user="${esc(rawId)}">${label}</button>`;
   return `<button class="small" data-self="leave" data-user="${esc(rawId)}">Leave</button>` +
     toggle(!endpoint.isMuted, "muteMic", endpoint.isMuted ? "Unmute" : "Mute") +
     toggle(endpoint.isVideoOn, "startVideo", endpoint.isVideoOn ? "Stop video" : "Video") +
@@ -228,17 +229,24 @@ function renderCall(room) {
   const call = room.call;
   if (!call) return `<p class="empty">No call yet: a roster user joining starts one.</p>`;
   const presenters = call.participants.filter((p) => p.kind === "user" && p.state === "connected" && p.role === "Presenter");
-  const rows = call.participants.map((p) => {
+  const order = { connected: 0, ringing: 1, disconnected: 2 };
+  const endpoints = call.participants.slice().sort((a, b) =>
+    (order[a.state] ?? 3) - (order[b.state] ?? 3) || String(a.joinedAt || "").localeCompare(String(b.joinedAt || "")));
+  const rows = endpoints.map((p) => {
     let actions = "";
     if (p.kind === "phone" && p.state === "connected") {
-      actions = ["leave", "muteMic", "unmuteMic"].map((a) =>
-        `<button class="small" data-phone="${a}" data-number="${esc(p.phoneNumber)}">${{ leave: "Hang up", muteMic: "Mute", unmuteMic: "Unmute" }[a]}</button>`).join("");
+      // The phone's own side, through the PSTN simulator.
+      const toggle = p.isMuted ? ["unmuteMic", "Phone unmutes"] : ["muteMic", "Phone mutes"];
+      actions = `<button class="small" data-phone="leave" data-number="${esc(p.phoneNumber)}">Hang up</button>` +
+        `<button class="small" data-phone="${toggle[0]}" data-number="${esc(p.phoneNumber)}">${toggle[1]}</button>`;
     }
     if (p.state === "connected" && presenters.length) {
+      // Another endpoint's: a Presenter in the call acts on it (muteOthers, removeParticipant).
       const by = presenters.find((q) => q.participantId !== p.participantId) || presenters[0];
       if (by.participantId !== p.participantId) {
-        actions += `<button class="small" data-on="mute" data-by="${esc(by.rawId)}" data-participant="${esc(p.participantId)}" title="as ${esc(userLabel(by.rawId))}">Mute</button>` +
-                   `<button class="small danger" data-on="remove" data-by="${esc(by.rawId)}" data-participant="${esc(p.participantId)}" title="as ${esc(userLabel(by.rawId))}">Remove</button>`;
+        const as = `title="as ${esc(userLabel(by.rawId))}" data-by="${esc(by.rawId)}" data-participant="${esc(p.participantId)}"`;
+        actions += (p.isMuted ? "" : `<button class="small" data-on="mute" ${as}>Mute</button>`) +
+                   `<button class="small danger" data-on="remove" ${as}>Remove</button>`;
       }
     }
     const role = p.kind === "phone" ? `phone${p.callerNumber ? " from " + esc(p.callerNumber) : ""}` : esc(p.role || "(off roster)");
@@ -249,7 +257,7 @@ function renderCall(room) {
   }).join("");
   const connections = call.connections.length ? ` · ${call.connections.length} Call Automation connection(s)` : "";
   return `<div class="small">${badge(call.state, call.state === "active" ? "active" : "idle")}
-      <span class="mono" title="serverCallId">${esc(call.serverCallId)}</span>
+      <span class="mono call-id" title="serverCallId ${esc(call.serverCallId)}">${esc(call.serverCallId)}</span>
       <span class="muted">started ${time(call.startedAt)}${call.endedAt ? ", ended " + time(call.endedAt) + " (" + esc(call.endReason) + ")" : ""}${connections}</span></div>
     <table><thead><tr><th>endpoint</th><th>role</th><th>state</th><th>media</th><th>when</th><th></th></tr></thead><tbody>${rows}</tbody></table>`;
 }
