@@ -266,8 +266,12 @@ class AnteroomProcess:
                    "--app-dir", str(_app_dir(self.state_dir))]
         if self.seed:
             command += ["--seed", str(self.seed)]
+        from localdev.processes import die_with_parent_hook
+
+        # Its own session (Ctrl-C on pytest is not sent to it twice); told to stop if pytest dies.
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._output,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+                                        stderr=subprocess.STDOUT, start_new_session=True,
+                                        preexec_fn=die_with_parent_hook())
         deadline = time.monotonic() + self.timeout
         while True:
             if self.process.poll() is not None:
@@ -320,8 +324,10 @@ def anteroom_reset(anteroom: Anteroom) -> Anteroom:
 
 
 @pytest.fixture
-def anteroom_webhook(anteroom: Anteroom) -> Iterator[Webhook]:
+def anteroom_webhook(request: pytest.FixtureRequest, anteroom: Anteroom) -> Iterator[Webhook]:
     """A webhook receiving every call event of the instance for this test."""
+    if "anteroom_reset" in request.fixturenames:
+        request.getfixturevalue("anteroom_reset")  # reset first, whatever the order asked: it removes webhooks
     hook = anteroom.webhook()
     try:
         yield hook

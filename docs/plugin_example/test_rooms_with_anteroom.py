@@ -5,7 +5,7 @@ outside the checkout, with Anteroom pip-installed there, as another project woul
 """
 
 
-def test_a_room_call_starts_is_automated_and_ends(anteroom_reset, anteroom_webhook):
+def test_a_room_call_starts_is_automated_and_ends(anteroom_webhook, anteroom_reset):
     anteroom = anteroom_reset                       # empty: no identities, rooms or subscriptions
     alice, bob = anteroom.user(), anteroom.user()   # ACS users with VoIP tokens
     room = anteroom.create_room({alice: "Presenter", bob: "Attendee"}, pstn_dial_out_enabled=True)

@@ -308,3 +308,51 @@ def test_run_with_a_seed_starts_seeded_and_refuses_a_bad_seed_before_starting(tm
     line = _line_of(bad.read_text(), "Owner")
     assert f"seed refused: {bad} line {line}" in refused.stderr and "Invalid participant role" in refused.stderr
     assert not (tmp_path / "state" / "azurite").exists() and "listening" not in refused.stdout
+
+
+# -- the console's feed and actions, without a browser ---------------------------------------------
+def test_the_live_feed_sends_every_section_then_changes(clean):
+    base = clean.control_url.removesuffix("/control")
+    with requests.get(f"{base}/events", params={"secret": clean.description["secret"]}, stream=True,
+                      timeout=30) as feed:
+        assert feed.headers["Content-Type"].startswith("text/event-stream")
+        lines = feed.iter_lines(decode_unicode=True)
+        names = set()
+        while len(names) < 8:
+            line = next(lines)
+            if line.startswith("event: "):
+                names.add(line.removeprefix("event: "))
+        assert names == {"instance", "rooms", "identities", "eventgrid", "deadLetters", "callbacks", "requests",
+                         "phones"}
+        room = console_action(clean, "createRoom", {}).json()["body"]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = next(lines)
+            if line.startswith("data: ") and room["id"] in line and '"roster"' in line:
+                break
+        else:
+            pytest.fail("the new room never reached the feed")
+
+
+def test_replay_through_the_console_reaches_a_webhook_and_refusals_come_back_verbatim(clean):
+    from localdev.eventgrid.subscriber import WebhookSubscriber
+
+    alice = clean.user()
+    room = clean.create_room({alice: "Presenter"})
+    alice.join(room.id)
+    alice.leave(room.id)
+    with WebhookSubscriber() as target:
+        answer = console_action(clean, "replay", {"roomId": room.id, "endpoint": target.url})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["body"]["replayed"] >= 2
+        types = {e["eventType"] for e in target.wait_for_count(2)}
+        assert {"Microsoft.Communication.CallStarted", "Microsoft.Communication.CallEnded"} <= types
+    refused = console_action(clean, "replay", {"roomId": room.id})
+    assert refused.status_code == 400
+    assert refused.json() == {"status": 400, "body": {"error": {"code": "BadRequest", "message": "endpoint is required.",
+                                                                "target": "endpoint"}}}
+    unknown = console_action(clean, "join", {"roomId": room.id, "userId": alice.raw_id.replace("_", "_0")})
+    assert unknown.status_code == 404 and unknown.json()["body"]["error"]["code"] == "NotFound"
+    bad_subscription = console_action(clean, "addSubscription", {"subscription": {"name": "x"}})
+    assert bad_subscription.status_code == 400
+    assert bad_subscription.json()["error"]["code"] == "InvalidSubscription"
