@@ -6,14 +6,22 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 # Debian's Chromium: the console's browser tests and screenshots drive it (no browser is downloaded).
 CHROMIUM := /usr/bin/chromium
+# checkov's pins clash with the suite's (requirements-checkov.txt), so it gets a venv of its own.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 .PHONY: run test setup bench clean
 
-setup: $(PY_STAMP) $(NODE_STAMP)
+setup: $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 
 $(PY_STAMP): requirements.txt requirements-dev.txt requirements-analytics.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
@@ -37,4 +45,4 @@ bench: setup
 	$(PY) -m benchmarks.api
 
 clean:
-	rm -rf $(VENV) node_modules .localdev .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .localdev .pytest_cache

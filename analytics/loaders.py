@@ -13,8 +13,8 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from shared.calllog import CALLS_TABLE_SUFFIX, PARTICIPANTS_TABLE_SUFFIX
-from shared.oplog import DEFAULT_TABLE_PREFIX, DIAGNOSTIC_CATEGORY, OPERATIONS_TABLE_SUFFIX, OPERATION_NAMES, ROOM_COLUMNS
+from shared.logs.attendance import CALLS_TABLE_SUFFIX, PARTICIPANTS_TABLE_SUFFIX
+from shared.logs.operations import DEFAULT_TABLE_PREFIX, DIAGNOSTIC_CATEGORY, OPERATIONS_TABLE_SUFFIX, OPERATION_NAMES, ROOM_COLUMNS
 
 from . import schema
 from .readers import Field, InputFormatError, RecordColumns, csv_header, read_csv_columns, read_json_columns
@@ -427,8 +427,8 @@ def load_table_storage(
     from azure.core.exceptions import ResourceNotFoundError
     from azure.data.tables import TableServiceClient
 
-    from shared.calllog import read_call_records, read_participant_records
-    from shared.oplog import read_operation_records
+    from shared.logs.attendance import read_call_records, read_participant_records
+    from shared.logs.operations import read_operation_records
 
     def rows(service: Any, table: str, reader: Any) -> list[dict[str, Any]]:
         try:

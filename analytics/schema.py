@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shared.oplog import LOG_ANALYTICS_TABLE
+from shared.logs.operations import LOG_ANALYTICS_TABLE
 
 from .readers import InputFormatError, RecordColumns, concat_columns, to_frame
 

@@ -103,7 +103,7 @@ def participant_ids(tag: str) -> list[str]:
 
 
 def room_entity(room_id: str, now: datetime, generation: str, roles: Sequence[str]) -> dict:
-    """The room entity as shared/rooms_store.py lays it out (TableRoomsStore._room_entity)."""
+    """The room entity as shared/rooms/store.py lays it out (TableRoomsStore._room_entity)."""
     return {
         "PartitionKey": room_id,
         "RowKey": ROOM_ROW,
@@ -159,7 +159,7 @@ def sdk_create(slot: Slot) -> str:
 
 def raw_create(slot: Slot) -> None:
     """One transaction: the room entity plus its roster rows (TableRoomsStore.create's write)."""
-    from shared.rooms import new_room_id
+    from shared.rooms.model import new_room_id
 
     now = datetime.now(timezone.utc)
     generation = secrets.token_hex(4)
@@ -433,7 +433,7 @@ def stop_py_spy(process: subprocess.Popen) -> None:
 def run(config: Config) -> tuple[datetime, dict]:
     """Run the benchmark: when it started, and its settings and results for `write_results`."""
     from localdev.testing import local_service
-    from shared.settings import Settings
+    from shared.config.settings import Settings
 
     quiet_sdk_logging()
     started = datetime.now(timezone.utc)

@@ -131,7 +131,7 @@ def setup(service, count: int) -> list[Seat]:
     from azure.communication.rooms import CommunicationUserIdentifier, RoomParticipant, RoomsClient
     from azure.data.tables import TableClient
 
-    from shared.settings import Settings
+    from shared.config.settings import Settings
 
     settings = Settings.from_env(service.settings, served_at=service.base_url)
     identity = CommunicationIdentityClient.from_connection_string(service.connection_string)

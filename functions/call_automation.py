@@ -7,11 +7,11 @@ from typing import Callable
 
 import azure.functions as func
 
-from shared.call_automation import call_participant_json
-from shared.call_automation_service import call_connection_id, check_callback_uri, invalid_argument
-from shared.errors import AnteroomError, not_found
-from shared.repeatability import StoredResponse
-from shared.services import get_services
+from shared.automation.model import call_participant_json
+from shared.automation.service import call_connection_id, check_callback_uri, invalid_argument
+from shared.core.errors import AnteroomError, not_found
+from shared.repeatability.guard import StoredResponse
+from shared.bootstrap import get_services
 
 from .pipeline import ApiRequest, ApiResponse, ApiVersions, acs_operation
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.calls import Call, EndpointKind, capabilities_of
-from shared.errors import bad_request, not_found
-from shared.rooms import Role
-from shared.timefmt import format_acs
+from shared.calls.model import Call, EndpointKind, capabilities_of
+from shared.core.errors import bad_request, not_found
+from shared.rooms.model import Role
+from shared.core.timefmt import format_acs
 
 from .pipeline import BEARER, ApiRequest, ApiResponse, acs_operation
 

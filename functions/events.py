@@ -5,10 +5,10 @@ import logging
 
 import azure.functions as func
 
-from shared.errors import bad_request
-from shared.replay import replay
-from shared.services import get_services
-from shared.timefmt import parse_rfc3339
+from shared.core.errors import bad_request
+from shared.events.replay import replay
+from shared.bootstrap import get_services
+from shared.core.timefmt import parse_rfc3339
 
 from .pipeline import ApiRequest, ApiResponse, acs_operation
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.identity import AccessToken, parse_expiry, parse_scopes
-from shared.timefmt import format_acs
+from shared.identity.tokens import AccessToken, parse_expiry, parse_scopes
+from shared.core.timefmt import format_acs
 
 from .pipeline import IDENTITY_API, ApiRequest, ApiResponse, acs_operation
 

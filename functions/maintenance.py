@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import azure.functions as func
 
-from shared.services import get_services
+from shared.bootstrap import get_services
 
 bp = func.Blueprint()
 log = logging.getLogger("anteroom.maintenance")

@@ -7,13 +7,13 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.call_automation import CONNECTION_STATES
-from shared.call_automation_service import DEFAULT_INVITATION_TIMEOUT, MAX_INVITATION_TIMEOUT
-from shared.calls import Capability
-from shared.calls_service import REMOTE_ACTIONS, SELF_ACTIONS
-from shared.identity import DEFAULT_TOKEN_MINUTES, MAX_TOKEN_MINUTES, MIN_TOKEN_MINUTES, SCOPES
-from shared.pstn import DialOutcome
-from shared.rooms import Role
+from shared.automation.model import CONNECTION_STATES
+from shared.automation.service import DEFAULT_INVITATION_TIMEOUT, MAX_INVITATION_TIMEOUT
+from shared.calls.model import Capability
+from shared.calls.service import REMOTE_ACTIONS, SELF_ACTIONS
+from shared.identity.tokens import DEFAULT_TOKEN_MINUTES, MAX_TOKEN_MINUTES, MIN_TOKEN_MINUTES, SCOPES
+from shared.calls.pstn import DialOutcome
+from shared.rooms.model import Role
 
 from .call_automation import CALL_AUTOMATION_API
 from .pipeline import IDENTITY_API, ROOMS_API, ApiVersions
@@ -25,19 +25,19 @@ HMAC_SECURITY = [{"acsHmac": []}]
 BEARER_SECURITY = [{"accessToken": []}]
 
 # Patterns of what the code emits or checks; JSON Schema patterns are ECMA-262, so [0-9] and not \d.
-ROOM_ID = "^[0-9]{17}$"  # shared/rooms.py is_room_id: exactly 17 ASCII digits
-GENERATED_ROOM_ID = "^99[0-9]{15}$"  # shared/rooms.py new_room_id
-ACS_USER_RAW_ID = "^8:(acs|dod-acs|gcch-acs|spool):[A-Za-z0-9][A-Za-z0-9._-]{0,255}$"  # shared/identifiers.py
+ROOM_ID = "^[0-9]{17}$"  # shared/rooms/model.py is_room_id: exactly 17 ASCII digits
+GENERATED_ROOM_ID = "^99[0-9]{15}$"  # shared/rooms/model.py new_room_id
+ACS_USER_RAW_ID = "^8:(acs|dod-acs|gcch-acs|spool):[A-Za-z0-9][A-Za-z0-9._-]{0,255}$"  # shared/core/identifiers.py
 E164 = r"^\+[1-9][0-9]{1,14}$"
 UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-# shared/timefmt.py format_acs: UTC as +00:00, microseconds with trailing zeros trimmed, none when zero.
+# shared/core/timefmt.py format_acs: UTC as +00:00, microseconds with trailing zeros trimmed, none when zero.
 ACS_DATE_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{0,5}[1-9])?\+00:00$"
 IMF_FIXDATE = (
     r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
     r"[0-9]{2}:[0-9]{2}:[0-9]{2} GMT$"
 )
 
-# Values the code writes as string literals rather than enums (shared/calls.py, shared/calls_service.py).
+# Values the code writes as string literals rather than enums (shared/calls/model.py, shared/calls/service.py).
 ENDPOINT_STATES = ["connected", "ringing", "disconnected"]
 CALL_STATES = ["active", "ended"]
 LEAVE_REASONS = ["hungUp", "phoneHungUp", "removedByParticipant", "removedFromRoom", "callEnded", "roomExpired", "roomDeleted"]

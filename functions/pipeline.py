@@ -13,11 +13,11 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import azure.functions as func
 
-from shared.errors import AnteroomError, bad_request, payload_too_large, unauthorized, unsupported_media_type
-from shared.oplog import OPERATION_NAMES, RoomsOperationRecord, new_correlation_id
-from shared.identity import TokenClaims
-from shared.repeatability import RepeatabilityHeaders, StoredResponse, fingerprint
-from shared.services import Services, get_services
+from shared.core.errors import AnteroomError, bad_request, payload_too_large, unauthorized, unsupported_media_type
+from shared.logs.operations import OPERATION_NAMES, RoomsOperationRecord, new_correlation_id
+from shared.identity.tokens import TokenClaims
+from shared.repeatability.guard import RepeatabilityHeaders, StoredResponse, fingerprint
+from shared.bootstrap import Services, get_services
 
 log = logging.getLogger("anteroom.api")
 

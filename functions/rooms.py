@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.errors import bad_request
-from shared.repeatability import StoredResponse
-from shared.rooms import (
+from shared.core.errors import bad_request
+from shared.repeatability.guard import StoredResponse
+from shared.rooms.model import (
     CreateRoomRequest,
     Room,
     RosterCounts,
@@ -13,8 +13,8 @@ from shared.rooms import (
     new_room_id,
     parse_participant_changes,
 )
-from shared.rooms_store import RoomIdTaken, RoomRecord
-from shared.timefmt import parse_rfc3339
+from shared.rooms.store import RoomIdTaken, RoomRecord
+from shared.core.timefmt import parse_rfc3339
 
 from .pipeline import ROOMS_API, ApiRequest, ApiResponse, acs_operation
 

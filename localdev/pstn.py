@@ -29,8 +29,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from shared.hmac_auth import sign_headers
-from shared.timefmt import format_imf_fixdate
+from shared.auth.hmac import sign_headers
+from shared.core.timefmt import format_imf_fixdate
 
 from .host import quiet_malformed_request_logs
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, MutableMapping
 
-from shared.callback_tokens import new_signing_key_pem
+from shared.core.keys import new_signing_key_pem
 
 from .files import write_atomically
 

@@ -1,4 +1,4 @@
-"""Shared test set-up: the repository root on sys.path, and the development CA trusted process-wide."""
+"""Shared test set-up: the repository root on sys.path, the development CA trusted process-wide, and the stack fixtures."""
 import os
 import sys
 from pathlib import Path
@@ -12,8 +12,8 @@ if str(ROOT) not in sys.path:
 def _trust_the_dev_ca() -> None:
     # aiohttp builds its default TLS context when first imported, from SSL_CERT_FILE; requests reads
     # REQUESTS_CA_BUNDLE per request. Done at import, not in pytest_configure: pytest imports the
-    # conftest files of the paths it is given (tests/integration/conftest.py imports aiohttp through
-    # localdev) before any configure hook runs.
+    # conftest files and plugins of the paths it is given (tests/support/stack.py imports aiohttp
+    # through localdev) before any configure hook runs.
     from localdev.certs import ensure_dev_certificate
 
     ca_file = str(ensure_dev_certificate(TEST_CERT_DIR).ca_cert)
@@ -22,3 +22,7 @@ def _trust_the_dev_ca() -> None:
 
 
 _trust_the_dev_ca()
+
+# `stack` (Azurite plus the local host, for tests marked `stack`) and the fixtures built on it, for
+# every context's tests; imported after the CA above is trusted.
+pytest_plugins = ("tests.support.stack",)

@@ -16,20 +16,21 @@ from typing import Any
 
 from azure.data.tables import TableServiceClient
 
-from shared.call_automation import cloud_event
-from shared.calls import EndpointKind
-from shared.calls_store import TableCallsStore
-from shared.errors import AnteroomError
-from shared.hmac_auth import sign_headers
-from shared.identity import parse_scopes
-from shared.identifiers import is_acs_user
-from shared.oplog import OPERATIONS_TABLE_SUFFIX
-from shared.outbox import CALLBACK_PREFIX, events_from_entity
-from shared.rooms import CreateRoomRequest, check_window, default_window, is_room_id
-from shared.rooms_store import ROOM_ROW, RoomIdTaken, TableRoomsStore
-from shared.services import Services, get_services
-from shared.settings import Settings
-from shared.timefmt import format_acs, format_imf_fixdate
+from shared.auth.hmac import sign_headers
+from shared.automation.model import cloud_event
+from shared.bootstrap import Services, get_services
+from shared.calls.model import EndpointKind
+from shared.calls.store import TableCallsStore
+from shared.config.settings import Settings
+from shared.core.errors import AnteroomError
+from shared.core.identifiers import is_acs_user
+from shared.core.timefmt import format_acs, format_imf_fixdate
+from shared.events.outbox import CALLBACK_PREFIX, events_from_entity
+from shared.identity.store import TableUsersStore
+from shared.identity.tokens import parse_scopes
+from shared.logs.operations import OPERATIONS_TABLE_SUFFIX
+from shared.rooms.model import CreateRoomRequest, check_window, default_window, is_room_id
+from shared.rooms.store import ROOM_ROW, RoomIdTaken, TableRoomsStore
 
 __all__ = [
     "AnteroomError", "RoomSpec", "acs_time", "callbacks", "check_room", "create_identity", "create_room",
@@ -87,19 +88,22 @@ def identities() -> list[dict[str, Any]]:
              "revokedBefore": acs_time(e.get("RevokedBefore"))} for e in rows]
 
 
+def _users() -> TableUsersStore:
+    services = _services()
+    return TableUsersStore(services.tables, services.settings.table_name(IDENTITIES_SUFFIX))
+
+
 def identity_exists(local_part: str) -> bool:
-    return bool(list(_table(IDENTITIES_SUFFIX).query_entities(
-        "PartitionKey eq @pk and RowKey eq @user", parameters={"pk": local_part, "user": _USER_ROW})))
+    return _users().get(local_part) is not None
 
 
 def create_identity(local_part: str) -> None:
     """The user `8:acs:<resource>_<local_part>`, stored as the Identity API stores one."""
-    _table(IDENTITIES_SUFFIX).create_entity(
-        {"PartitionKey": local_part, "RowKey": _USER_ROW, "CreatedAt": _services().clock()})
+    _users().create(local_part, _services().clock())
 
 
 def delete_identity(local_part: str) -> None:
-    _table(IDENTITIES_SUFFIX).delete_entity(local_part, _USER_ROW)
+    _users().delete(local_part)
 
 
 def mint_token(user_id: str, seconds: int, scopes: Any) -> dict[str, Any]:

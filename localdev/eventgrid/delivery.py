@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from shared.clock import utc_now
+from shared.core.clock import utc_now
 
 from ..files import write_atomically
 

@@ -15,8 +15,8 @@ from localdev.certs import ensure_dev_certificate
 from localdev.settings import acs_connection_string, generate_app_settings
 from localdev.testing import HostProcess
 from tests.conftest import ROOT, TEST_CERT_DIR
-from tests.integration.hmac_client import HmacClient
-from tests.integration.refusal_support import active_room_count, identity_count
+from tests.support.hmac_client import HmacClient
+from tests.support.refusals import active_room_count, identity_count
 
 ROOMS = "api-version=2025-03-13"
 
@@ -81,8 +81,8 @@ class HardeningStack:
     @contextlib.contextmanager
     def services(self):
         """The app's own services on this stack's storage, to look behind the API."""
-        from shared.services import build_services
-        from shared.settings import Settings
+        from shared.bootstrap import build_services
+        from shared.config.settings import Settings
 
         services = build_services(Settings.from_env(self.settings, served_at=self.base_url))
         try:

@@ -14,10 +14,10 @@ import pytest
 import requests
 from azure.communication.identity import CommunicationIdentityClient
 
-from shared.hmac_auth import sign_headers
-from shared.timefmt import format_imf_fixdate
-from tests.integration.hmac_client import HmacClient
-from tests.integration.refusal_support import assert_acs_error
+from shared.auth.hmac import sign_headers
+from shared.core.timefmt import format_imf_fixdate
+from tests.support.hmac_client import HmacClient
+from tests.support.refusals import assert_acs_error
 
 pytestmark = pytest.mark.stack
 ROOMS = "api-version=2025-03-13"
@@ -157,10 +157,10 @@ def test_signed_for_another_host_and_sent_with_it_is_401(http, room, unchanged, 
 def test_signature_checks_run_in_constant_time():
     """The code compares signatures, hashes and keys with hmac.compare_digest, never with == or !=."""
     from localdev.http_trigger import HttpTriggerAdapter
-    from shared.hmac_auth import HmacVerifier
-    from shared.identity import IdentityService
+    from shared.auth.hmac import HmacVerifier
+    from shared.identity.tokens import TokenSigner
 
-    for function in (HmacVerifier.verify, IdentityService.verify, HttpTriggerAdapter._authorized):
+    for function in (HmacVerifier.verify, TokenSigner.check, HttpTriggerAdapter._authorized):
         tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
         calls = {node.func.attr for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
         assert "compare_digest" in calls, function.__qualname__

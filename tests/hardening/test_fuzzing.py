@@ -24,8 +24,8 @@ from schemathesis.specs.openapi import checks
 from schemathesis.transport.prepare import get_exclude_headers
 
 from functions.openapi import build_document
-from shared.hmac_auth import sign_headers
-from shared.timefmt import format_imf_fixdate
+from shared.auth.hmac import sign_headers
+from shared.core.timefmt import format_imf_fixdate
 
 pytestmark = pytest.mark.stack
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from tests.integration.hmac_client import HmacClient
-from tests.integration.refusal_support import assert_acs_error
+from tests.support.hmac_client import HmacClient
+from tests.support.refusals import assert_acs_error
 
 pytestmark = pytest.mark.stack
 ROOMS = "api-version=2025-03-13"

@@ -15,10 +15,10 @@ import pytest
 import requests
 
 from localdev.certs import ensure_dev_certificate
-from shared.oplog import read_operation_records
+from shared.logs.operations import read_operation_records
 from tests.conftest import ROOT, TEST_CERT_DIR
-from tests.integration.hmac_client import HmacClient
-from tests.integration.refusal_support import assert_acs_error
+from tests.support.hmac_client import HmacClient
+from tests.support.refusals import assert_acs_error
 
 from .conftest import LoggedHost
 

@@ -7,8 +7,8 @@ import pytest
 import requests
 from azure.communication.identity import CommunicationIdentityClient
 
-from tests.integration.hmac_client import HmacClient
-from tests.integration.refusal_support import active_rooms
+from tests.support.hmac_client import HmacClient
+from tests.support.refusals import active_rooms
 
 from .conftest import hardening_stack
 

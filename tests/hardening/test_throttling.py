@@ -7,7 +7,7 @@ import pytest
 from azure.communication.identity import CommunicationIdentityClient
 from azure.communication.rooms import RoomsClient
 
-from tests.integration.hmac_client import HmacClient
+from tests.support.hmac_client import HmacClient
 
 from .conftest import hardening_stack
 

@@ -26,9 +26,9 @@ from localdev.eventgrid import EventGridTopic, TopicThread
 from localdev.eventgrid.subscriber import WebhookSubscriber
 from localdev.settings import acs_connection_string, generate_app_settings
 from localdev.testing import HostProcess
-from shared.call_events import CALL_ENDED, CALL_STARTED, PARTICIPANT_ADDED, PARTICIPANT_REMOVED
-from shared.hmac_auth import sign_headers
-from shared.timefmt import format_imf_fixdate
+from shared.events.model import CALL_ENDED, CALL_STARTED, PARTICIPANT_ADDED, PARTICIPANT_REMOVED
+from shared.auth.hmac import sign_headers
+from shared.core.timefmt import format_imf_fixdate
 from tests.conftest import ROOT, TEST_CERT_DIR
 
 ROSTER_WRITERS = 24
@@ -96,8 +96,8 @@ def pair(tmp_path_factory):
 @pytest.fixture(scope="module")
 def services(pair):
     """The app's own services on the pair's storage, to look behind the API."""
-    from shared.services import build_services
-    from shared.settings import Settings
+    from shared.bootstrap import build_services
+    from shared.config.settings import Settings
 
     built = build_services(Settings.from_env(pair.settings, served_at=pair.base_url(0)))
     yield built
@@ -314,8 +314,8 @@ def clear_of_the_hosts_purge_timer(needed=timedelta(seconds=45)):
 
 def test_housekeeping_on_both_instances_at_once_purges_every_deleted_room(pair, services):
     """Timers fire on every instance at the same second: both purge the same rooms side by side."""
-    from shared.services import build_services
-    from shared.settings import Settings
+    from shared.bootstrap import build_services
+    from shared.config.settings import Settings
 
     client = pair.rooms_client(0)
     clear_of_the_hosts_purge_timer()

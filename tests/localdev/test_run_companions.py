@@ -14,7 +14,7 @@ from azure.core.credentials import AzureKeyCredential
 from azure.eventgrid import EventGridEvent, EventGridPublisherClient
 
 from localdev.eventgrid.subscriber import WebhookSubscriber
-from tests.integration.calls_support import CallUser
+from tests.support.calls import CallUser
 
 from .test_cli import REPO_ROOT, _start_run, _stop_run
 

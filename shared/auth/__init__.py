@@ -1,0 +1,1 @@
+"""Request authentication and throttling: ACS HMAC signatures and per-caller budgets."""

@@ -1,0 +1,1 @@
+"""Call Automation on room calls: its use cases, callbacks, and their signatures."""

@@ -1,0 +1,187 @@
+"""Room-call domain: capabilities per role (ACS's role table as data), call and participant models."""
+from __future__ import annotations
+
+import base64
+import enum
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ..core.errors import AnteroomError
+from ..rooms.model import Role
+from ..core.timefmt import format_acs
+
+MAX_CALL_PARTICIPANTS = 350  # ACS's interactive participant limit for a room call
+
+
+class Capability(str, enum.Enum):
+    """In-call capabilities, named as the ACS Calling SDK's capabilities feature names them."""
+
+    UNMUTE_MIC = "unmuteMic"  # mute and unmute one's own microphone
+    TURN_VIDEO_ON = "turnVideoOn"  # turn one's own video on and off
+    SHARE_SCREEN = "shareScreen"
+    MUTE_OTHERS = "muteOthers"
+    REMOVE_PARTICIPANT = "removeParticipant"
+    ADD_COMMUNICATION_USER = "addCommunicationUser"  # invite a roster user into the call
+    ADD_PHONE_NUMBER = "addPhoneNumber"  # dial out to PSTN (also needs the room's pstnDialOutEnabled)
+
+
+_ATTENDEE = frozenset({Capability.UNMUTE_MIC, Capability.TURN_VIDEO_ON})
+ROLE_CAPABILITIES: dict[Role, frozenset[Capability]] = {
+    Role.PRESENTER: frozenset(Capability),
+    Role.ATTENDEE: _ATTENDEE,
+    Role.COLLABORATOR: _ATTENDEE | {Capability.SHARE_SCREEN},
+    Role.CONSUMER: frozenset(),
+}
+# A phone participant has no role; all it may do is mute and unmute itself.
+PHONE_CAPABILITIES = frozenset({Capability.UNMUTE_MIC})
+
+
+def capabilities_of(role: Role | None, pstn_dial_out_enabled: bool) -> frozenset[Capability]:
+    """What a participant may do now: its role's row of the table, less dial-out where the room forbids it."""
+    granted = PHONE_CAPABILITIES if role is None else ROLE_CAPABILITIES[role]
+    if not pstn_dial_out_enabled:
+        granted = granted - {Capability.ADD_PHONE_NUMBER}
+    return granted
+
+
+def missing_capability(capability: Capability, role: Role | None, pstn_dial_out_enabled: bool) -> AnteroomError:
+    """The 403 for an action the caller's role does not allow, naming the capability."""
+    if capability is Capability.ADD_PHONE_NUMBER and role is Role.PRESENTER and not pstn_dial_out_enabled:
+        message = "PSTN dial-out is not enabled for this room (pstnDialOutEnabled is false)."
+    else:
+        who = "A phone participant" if role is None else f"The {role.value} role"
+        message = f"{who} does not have the {capability.value} capability."
+    return AnteroomError(message, code="MissingCapability", status=403, target=capability.value)
+
+
+class EndpointKind(str, enum.Enum):
+    VOIP = "communicationUser"
+    PHONE = "phoneNumber"
+
+
+def new_server_call_id() -> str:
+    # ACS serverCallIds are opaque base64 strings; ours encode a random locator.
+    return base64.urlsafe_b64encode(f"anteroom:call:{uuid.uuid4()}".encode()).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class AutomationContext:
+    """Which Call Automation connection asked for an endpoint's last change, and where to report it."""
+
+    call_connection_id: str
+    callback_uri: str
+    operation_context: str | None = None
+    expires_at: datetime | None = None  # an invitation still ringing then has gone unanswered
+
+    def to_json(self) -> dict:
+        body = {"id": self.call_connection_id, "uri": self.callback_uri, "context": self.operation_context}
+        if self.expires_at is not None:
+            body["expires"] = self.expires_at.isoformat()
+        return body
+
+    @classmethod
+    def from_json(cls, body: dict) -> "AutomationContext":
+        expires = datetime.fromisoformat(body["expires"]) if body.get("expires") else None
+        return cls(body["id"], body["uri"], body.get("context"), expires)
+
+
+@dataclass(frozen=True)
+class CallConnection:
+    """A server application connected to the call through Call Automation (not an endpoint of it)."""
+
+    call_connection_id: str
+    callback_uri: str
+    connected_at: datetime
+    operation_context: str | None = None
+    state: str = "connected"  # or "disconnected" once it hung up
+
+    @property
+    def connected(self) -> bool:
+        return self.state == "connected"
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.call_connection_id, "uri": self.callback_uri, "at": self.connected_at.isoformat(),
+            "context": self.operation_context, "state": self.state,
+        }
+
+    @classmethod
+    def from_json(cls, body: dict) -> "CallConnection":
+        return cls(body["id"], body["uri"], datetime.fromisoformat(body["at"]), body.get("context"), body["state"])
+
+
+@dataclass(frozen=True)
+class CallParticipant:
+    participant_id: str
+    raw_id: str
+    kind: EndpointKind
+    state: str  # "connected", "ringing" (invited, not yet joined) or "disconnected"
+    joined_at: datetime | None
+    muted: bool = False
+    video_on: bool = False
+    screen_sharing: bool = False
+    left_at: datetime | None = None
+    leave_reason: str | None = None
+    source_number: str | None = None
+    joined_role: Role | None = None  # the role when it joined: events name it even after a roster change
+    automation: AutomationContext | None = None  # the Call Automation operation that last acted on it
+    etag: str = ""
+
+    @property
+    def connected(self) -> bool:
+        return self.state == "connected"
+
+    def to_json(self, role: Role | None) -> dict:
+        body = {
+            "participantId": self.participant_id,
+            "identifier": identifier_json(self.raw_id, self.kind),
+            "role": role.value if role else None,
+            "state": self.state,
+            "isMuted": self.muted,
+            "isVideoOn": self.video_on,
+            "isScreenSharing": self.screen_sharing,
+        }
+        if self.joined_at:
+            body["joinedAt"] = format_acs(self.joined_at)
+        if self.left_at:
+            body["leftAt"] = format_acs(self.left_at)
+            body["leaveReason"] = self.leave_reason
+        return body
+
+
+@dataclass(frozen=True)
+class Call:
+    room_id: str
+    server_call_id: str
+    state: str  # "active" or "ended"
+    started_at: datetime
+    started_by: str
+    connected: int
+    sequence: int
+    correlation_id: str
+    ended_at: datetime | None = None
+    end_reason: str | None = None
+    etag: str = ""
+    participants: tuple[CallParticipant, ...] = field(default_factory=tuple)
+    connections: tuple[CallConnection, ...] = field(default_factory=tuple)  # Call Automation connections
+
+    @property
+    def active(self) -> bool:
+        return self.state == "active"
+
+    def participant(self, participant_id: str) -> CallParticipant | None:
+        return next((p for p in self.participants if p.participant_id == participant_id), None)
+
+    def connected_endpoint_of(self, raw_id: str) -> CallParticipant | None:
+        return next((p for p in self.participants if p.raw_id == raw_id and p.connected), None)
+
+    def connection(self, call_connection_id: str) -> CallConnection | None:
+        return next((c for c in self.connections if c.call_connection_id == call_connection_id), None)
+
+
+def identifier_json(raw_id: str, kind: EndpointKind) -> dict:
+    """A CommunicationIdentifierModel with kind and rawId, as ACS returns identifiers."""
+    if kind is EndpointKind.PHONE:
+        return {"kind": "phoneNumber", "rawId": raw_id, "phoneNumber": {"value": raw_id.removeprefix("4:")}}
+    return {"kind": "communicationUser", "rawId": raw_id, "communicationUser": {"id": raw_id}}

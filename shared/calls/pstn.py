@@ -1,0 +1,115 @@
+"""Outbound PSTN: the gateway the app dials through, and the per-number concurrent-call limit."""
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Protocol
+
+import requests
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
+
+from ..core.errors import AnteroomError, service_unavailable
+from ..storage.faults import storage_faults
+from ..storage.tables import TableStore
+
+MAX_CONCURRENT_CALLS_PER_NUMBER = 2  # ACS's default outbound limit per number
+
+
+class DialOutcome(str, enum.Enum):
+    ANSWERED = "answered"
+    DECLINED = "declined"
+    BUSY = "busy"
+    NO_ANSWER = "noAnswer"
+
+
+class PstnNetwork(Protocol):
+    def place_call(self, source: str, target: str, reference: str) -> DialOutcome:
+        """Ring `target` showing `source`; answer how the call went. `reference` names the endpoint
+        in later phone-side events (hang-up, mute) the network sends back to the app."""
+
+
+@dataclass(frozen=True)
+class HttpPstnGateway:
+    """A PSTN gateway reached over HTTP: `POST <url>/calls` with `{source, target, reference}`,
+    answered with `{"outcome": "answered" | "declined" | "busy" | "noAnswer"}`."""
+
+    url: str
+    timeout: float = 60.0
+
+    def place_call(self, source: str, target: str, reference: str) -> DialOutcome:
+        try:
+            response = requests.post(
+                self.url.rstrip("/") + "/calls",
+                json={"source": source, "target": target, "reference": reference},
+                timeout=self.timeout,
+            )
+            response.raise_for_status()
+            return DialOutcome(response.json()["outcome"])
+        except (requests.RequestException, ValueError, KeyError) as error:
+            raise service_unavailable(f"The PSTN gateway could not place the call: {error}") from None
+
+
+class PstnLines:
+    """Counts the outbound calls in progress per caller number, across all rooms and instances.
+
+    One entity per number holds its calls in progress; changes are ETag-guarded so two instances
+    can never both take the last line.
+    """
+
+    def __init__(self, tables: TableStore, table_name: str, limit: int = MAX_CONCURRENT_CALLS_PER_NUMBER) -> None:
+        self._tables = tables
+        self._table_name = table_name
+        self._limit = limit
+
+    @property
+    def _table(self):
+        return self._tables.table(self._table_name)
+
+    def _read(self, number: str):
+        try:
+            entity = self._table.get_entity(number, "lines")
+            return entity, json.loads(entity["Calls"])
+        except ResourceNotFoundError:
+            return None, []
+
+    def _write(self, number: str, entity, calls: list[str]) -> bool:
+        fresh = {"PartitionKey": number, "RowKey": "lines", "Calls": json.dumps(calls)}
+        try:
+            if entity is None:
+                self._table.create_entity(fresh)
+            else:
+                self._table.update_entity(
+                    fresh, mode=UpdateMode.REPLACE, etag=entity.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            return True
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            return False
+
+    def acquire(self, number: str, reference: str) -> None:
+        """Take a line of `number` for `reference`; raises 409 when all its lines are busy."""
+        with storage_faults():
+            while True:
+                entity, calls = self._read(number)
+                if reference in calls:
+                    return
+                if len(calls) >= self._limit:
+                    raise AnteroomError(
+                        f"The caller number {number} already has {self._limit} outbound calls in progress.",
+                        code="ConcurrentCallLimitReached",
+                        status=409,
+                    )
+                if self._write(number, entity, calls + [reference]):
+                    return
+
+    def release(self, number: str, reference: str) -> None:
+        with storage_faults():
+            while True:
+                entity, calls = self._read(number)
+                if entity is None or reference not in calls:
+                    return
+                if self._write(number, entity, [call for call in calls if call != reference]):
+                    return

@@ -1,0 +1,526 @@
+"""Room-call use cases: invite-only joining inside the validity window, role-checked actions, PSTN."""
+from __future__ import annotations
+
+import time
+import random
+import uuid
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
+
+from .model import (
+    MAX_CALL_PARTICIPANTS,
+    AutomationContext,
+    Call,
+    CallParticipant,
+    Capability,
+    EndpointKind,
+    capabilities_of,
+    missing_capability,
+    new_server_call_id,
+)
+from .changes import CallChange, CallChangeListener
+from .store import TableCallsStore
+from ..core.clock import Clock
+from ..core.errors import AnteroomError, bad_request, forbidden, not_found, service_unavailable
+from ..core.identifiers import is_acs_user, is_e164, phone_raw_id
+from .pstn import DialOutcome, PstnLines, PstnNetwork
+from ..rooms.changes import RoomChanges
+from ..rooms.model import Role
+from ..rooms.service import RoomsService
+from ..rooms.store import RoomRecord
+from ..storage.transactions import ConcurrentChange
+from ..core.timefmt import format_acs
+
+MAX_ATTEMPTS = 200  # fifty simultaneous joins all get through the call entity's ETag
+CALL_SCOPES = ("voip", "voip.join")
+
+# What a participant may do to itself, and the capability each action needs (None: always allowed).
+SELF_ACTIONS: dict[str, Capability | None] = {
+    "leave": None,
+    "muteMic": Capability.UNMUTE_MIC,
+    "unmuteMic": Capability.UNMUTE_MIC,
+    "startVideo": Capability.TURN_VIDEO_ON,
+    "stopVideo": Capability.TURN_VIDEO_ON,
+    "startScreenShare": Capability.SHARE_SCREEN,
+    "stopScreenShare": Capability.SHARE_SCREEN,
+}
+REMOTE_ACTIONS: dict[str, Capability] = {"mute": Capability.MUTE_OTHERS, "remove": Capability.REMOVE_PARTICIPANT}
+_FLAG_CHANGES = {
+    "muteMic": {"muted": True},
+    "unmuteMic": {"muted": False},
+    "startVideo": {"video_on": True},
+    "stopVideo": {"video_on": False},
+    "startScreenShare": {"screen_sharing": True},
+    "stopScreenShare": {"screen_sharing": False},
+}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who acts: a user (with a live role, None if off the roster) or a phone endpoint."""
+
+    raw_id: str
+    role: Role | None
+    is_phone: bool = False
+
+
+@dataclass(frozen=True)
+class DialOut:
+    outcome: DialOutcome
+    participant: CallParticipant | None
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0, min(0.05, 0.002 * (attempt + 1))))
+
+
+class CallsService:
+    def __init__(
+        self,
+        rooms: RoomsService,
+        store: TableCallsStore,
+        clock: Clock,
+        pstn: PstnNetwork | None,
+        lines: PstnLines,
+        caller_numbers: tuple[str, ...],
+        listeners: Sequence[CallChangeListener] = (),
+        room_changes: RoomChanges | None = None,
+    ) -> None:
+        # What every committed change owes the world (events, callbacks, attendance), in this order.
+        self._listeners = tuple(listeners)
+        self._rooms = rooms
+        self._store = store
+        self._clock = clock
+        self._pstn = pstn
+        self._lines = lines
+        self._caller_numbers = caller_numbers
+        if room_changes is not None:
+            room_changes.subscribe(self)  # roster removals and deletions reach live calls at once
+
+    # -- the room and the caller -----------------------------------------------------------
+    def _open_room(self, room_id: str) -> RoomRecord:
+        """The room, if joinable now. Ends a call that outlived the room's validity on the way."""
+        record = self._rooms.get(room_id)
+        now = self._clock()
+        if now < record.room.valid_from:
+            raise forbidden(
+                f"The room is not open yet; it opens at {format_acs(record.room.valid_from)}.", code="RoomNotOpenYet"
+            )
+        if now >= record.room.valid_until:
+            self.end_call(room_id, "roomExpired")
+            raise forbidden(f"The room expired at {format_acs(record.room.valid_until)}.", code="RoomExpired")
+        return record
+
+    def _user(self, record: RoomRecord, user_id: str) -> Caller:
+        return Caller(user_id, self._rooms.role_of_in(record, user_id))
+
+    @staticmethod
+    def _require(caller: Caller, capability: Capability | None, record: RoomRecord) -> None:
+        if capability is None:
+            return
+        if capability not in capabilities_of(caller.role, record.room.pstn_dial_out_enabled):
+            raise missing_capability(capability, caller.role, record.room.pstn_dial_out_enabled)
+
+    def _active_call(self, room_id: str) -> Call:
+        call = self._store.current(room_id)
+        if call is None or not call.active:
+            raise AnteroomError("The room has no call in progress.", code="NoActiveCall", status=409)
+        return call
+
+    @staticmethod
+    def _endpoint(call: Call, caller: Caller) -> CallParticipant:
+        endpoint = call.connected_endpoint_of(caller.raw_id)
+        if endpoint is None:
+            raise AnteroomError("The caller is not connected to the room's call.", code="NotInCall", status=409)
+        return endpoint
+
+    # -- membership changes, serialised on the call entity (also Call Automation's) ----------
+    def change(
+        self, room_id: str, mutate: Callable[[Call | None], tuple[Call, list[CallParticipant], object] | None],
+        as_read: Call | None = None, *, room: Callable[[int], RoomRecord] | None = None,
+    ):
+        """Read the call, let `mutate` decide, commit with If-Match (with the listeners' entities:
+        the change's events and callbacks); retry when someone else won; then tell the listeners.
+
+        `as_read` is the call as the caller just read it: the first attempt starts from it instead of
+        reading again (the If-Match still catches any change since; a retry reads afresh).
+        `room(attempt)` gives the room (and roster) the decision rests on, read again on every
+        attempt: the commit then also requires the room entity unchanged since, so a roster change
+        or deletion committed meanwhile makes this attempt retry on the new roster.
+        """
+        for attempt in range(MAX_ATTEMPTS):
+            guarding = room(attempt) if room is not None else None
+            before = as_read if attempt == 0 and as_read is not None else self._store.current(room_id)
+            decision = mutate(before)
+            if decision is None:
+                return None
+            after, changed, result = decision
+            call_change = CallChange(room_id, before, after, changed)
+            staged = [(listener, listener.entities(call_change)) for listener in self._listeners]
+            try:
+                committed = self._store.commit(before, after, changed, [e for _, rows in staged for e in rows],
+                                               room_etag=guarding.etag if guarding is not None else None)
+            except ConcurrentChange:
+                _backoff(attempt)
+                continue
+            for listener, rows in staged:
+                listener.committed(call_change, rows)
+            return committed, result
+        raise service_unavailable("The call is changing too fast; retry later.")
+
+    # -- departures and lines (also used by Call Automation) ---------------------------------
+    def disconnect(self, call: Call, leaving: list[CallParticipant], reason: str) -> tuple[Call, list[CallParticipant]]:
+        """Take endpoints off the call; when the last connected one goes, the call ends."""
+        now = self._clock()
+        gone = [replace(p, state="disconnected", left_at=now, leave_reason=reason, screen_sharing=False) for p in leaving]
+        connected = call.connected - sum(1 for p in leaving if p.connected)
+        after = replace(call, connected=connected, sequence=call.sequence + 1)
+        if connected <= 0:
+            # Invitations still ringing end with the call.
+            gone += [
+                replace(p, state="disconnected", left_at=now, leave_reason="callEnded")
+                for p in call.participants
+                if p.state == "ringing" and p not in leaving
+            ]
+            after = replace(after, state="ended", connected=0, ended_at=now, end_reason="lastParticipantLeft")
+        return after, gone
+
+    def release_lines(self, room_id: str, endpoints: list[CallParticipant]) -> None:
+        for endpoint in endpoints:
+            if endpoint.kind is EndpointKind.PHONE and endpoint.source_number:
+                self._lines.release(endpoint.source_number, f"{room_id}|{endpoint.participant_id}")
+
+    # -- use cases ---------------------------------------------------------------------------
+    def current_call(self, room_id: str) -> Call | None:
+        """The room's current or last call as stored (no access checks: for servers and tests)."""
+        return self._store.current(room_id)
+
+    def check_token_scopes(self, scopes: tuple[str, ...]) -> None:
+        if not set(scopes) & set(CALL_SCOPES):
+            raise forbidden("The access token does not grant the voip or voip.join scope.", code="InsufficientScope")
+
+    def join(self, room_id: str, user_id: str) -> tuple[Call, CallParticipant, Caller, RoomRecord]:
+        """Join (or start) the room's call. Only roster users, only inside the validity window.
+
+        The join commits only if the room is unchanged since its roster was read (see `change`): a
+        removal from the roster racing the join either sees the user in the call and drops them, or
+        makes the join read the roster again and refuse.
+        """
+        now = self._clock()
+        checked: list[tuple[RoomRecord, Caller]] = []
+
+        def invited_room(attempt: int) -> RoomRecord:
+            record = self._open_room(room_id)
+            caller = self._user(record, user_id)
+            if caller.role is None:
+                raise forbidden("The user is not invited to this room.", code="NotInvited")
+            checked.append((record, caller))
+            return record
+
+        def mutate(call: Call | None):
+            _, caller = checked[-1]
+            if call is not None and call.active:
+                existing = call.connected_endpoint_of(user_id)
+                if existing is not None:
+                    return None  # already in: joining again is a no-op
+                if call.connected >= MAX_CALL_PARTICIPANTS:
+                    raise forbidden(f"The call already has {MAX_CALL_PARTICIPANTS} participants.", code="CallFull")
+                invited = next((p for p in call.participants if p.raw_id == user_id and p.state == "ringing"), None)
+                endpoint = replace(invited, state="connected", joined_at=now, joined_role=caller.role) if invited else CallParticipant(
+                    str(uuid.uuid4()), user_id, EndpointKind.VOIP, "connected", now, joined_role=caller.role
+                )
+                after = replace(call, connected=call.connected + 1, sequence=call.sequence + 1)
+                return after, [endpoint], endpoint
+            endpoint = CallParticipant(
+                str(uuid.uuid4()), user_id, EndpointKind.VOIP, "connected", now, joined_role=caller.role
+            )
+            started = Call(
+                room_id=room_id,
+                server_call_id=new_server_call_id(),
+                state="active",
+                started_at=now,
+                started_by=user_id,
+                connected=1,
+                sequence=(call.sequence + 1) if call else 1,
+                correlation_id=str(uuid.uuid4()),
+            )
+            return started, [endpoint], endpoint
+
+        outcome = self.change(room_id, mutate, room=invited_room)
+        record, caller = checked[-1]
+        if outcome is None:  # already in the call: answer with it as stored
+            call = self._store.current(room_id)
+            return call, call.connected_endpoint_of(user_id), caller, record
+        committed, endpoint = outcome
+        # The committed call plus the new endpoint is the stored call: no need to read it back.
+        others = tuple(p for p in committed.participants if p.participant_id != endpoint.participant_id)
+        return replace(committed, participants=others + (endpoint,)), endpoint, caller, record
+
+    def view(self, room_id: str, user_id: str) -> tuple[Call | None, dict[str, Role], RoomRecord]:
+        """The call as a roster user sees it, with every endpoint's live role."""
+        record = self._rooms.get(room_id)
+        if self._clock() >= record.room.valid_until:
+            self.end_call(room_id, "roomExpired")
+        roster = self._rooms.roster_of(record)
+        if user_id not in roster:
+            raise forbidden("The user is not invited to this room.", code="NotInvited")
+        return self._store.current(room_id), roster, record
+
+    def act_self(self, room_id: str, caller_id: str, action: str, *, phone: bool = False) -> CallParticipant:
+        """One of SELF_ACTIONS by a user (role from the roster now) or by a phone endpoint."""
+        if action not in SELF_ACTIONS:
+            raise bad_request(f"Unknown action {action!r}. Known actions: {', '.join(SELF_ACTIONS)}.")
+        record = self._open_room(room_id)
+        caller = Caller(caller_id, None, is_phone=True) if phone else self._user(record, caller_id)
+        if not phone and caller.role is None:
+            self.drop_users(room_id, {caller_id}, "removedFromRoom")
+            raise forbidden("The user is no longer invited to this room.", code="NotInvited")
+        call = self._active_call(room_id)
+        endpoint = self._endpoint(call, caller)
+        self._require(caller, SELF_ACTIONS[action], record)
+        if action == "leave":
+            return self._leave(room_id, endpoint.participant_id, "hungUp" if not phone else "phoneHungUp", call)
+        return self._set_flags(room_id, endpoint.participant_id, _FLAG_CHANGES[action])
+
+    def act_on(self, room_id: str, user_id: str, participant_id: str, action: str) -> CallParticipant:
+        """Mute or remove another endpoint (Presenter only, per the role table)."""
+        if action not in REMOTE_ACTIONS:
+            raise bad_request(f"Unknown action {action!r}. Known actions: {', '.join(REMOTE_ACTIONS)}.")
+        record = self._open_room(room_id)
+        caller = self._user(record, user_id)
+        if caller.role is None:
+            raise forbidden("The user is not invited to this room.", code="NotInvited")
+        call = self._active_call(room_id)
+        self._endpoint(call, caller)
+        self._require(caller, REMOTE_ACTIONS[action], record)
+        target = call.participant(participant_id)
+        if target is None or target.state == "disconnected":
+            raise not_found("The participant is not in the call.")
+        if action == "mute":
+            return self._set_flags(room_id, participant_id, {"muted": True})
+        return self._leave(room_id, participant_id, "removedByParticipant", call)
+
+    def _set_flags(self, room_id: str, participant_id: str, flags: dict) -> CallParticipant:
+        for attempt in range(MAX_ATTEMPTS):
+            call = self._active_call(room_id)
+            endpoint = call.participant(participant_id)
+            if endpoint is None or not endpoint.connected:
+                raise not_found("The participant is not in the call.")
+            if "muted" in flags and flags["muted"] != endpoint.muted and any(c.connected for c in call.connections):
+                return self._set_mute_seen_by_applications(room_id, participant_id, flags, call)
+            try:
+                return self._store.update_endpoint(room_id, call.server_call_id, replace(endpoint, **flags))
+            except ConcurrentChange:
+                _backoff(attempt)
+        raise service_unavailable("The participant is changing too fast; retry later.")
+
+    def _set_mute_seen_by_applications(self, room_id: str, participant_id: str, flags: dict,
+                                       as_read: Call) -> CallParticipant:
+        """A mute change as a call change (next sequence number), so connected Call Automation
+        applications get ParticipantsUpdated as ACS sends them; without any, the endpoint row alone
+        changes and the call row is not contended."""
+        def mutate(call: Call | None):
+            endpoint = call.participant(participant_id) if call is not None and call.active else None
+            if endpoint is None or not endpoint.connected:
+                raise not_found("The participant is not in the call.")
+            updated = replace(endpoint, **flags)
+            return replace(call, sequence=call.sequence + 1), [updated], updated
+
+        return self.change(room_id, mutate, as_read)[1]
+
+    def _leave(self, room_id: str, participant_id: str, reason: str, as_read: Call | None = None) -> CallParticipant:
+        def mutate(call: Call | None):
+            if call is None or not call.active:
+                return None
+            endpoint = call.participant(participant_id)
+            if endpoint is None or endpoint.state == "disconnected":
+                return None
+            after, gone = self.disconnect(call, [endpoint], reason)
+            return after, gone, gone[0]
+
+        outcome = self.change(room_id, mutate, as_read)
+        if outcome is None:
+            raise not_found("The participant is not in the call.")
+        self.release_lines(room_id, [outcome[1]])
+        return outcome[1]
+
+    def invite(self, room_id: str, user_id: str, raw_id: str) -> CallParticipant:
+        """Ring a roster user into the call (addCommunicationUser); they join with their own token."""
+        if not is_acs_user(raw_id):
+            raise bad_request(f"Communication identifier {raw_id} is not supported.")
+        record = self._open_room(room_id)
+        caller = self._user(record, user_id)
+        if caller.role is None:
+            raise forbidden("The user is not invited to this room.", code="NotInvited")
+        call = self._active_call(room_id)
+        self._endpoint(call, caller)
+        self._require(caller, Capability.ADD_COMMUNICATION_USER, record)
+        return self.ring_user(room_id, record, raw_id, as_read=call)
+
+    def ring_user(
+        self, room_id: str, record: RoomRecord, raw_id: str,
+        automation: AutomationContext | None = None, invitation_id: str | None = None, as_read: Call | None = None,
+    ) -> CallParticipant:
+        """Ring a roster user into the active call (no caller check: callers check first).
+
+        `as_read`: the call as the caller just read it, as for `change`.
+        """
+        if self._rooms.role_of_in(record, raw_id) is None:
+            raise forbidden("Only users on the room's roster can be invited into its call.", code="NotInvited")
+
+        def mutate(call: Call | None):
+            if call is None or not call.active:
+                raise AnteroomError("The room has no call in progress.", code="NoActiveCall", status=409)
+            if any(p.raw_id == raw_id and p.state != "disconnected" for p in call.participants):
+                raise AnteroomError("The user is already in the call or being invited.", code="AlreadyInCall", status=409)
+            ringing = CallParticipant(
+                invitation_id or str(uuid.uuid4()), raw_id, EndpointKind.VOIP, "ringing", None, automation=automation
+            )
+            return replace(call, sequence=call.sequence + 1), [ringing], ringing
+
+        return self.change(room_id, mutate, as_read)[1]
+
+    def dial_out(self, room_id: str, user_id: str, phone_number: str, caller_id_number: str) -> DialOut:
+        """A Presenter dials a phone into the call (the room must allow PSTN dial-out)."""
+        record = self._open_room(room_id)
+        caller = self._user(record, user_id)
+        if caller.role is None:
+            raise forbidden("The user is not invited to this room.", code="NotInvited")
+        self._endpoint(self._active_call(room_id), caller)
+        self._require(caller, Capability.ADD_PHONE_NUMBER, record)
+        return self.place_phone_call(room_id, phone_number, caller_id_number)
+
+    def place_phone_call(self, room_id: str, phone_number: str, caller_id_number: str) -> DialOut:
+        """Dial a phone into the room's active call and wait for the outcome (no role check: callers check first)."""
+        participant_id = self.reserve_phone_line(room_id, phone_number, caller_id_number)
+        reference = f"{room_id}|{participant_id}"
+        try:
+            outcome = self._pstn.place_call(caller_id_number, phone_number, reference)
+            if outcome is not DialOutcome.ANSWERED:
+                self._lines.release(caller_id_number, reference)
+                return DialOut(outcome, None)
+            now = self._clock()
+
+            def mutate(call: Call | None):
+                if call is None or not call.active:
+                    raise AnteroomError("The call ended while the phone was ringing.", code="NoActiveCall", status=409)
+                phone = CallParticipant(
+                    participant_id, phone_raw_id(phone_number), EndpointKind.PHONE, "connected", now,
+                    source_number=caller_id_number,
+                )
+                return replace(call, connected=call.connected + 1, sequence=call.sequence + 1), [phone], phone
+
+            return DialOut(outcome, self.change(room_id, mutate)[1])
+        except Exception:
+            self._lines.release(caller_id_number, reference)
+            raise
+
+    def reserve_phone_line(
+        self, room_id: str, phone_number: str, caller_id_number: str, participant_id: str | None = None
+    ) -> str:
+        """Check a dial-out and take a line of the caller number; answers the new endpoint's id.
+
+        Raises 400 for a number that is not E.164 or a caller number that is not the resource's,
+        409 when the caller number's lines are all busy, 503 without a PSTN gateway.
+        """
+        if not is_e164(phone_number):
+            raise bad_request("The phone number must be in E.164 format (+ and up to 15 digits).", target="phoneNumber")
+        if not is_e164(caller_id_number) or caller_id_number not in self._caller_numbers:
+            raise bad_request(
+                "The caller id number must be one of this resource's phone numbers.", target="callerIdNumber"
+            )
+        if self._pstn is None:
+            raise service_unavailable("No PSTN gateway is configured (ANTEROOM_PSTN_GATEWAY_URL).")
+        participant_id = participant_id or str(uuid.uuid4())
+        self._lines.acquire(caller_id_number, f"{room_id}|{participant_id}")
+        return participant_id
+
+    def ring_phone(self, room_id: str, ringing: CallParticipant) -> None:
+        """Place a ringing phone endpoint's call through the gateway and settle the endpoint.
+
+        Answered: it joins the call (unless the invitation was cancelled or the call ended in the
+        meantime). Otherwise it ends with the outcome as its reason and its line is released.
+        """
+        reference = f"{room_id}|{ringing.participant_id}"
+        try:
+            outcome = self._pstn.place_call(ringing.source_number, ringing.raw_id.removeprefix("4:"), reference)
+            reason = None if outcome is DialOutcome.ANSWERED else outcome.value
+        except AnteroomError:
+            reason = "gatewayFailed"
+        now = self._clock()
+
+        def mutate(call: Call | None):
+            endpoint = call.participant(ringing.participant_id) if call is not None and call.active else None
+            if endpoint is None or endpoint.state != "ringing":
+                return None  # cancelled, or the call ended: nothing left to settle
+            if reason is None:
+                joined = replace(endpoint, state="connected", joined_at=now)
+                return replace(call, connected=call.connected + 1, sequence=call.sequence + 1), [joined], joined
+            failed = replace(endpoint, state="disconnected", left_at=now, leave_reason=reason)
+            return replace(call, sequence=call.sequence + 1), [failed], failed
+
+        settled = self.change(room_id, mutate)
+        if settled is None or not settled[1].connected:
+            self._lines.release(ringing.source_number, reference)
+
+    def phone_event(self, reference: str, action: str) -> CallParticipant:
+        """An event from the phone side (the PSTN network): `reference` is `<roomId>|<participantId>`."""
+        room_id, _, participant_id = reference.partition("|")
+        call = self._active_call(room_id)
+        endpoint = call.participant(participant_id)
+        if endpoint is None or endpoint.kind is not EndpointKind.PHONE or not endpoint.connected:
+            raise not_found("The phone participant is not in the call.")
+        return self.act_self(room_id, endpoint.raw_id, action, phone=True)
+
+    # -- consequences of room changes, and the sweep ------------------------------------------
+    def end_call(self, room_id: str, reason: str, as_read: Call | None = None) -> Call | None:
+        """End the room's active call for everyone (validity over, room deleted, hang up for all).
+
+        `as_read`: the call as the caller just read it, as for `change`.
+        """
+        def mutate(call: Call | None):
+            if call is None or not call.active:
+                return None
+            leaving = [p for p in call.participants if p.state != "disconnected"]
+            after, gone = self.disconnect(call, leaving, reason)
+            after = replace(after, end_reason=reason)
+            return after, gone, gone
+
+        outcome = self.change(room_id, mutate, as_read)
+        if outcome is None:
+            return None
+        self.release_lines(room_id, outcome[1])
+        return outcome[0]
+
+    def drop_users(self, room_id: str, raw_ids: set[str], reason: str) -> None:
+        """Take users off the call at once when they leave the roster."""
+        def mutate(call: Call | None):
+            if call is None or not call.active:
+                return None
+            leaving = [p for p in call.participants if p.raw_id in raw_ids and p.state != "disconnected"]
+            if not leaving:
+                return None
+            after, gone = self.disconnect(call, leaving, reason)
+            return after, gone, gone
+
+        self.change(room_id, mutate)
+
+    def room_deleted(self, room_id: str) -> None:
+        """RoomObserver: the room is gone, so is its call."""
+        self.end_call(room_id, "roomDeleted")
+
+    def users_removed(self, room_id: str, raw_ids: set[str]) -> None:
+        """RoomObserver: users off the roster are off the call."""
+        self.drop_users(room_id, raw_ids, "removedFromRoom")
+
+    def sweep(self) -> int:
+        """End calls whose room expired or was deleted; returns how many ended."""
+        ended = 0
+        now = self._clock()
+        for room_id in self._store.active_call_rooms():
+            record = self._rooms.find(room_id)
+            if record is None:
+                ended += self.end_call(room_id, "roomDeleted") is not None
+            elif now >= record.room.valid_until:
+                ended += self.end_call(room_id, "roomExpired") is not None
+        return ended

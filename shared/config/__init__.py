@@ -1,0 +1,1 @@
+"""The service's settings, read from the environment and checked at start."""

@@ -1,0 +1,1 @@
+"""Outgoing events: the event model, the transactional outbox, its dispatcher to Event Grid, replays."""

@@ -1,0 +1,1 @@
+"""ACS identities: users, and the access tokens they join calls with."""

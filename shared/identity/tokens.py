@@ -1,0 +1,130 @@
+"""Access tokens: HS256 JWTs for ACS identities, their scopes and lifetimes, signed and checked with one key."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ..core.clock import Clock
+from ..core.errors import bad_request, unauthorized
+
+SCOPES = ("chat", "voip", "chat.join", "chat.join.limited", "voip.join")
+MIN_TOKEN_MINUTES, MAX_TOKEN_MINUTES, DEFAULT_TOKEN_MINUTES = 60, 1440, 1440
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    expires_on: datetime
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    """What a verified token says: who, for what, until when."""
+
+    user_id: str
+    scopes: tuple[str, ...]
+    issued_at: datetime
+    expires_on: datetime
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _payload_json(claims: dict) -> bytes:
+    # The SDK's CommunicationTokenCredential decodes the payload with the *standard* base64
+    # alphabet, silently dropping '-' and '_'. Pure-ASCII JSON only produces those characters when
+    # a '>', '?' or '~' byte lands on the last position of a 3-byte group, so escaping those three
+    # keeps the payload segment identical in both alphabets.
+    text = json.dumps(claims, separators=(",", ":"), ensure_ascii=True)
+    return text.replace(">", "\\u003e").replace("?", "\\u003f").replace("~", "\\u007e").encode()
+
+
+def parse_expiry(value: Any) -> timedelta:
+    """`expiresInMinutes`: absent means 24 h; otherwise an integer from 60 to 1440, else 400."""
+    if value is None:
+        return timedelta(minutes=DEFAULT_TOKEN_MINUTES)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_request("expiresInMinutes must be an integer.", target="expiresInMinutes")
+    if not MIN_TOKEN_MINUTES <= value <= MAX_TOKEN_MINUTES:
+        raise bad_request(
+            f"expiresInMinutes must be between {MIN_TOKEN_MINUTES} and {MAX_TOKEN_MINUTES}.",
+            target="expiresInMinutes",
+        )
+    return timedelta(minutes=value)
+
+
+def parse_scopes(value: Any, *, field_name: str) -> tuple[str, ...]:
+    """A non-empty list of known scopes, else 400 naming the field."""
+    if not isinstance(value, list) or not value:
+        raise bad_request(f"{field_name} must be a non-empty array of scopes.", target=field_name)
+    for scope in value:
+        if scope not in SCOPES:
+            raise bad_request(
+                f"Scope {scope!r} is not valid. Valid scopes are: {', '.join(SCOPES)}.", target=field_name
+            )
+    return tuple(dict.fromkeys(value))
+
+
+class TokenSigner:
+    """Signs and checks the tokens of one resource with its key (ANTEROOM_TOKEN_SIGNING_KEY)."""
+
+    def __init__(self, signing_key: bytes, resource_id: str, clock: Clock) -> None:
+        self._signing_key = signing_key
+        self._resource_id = resource_id
+        self._clock = clock
+
+    def sign(self, user_id: str, scopes: tuple[str, ...], lifetime: timedelta) -> AccessToken:
+        """A token for `user_id` with these scopes, valid for `lifetime` from now."""
+        now = self._clock()
+        expires = now + lifetime
+        claims = {
+            "skypeid": user_id.removeprefix("8:"),
+            "sub": user_id,
+            "acsScope": ",".join(scopes),
+            "resourceId": self._resource_id,
+            "iat": round(now.timestamp(), 6),
+            "exp": int(expires.timestamp()),
+            "jti": uuid.uuid4().hex,
+        }
+        header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+        payload = _b64url(_payload_json(claims))
+        signing_input = f"{header}.{payload}".encode()
+        sig = _b64url(hmac.new(self._signing_key, signing_input, hashlib.sha256).digest())
+        return AccessToken(f"{header}.{payload}.{sig}", datetime.fromtimestamp(claims["exp"], timezone.utc))
+
+    def check(self, token: str) -> TokenClaims:
+        """Check signature, algorithm, resource and expiry (not the user: IdentityService.verify does).
+
+        Raises a 401 AnteroomError for anything else; the message never echoes the token.
+        """
+        try:
+            header, payload, sig = token.split(".")
+            expected = _b64url(hmac.new(self._signing_key, f"{header}.{payload}".encode(), hashlib.sha256).digest())
+            if not hmac.compare_digest(expected.encode(), sig.encode()):
+                raise ValueError("signature")
+            if json.loads(_b64url_decode(header)).get("alg") != "HS256":
+                raise ValueError("alg")
+            claims = json.loads(_b64url_decode(payload))
+            issued = datetime.fromtimestamp(float(claims["iat"]), timezone.utc)
+            expires = datetime.fromtimestamp(int(claims["exp"]), timezone.utc)
+            user_id = str(claims["sub"])
+            scopes = tuple(filter(None, str(claims["acsScope"]).split(",")))
+            resource = claims["resourceId"]
+        except (ValueError, KeyError, TypeError, OverflowError, OSError):  # the last two: absurd timestamps
+            raise unauthorized("The access token is not valid.") from None
+        if resource != self._resource_id:
+            raise unauthorized("The access token was issued for another resource.")
+        if self._clock() >= expires:
+            raise unauthorized("The access token has expired.")
+        return TokenClaims(user_id, scopes, issued, expires)

@@ -1,0 +1,1 @@
+"""Repeatable requests (Repeatability-Request-ID) and their stored answers."""

@@ -1,0 +1,199 @@
+"""Rooms use cases: create, read, update, delete, list, and roster changes, with ACS's rules."""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ..core.clock import Clock
+from ..core.errors import bad_request, not_found, service_unavailable
+from .model import (
+    CreateRoomRequest,
+    Role,
+    Room,
+    UpdateRoomRequest,
+    check_room_id,
+    check_window,
+    default_window,
+    new_room_id,
+)
+from ..storage.transactions import ConcurrentChange
+from .changes import RoomChanges
+from .store import Page, RoomIdTaken, RoomRecord, RoomsStore
+
+# Concurrent roster changes to one room retry on ETag conflicts; enough attempts that dozens of
+# simultaneous writers all get through, each waiting a little random time so they spread out.
+MAX_ATTEMPTS = 60
+
+
+@dataclass(frozen=True)
+class RosterUpdate:
+    """What a participants PATCH did, for the answer and the operation log."""
+
+    record: RoomRecord
+    upserted: int
+    removed: int
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0, min(0.2, 0.005 * (2 ** min(attempt, 6)))))
+
+
+class RoomsService:
+    def __init__(
+        self, store: RoomsStore, clock: Clock, max_participants: int, changes: RoomChanges | None = None
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._max_participants = max_participants
+        # Deletions and roster removals are published here once committed (live calls follow them).
+        self._changes = changes if changes is not None else RoomChanges()
+
+    def _check_roster_size(self, size: int) -> None:
+        if size > self._max_participants:
+            raise bad_request(
+                f"A room can have at most {self._max_participants} participants; this request would make {size}."
+            )
+
+    def create(self, request: CreateRoomRequest, room_id: str | None = None) -> RoomRecord:
+        """Create a room. `room_id` pins the id (repeatable creates reserve it up front).
+
+        Raises AnteroomError 400 for an invalid window or too many participants. With a pinned id
+        that already exists, raises RoomIdTaken so the caller can answer with the existing room.
+        """
+        now = self._clock()
+        valid_from, valid_until = default_window(request.valid_from, request.valid_until, now)
+        check_window(valid_from, valid_until, now)
+        self._check_roster_size(len(request.participants))
+        while True:
+            room = Room(
+                id=room_id or new_room_id(now),
+                created_at=now,
+                valid_from=valid_from,
+                valid_until=valid_until,
+                pstn_dial_out_enabled=request.pstn_dial_out_enabled,
+            )
+            try:
+                return self._store.create(room, request.participants)
+            except RoomIdTaken:
+                if room_id is not None:
+                    raise
+
+    def get(self, room_id: str) -> RoomRecord:
+        """The live room. Raises 400 for a malformed id and 404 for an unknown or deleted room."""
+        check_room_id(room_id)
+        record = self._store.get(room_id)
+        if record is None or record.deleted:
+            raise not_found()
+        return record
+
+    def find(self, room_id: str) -> RoomRecord | None:
+        """The live room with this id, or None (no validation; for recovering repeatable creates)."""
+        record = self._store.get(room_id)
+        return record if record is not None and not record.deleted else None
+
+    def update(self, room_id: str, request: UpdateRoomRequest, as_read: RoomRecord | None = None) -> RoomRecord:
+        """Merge-patch the room; the merged window must pass the same rules as on create.
+
+        `as_read` is the room as the caller just read it: the first attempt starts from it (the
+        ETag still catches any change since; a retry reads afresh).
+        """
+        for attempt in range(MAX_ATTEMPTS):
+            record = as_read if attempt == 0 and as_read is not None else self.get(room_id)
+            room = request.apply(record.room)
+            if (room.valid_from, room.valid_until) != (record.room.valid_from, record.room.valid_until):
+                check_window(room.valid_from, room.valid_until, self._clock())
+            if room == record.room:
+                return record
+            try:
+                return self._store.replace_room(record, room)
+            except ConcurrentChange:
+                _backoff(attempt)
+        raise service_unavailable("The room is changing too often; retry later.")
+
+    def delete(self, room_id: str) -> RoomRecord | None:
+        """Delete a room: it answers 404 at once, and the sweep removes its rows later.
+
+        Deleting an already deleted room succeeds again until the sweep (so a retried DELETE does
+        not fail); an id that never existed raises 404. Returns the room's record for the log.
+        """
+        check_room_id(room_id)
+        for attempt in range(MAX_ATTEMPTS):
+            record = self._store.get(room_id)
+            if record is None:
+                raise not_found()
+            if record.deleted:
+                return record
+            try:
+                self._store.mark_deleted(record, self._clock())
+                break
+            except ConcurrentChange:
+                _backoff(attempt)
+        else:
+            raise service_unavailable("The room is changing too often; retry later.")
+        self._changes.room_deleted(room_id)
+        return record
+
+    def list_active(self, after: str | None, limit: int) -> Page:
+        return self._store.active_rooms_page(self._clock(), after, limit)
+
+    def list_participants(
+        self, room_id: str, generation: str | None, after: str | None, limit: int
+    ) -> tuple[Page, str]:
+        """One page of the roster; a cursor keeps reading the generation it started on."""
+        record = self.get(room_id)
+        generation = generation or record.generation
+        return self._store.participants_page(room_id, generation, after, limit), generation
+
+    def update_participants(
+        self, room_id: str, changes: dict[str, Role | None], as_read: RoomRecord | None = None
+    ) -> RosterUpdate:
+        """Upsert (role) or remove (None) roster entries, all or nothing (`as_read` as for `update`).
+
+        Removing someone not on the roster is a no-op. Concurrent calls for one room serialise on
+        the room's ETag and each is retried until it applies, so no change is lost. The roster limit
+        applies to the roster the change leaves (a request may remove many and add a few).
+        """
+        for attempt in range(MAX_ATTEMPTS):
+            record = as_read if attempt == 0 and as_read is not None else self.get(room_id)
+            old = self._store.roster(record)
+            new = dict(old)
+            for raw_id, role in changes.items():
+                if role is None:
+                    new.pop(raw_id, None)
+                else:
+                    new[raw_id] = role
+            self._check_roster_size(len(new))
+            try:
+                updated = record if new == old else self._store.commit_roster(record, old, new, self._clock())
+            except ConcurrentChange:
+                _backoff(attempt)
+                continue
+            removed = {raw_id for raw_id in old if raw_id not in new}
+            if removed:
+                self._changes.users_removed(room_id, removed)
+            upserted = sum(1 for role in changes.values() if role is not None)
+            return RosterUpdate(updated, upserted=upserted, removed=len(changes) - upserted)
+        raise service_unavailable("The room's roster is changing too often; retry later.")
+
+    def role_of_in(self, record: RoomRecord, raw_id: str) -> Role | None:
+        """The live role of `raw_id` in the room as read in `record`, None when not on the roster."""
+        return self._store.role_of(record, raw_id)
+
+    def roster_of(self, record: RoomRecord) -> dict[str, Role]:
+        return self._store.roster(record)
+
+    def sweep(self, grace: timedelta) -> int:
+        """Purge rooms past validity plus `grace`, and deleted ones; returns how many went."""
+        now = self._clock()
+        purged = 0
+        for room_id in self._store.expired_room_ids(now - grace):
+            record = self._store.get(room_id)
+            if record is None:
+                continue
+            if record.deleted or record.room.valid_until < now - grace:
+                self._store.purge(room_id)
+                purged += 1
+        self._store.sweep_retired_generations(now)
+        return purged

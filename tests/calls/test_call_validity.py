@@ -1,0 +1,80 @@
+"""Validity edges of room calls with an injectable clock, on real Azurite: before, at and after each edge."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from shared.core.clock import ManualClock
+from shared.core.errors import AnteroomError
+from shared.rooms.model import CreateRoomRequest, Role
+from shared.bootstrap import build_services
+from shared.config.settings import Settings
+
+pytestmark = pytest.mark.stack
+TICK = timedelta(microseconds=1)
+USER = "8:acs:validity_user"
+
+
+@pytest.fixture
+def world(stack):
+    start = datetime.now(timezone.utc) + timedelta(days=1)
+    clock = ManualClock(datetime.now(timezone.utc))
+    services = build_services(Settings.from_env(stack.env, served_at=stack.base_url), clock=clock)
+    record = services.rooms.create(CreateRoomRequest(start, start + timedelta(hours=2), False, {USER: Role.PRESENTER}))
+    yield services, clock, record.room
+    services.close()
+
+
+def refused_with(services, room, code):
+    with pytest.raises(AnteroomError) as caught:
+        services.calls.join(room.id, USER)
+    assert caught.value.status == 403 and caught.value.code == code
+    return caught.value
+
+
+@pytest.mark.parametrize("offset, code", [(-timedelta(hours=1), "RoomNotOpenYet"), (-TICK, "RoomNotOpenYet")])
+def test_before_valid_from(world, offset, code):
+    services, clock, room = world
+    clock.set(room.valid_from + offset)
+    error = refused_with(services, room, code)
+    assert "not open yet" in error.message
+
+
+@pytest.mark.parametrize("offset", [timedelta(0), TICK, timedelta(hours=1), timedelta(hours=2) - TICK])
+def test_inside_the_window(world, offset):
+    services, clock, room = world
+    clock.set(room.valid_from + offset)
+    call, endpoint, caller, _ = services.calls.join(room.id, USER)
+    assert call.active and endpoint.connected and caller.role is Role.PRESENTER
+
+
+@pytest.mark.parametrize("offset", [timedelta(0), TICK, timedelta(days=1)])
+def test_at_and_after_valid_until(world, offset):
+    services, clock, room = world
+    clock.set(room.valid_until + offset)
+    error = refused_with(services, room, "RoomExpired")
+    assert "expired" in error.message
+
+
+def test_call_ends_mid_call_at_valid_until(world):
+    services, clock, room = world
+    clock.set(room.valid_until - timedelta(minutes=5))
+    services.calls.join(room.id, USER)
+    # The sweep sees every room in the shared storage, so only this room's call is checked.
+    clock.set(room.valid_until - TICK)
+    services.calls.sweep()
+    assert services.calls.current_call(room.id).active
+    clock.set(room.valid_until)
+    assert services.calls.sweep() >= 1
+    call = services.calls.current_call(room.id)
+    assert call.state == "ended" and call.end_reason == "roomExpired"
+    assert all(p.state == "disconnected" for p in call.participants)
+
+
+def test_any_access_ends_an_expired_call(world):
+    services, clock, room = world
+    clock.set(room.valid_from)
+    services.calls.join(room.id, USER)
+    clock.set(room.valid_until + TICK)
+    with pytest.raises(AnteroomError):
+        services.calls.act_self(room.id, USER, "muteMic")
+    assert services.calls.current_call(room.id).end_reason == "roomExpired"
