@@ -19,7 +19,7 @@ from typing import Any
 
 from ..certs import DevCertificate
 from ..control.api import AnteroomApi
-from ..control.instance import remove_description, write_description
+from ..control.instance import NotRunning, read_description, remove_description, write_description
 from ..control.plane import ControlError, ControlPlane
 from ..control.seed import SeedError, check_seed
 from ..eventgrid import EventGridTopic
@@ -47,7 +47,10 @@ class RunConsole:
         self.exit_status = 0
         self.seed_text: str | None = None
         self.seed_source = ""
-        remove_description(state_dir)  # a description left by a killed run describes nothing
+        try:
+            read_description(state_dir)
+        except NotRunning:
+            remove_description(state_dir)  # a description left by a killed run describes nothing
         if seed_file:
             self.seed_source = str(seed_file)
             try:

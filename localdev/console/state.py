@@ -20,6 +20,7 @@ from ..eventgrid import EventGridTopic
 from ..pstn import PstnSimulator
 
 KEPT_DELIVERIES = 500
+SHOWN_DELIVERIES = 200
 KEPT_REQUESTS = 300
 SHOWN_REQUESTS = 100
 # The Rooms API's functions: the operation log records these, so the console shows its rows.
@@ -102,7 +103,7 @@ class DeliveryTracker:
                     "lastStatusCode": pending.last_status, "lastAnswer": pending.last_answer, "lastError": None,
                     "reason": None,
                 }
-        return sorted(shown.values(), key=lambda d: _epoch(d.get("time")), reverse=True)
+        return sorted(shown.values(), key=lambda d: _epoch(d.get("time")), reverse=True)[:SHOWN_DELIVERIES]
 
 
 class RequestTap:

@@ -356,3 +356,38 @@ def test_replay_through_the_console_reaches_a_webhook_and_refusals_come_back_ver
     bad_subscription = console_action(clean, "addSubscription", {"subscription": {"name": "x"}})
     assert bad_subscription.status_code == 400
     assert bad_subscription.json()["error"]["code"] == "InvalidSubscription"
+
+
+def test_the_console_follows_deliveries_retrying_and_dead_lettered_with_payload_and_answer(clean):
+    from localdev.eventgrid.subscriber import WebhookSubscriber
+
+    busy, refusing = WebhookSubscriber(), WebhookSubscriber()
+    busy.status, refusing.status = 503, 400
+    with busy, refusing:
+        headers = {"X-Anteroom-Secret": clean.description["secret"]}
+        for name, hook in (("busy", busy), ("refusing", refusing)):
+            added = requests.post(clean.control_url + "/subscriptions", headers=headers, timeout=30, json={
+                "name": name, "destination": {"endpointUrl": hook.url}, "deadLetter": True,
+                "filter": {"includedEventTypes": ["Microsoft.Communication.CallStarted"]}})
+            assert added.json() == {"name": name, "state": "active"}, added.text
+        alice = clean.user()
+        room = clean.create_room({alice: "Presenter"})
+        alice.join(room.id)
+        deadline = time.monotonic() + 30
+        while True:
+            deliveries = {d["subscription"]: d for d in state(clean)["eventgrid"]["deliveries"]}
+            if deliveries.get("busy", {}).get("state") == "retrying" and \
+                    deliveries.get("refusing", {}).get("state") == "deadLettered":
+                break
+            assert time.monotonic() < deadline, deliveries
+            time.sleep(0.2)
+        retrying, dead = deliveries["busy"], deliveries["refusing"]
+        assert retrying["lastStatusCode"] == 503 and retrying["attempts"] == 1
+        assert datetime.fromisoformat(retrying["nextAttemptAt"].replace("Z", "+00:00")) > datetime.now(timezone.utc)
+        assert dead["lastStatusCode"] == 400 and dead["reason"] == "NonRetriableHttpStatusCode"
+        for delivery in (retrying, dead):
+            assert delivery["eventType"] == "Microsoft.Communication.CallStarted"
+            assert delivery["payload"]["data"]["room"]["id"] == room.id
+            assert delivery["lastAnswer"] is not None  # what the subscriber answered, as text
+        letters = state(clean)["deadLetters"]
+        assert [(l["deadLetterReason"], l["data"]["room"]["id"]) for l in letters] == [("NonRetriableHttpStatusCode", room.id)]
