@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# Debian's Chromium: the console's browser tests and screenshots drive it (no browser is downloaded).
+CHROMIUM := /usr/bin/chromium
 # checkov's pins clash with the suite's (requirements-checkov.txt), so it gets a venv of its own.
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
@@ -26,12 +28,16 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-## Serve the app on https://127.0.0.1:7071 over Azurite (data kept in .localdev/; FRESH=1 starts empty).
+$(CHROMIUM):
+	apt-get update -qq && apt-get install -y -qq chromium
+
+## Serve the app on https://127.0.0.1:7071 over Azurite (data kept in .localdev/; FRESH=1 starts empty;
+## SEED=file imports a seed), with the console at the printed `console:` URL.
 run: setup
-	$(PY) -m localdev run $(if $(FRESH),--fresh,)
+	$(PY) -m localdev run $(if $(FRESH),--fresh,) $(if $(SEED),--seed $(SEED),)
 
 ## Run the whole test suite; it starts Azurite and the local host itself.
-test: setup
+test: setup $(CHROMIUM)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## API benchmarks against the local host (numbers go to benchmarks/README.md).

@@ -1,4 +1,5 @@
-"""Command line: `python -m localdev serve|run|eventgrid ...` (host only, the whole local service, the Event Grid topic only)."""
+"""Command line: `python -m localdev serve|run|eventgrid|describe|control ...` (host only, the whole local service,
+the Event Grid topic only, a running instance's description, its control plane)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from urllib.parse import urlparse
 
 from .azurite import REPO_ROOT, AzuriteFolderInUse, AzuriteTable, empty_data_folder
 from .certs import DevCertificate, ensure_dev_certificate
+from .console.run import RunConsole
+from .control.cli import add_control_commands
 from .eventgrid import EventGridTopic
 from .eventgrid_trigger import EventGridTriggerAdapter
 from .files import write_atomically
@@ -134,20 +137,20 @@ def _previous_port_if_free(settings: Mapping[str, str], url_setting: str) -> int
     return port
 
 
-def _start_azurite(state_dir: Path, *, in_memory: bool, port: int) -> AzuriteTable:
+def _start_azurite(state_dir: Path, *, in_memory: bool, port: int, repo_root: Path = REPO_ROOT) -> AzuriteTable:
     """Azurite on the state dir's folder (locked: a previous Azurite still saving there is waited for)."""
     location = None if in_memory else state_dir / "azurite"
     if port:
-        return AzuriteTable(location=location, port=port).start()
+        return AzuriteTable(location=location, port=port, repo_root=repo_root).start()
     previous = _previous_storage_port(state_dir)
     if previous:
         try:
-            return AzuriteTable(location=location, port=previous).start()
+            return AzuriteTable(location=location, port=previous, repo_root=repo_root).start()
         except AzuriteFolderInUse:
             raise
         except RuntimeError:
             logging.getLogger("localdev").info("port %d is taken; Azurite gets a new one", previous)
-    return AzuriteTable(location=location, port=0).start()
+    return AzuriteTable(location=location, port=0, repo_root=repo_root).start()
 
 
 def _trust_dev_ca_for_requests(certificate: DevCertificate) -> None:
@@ -180,12 +183,14 @@ def _start_topic(args: argparse.Namespace, state_dir: Path, settings: Mapping[st
 def command_run(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir).resolve()
     app_dir = Path(args.app_dir).resolve()
+    console = RunConsole(state_dir, seed_file=args.seed, port=args.console_port)  # a bad seed stops here
     if args.fresh:
         # Stored data goes (Azurite's once no previous Azurite still saves there); keys and the CA
         # stay, so clients keep working.
         empty_data_folder(state_dir / "azurite")
         shutil.rmtree(state_dir / "eventgrid" / "pending", ignore_errors=True)
-    azurite = _start_azurite(state_dir, in_memory=args.in_memory, port=args.storage_port)
+    azurite = _start_azurite(state_dir, in_memory=args.in_memory, port=args.storage_port,
+                             repo_root=Path(args.azurite_dir or REPO_ROOT))
     # Stopped at exit, after the app's own exit handlers (registered later, so run earlier) have
     # written their last log records into it: storage outlives the app, as it does in Azure.
     atexit.register(azurite.stop)
@@ -216,6 +221,7 @@ def command_run(args: argparse.Namespace) -> int:
                 _announce_topic(topic)
             if pstn is not None:
                 _say(f"PSTN gateway: {pstn.url}")
+            console.announce(started)
 
         async def serve_with_topic() -> None:
             nonlocal settings
@@ -238,10 +244,13 @@ def command_run(args: argparse.Namespace) -> int:
                     h for h in (extra, f"127.0.0.1:{args.http_port}") if h)
             os.environ.update(exported)  # before the host starts: timers may run at once
             try:
+                await console.start(settings=exported, certificate=certificate, storage_endpoint=azurite.endpoint,
+                                    topic=topic, pstn=pstn, host=host)
                 await serve_until_signalled(host, https_port=args.port, http_port=args.http_port,
                                             certificate=certificate, access_log=args.access_log,
                                             grace=args.grace_seconds, on_ready=announce)
             finally:
+                await console.stop()
                 if topic is not None:
                     await topic.stop()
 
@@ -249,7 +258,7 @@ def command_run(args: argparse.Namespace) -> int:
     finally:
         if pstn is not None:
             pstn.stop()
-    return _exit_status(host, 0, before_exit=azurite.stop)
+    return _exit_status(host, console.exit_status, before_exit=azurite.stop)
 
 
 def command_eventgrid(args: argparse.Namespace) -> int:
@@ -324,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="do not start the simulated PSTN network")
     run.add_argument("--pstn-port", type=int, default=None,
                      help="PSTN simulator port (default: the previous run's, else a free one)")
+    run.add_argument("--azurite-dir", default=None, metavar="DIR",
+                     help="folder whose node_modules holds Azurite (default: this checkout; for an installed copy)")
+    run.add_argument("--seed", default=None, metavar="FILE",
+                     help="import this seed (identities, rooms, subscriptions) once ready; refused whole if invalid")
+    run.add_argument("--console-port", type=int, default=0,
+                     help="port of the console and control plane (loopback, plain HTTP; default: a free one)")
     run.set_defaults(handler=command_run)
 
     eventgrid = commands.add_parser("eventgrid", help="only the local Event Grid topic")
@@ -335,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     eventgrid.add_argument("--time-scale", type=float, default=1.0,
                            help="multiply Event Grid's retry schedule and event time to live (default 1)")
     eventgrid.set_defaults(handler=command_eventgrid)
+    add_control_commands(commands, DEFAULT_STATE_DIR)
     return parser
 
 

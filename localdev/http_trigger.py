@@ -6,8 +6,9 @@ import asyncio
 import hmac
 import json
 import logging
+import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import azure.functions as func
 from aiohttp import web
@@ -99,6 +100,9 @@ class HttpTriggerAdapter:
         self._router: Router | None = None
         self._master_key = config.master_key.encode() if config.master_key else None
         self._function_keys = [k.encode() for k in config.function_keys]
+        # Called after each function answered: (function name, request, response, seconds taken).
+        # The console reads error codes and non-Rooms requests from here; one that raises is logged.
+        self.observers: list[Callable[[str, web.BaseRequest, web.StreamResponse, float], None]] = []
 
     def add(self, function: HostedFunction) -> None:
         trigger = function.trigger
@@ -188,10 +192,17 @@ class HttpTriggerAdapter:
             route_params=resolution.route_params,
             body=body,
         )
+        started = time.perf_counter()
         try:
             result = await endpoint.function.invoke(http_request)
-            return to_web_response(result)
+            response = to_web_response(result)
         except Exception:
             log.exception("Exception while executing function: Functions.%s", endpoint.function.name)
-            return error_response(500, "InternalServerError",
-                                  f"Exception while executing function: Functions.{endpoint.function.name}")
+            response = error_response(500, "InternalServerError",
+                                      f"Exception while executing function: Functions.{endpoint.function.name}")
+        for observe in self.observers:
+            try:
+                observe(endpoint.function.name, request, response, time.perf_counter() - started)
+            except Exception:
+                log.exception("an HTTP observer failed")
+        return response

@@ -73,6 +73,7 @@ class PstnSimulator:
         # Built once: loading the CA file for every phone action is wasted work.
         self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else None
         self.rules = dict(rules or {})
+        self._initial_rules = dict(self.rules)
         self.ring_seconds: dict[str, float] = {}
         self.calls: list[PlacedCall] = []
         self._port = port
@@ -136,6 +137,22 @@ class PstnSimulator:
         # A session must be made on a running loop. No cookie jar: each action stands alone, as it
         # did when every action had a session of its own.
         return aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+
+    # -- inspection and reset (the console, the control plane) --------------------------------
+    def snapshot(self) -> dict:
+        """Every call placed and the number rules, as plain data."""
+        with self._lock:
+            calls = [asdict(call) for call in self.calls]
+        rules = {number: {"behaviour": behaviour, "ringSeconds": self.ring_seconds.get(number, 0)}
+                 for number, behaviour in dict(self.rules).items()}
+        return {"calls": calls, "rules": rules}
+
+    def reset(self) -> None:
+        """Forget the calls placed and the rules set at run time (those given at start come back)."""
+        with self._lock:
+            self.calls.clear()
+            self.rules = dict(self._initial_rules)
+            self.ring_seconds.clear()
 
     # -- running ----------------------------------------------------------------------------
     def _application(self) -> web.Application:

@@ -7,11 +7,12 @@ import datetime
 import json
 import logging
 import os
+import shutil
 import threading
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from shared.core.clock import utc_now
 
@@ -55,6 +56,7 @@ class PendingDelivery:
     last_status: int | None = None
     last_outcome: str | None = None
     last_attempt_time: str | None = None
+    last_answer: str | None = None  # the start of the subscriber's last answer body
 
     @classmethod
     def new(cls, subscription: str, event: dict[str, Any], event_id: str, event_type: str,
@@ -115,6 +117,12 @@ class DeliveryStore:
         write_atomically(path, (json.dumps([record], indent=2) + "\n").encode(), 0o644)
         return path
 
+    def clear(self) -> None:
+        """Remove every pending delivery and dead letter."""
+        for path in self.pending_dir.glob("*.json"):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(self.dead_letter_dir, ignore_errors=True)
+
     def dead_letters(self, subscription: str | None = None) -> list[dict[str, Any]]:
         folders = [self.dead_letter_dir / subscription] if subscription else \
             sorted(p for p in self.dead_letter_dir.glob("*") if p.is_dir())
@@ -129,6 +137,9 @@ class DeliveryLog:
         self.path = path
         self._recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=keep)
         self._lock = threading.Lock()
+        # Called with each entry once written (the console follows deliveries this way); a listener
+        # that raises is logged and skipped.
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, **record: Any) -> dict[str, Any]:
@@ -142,7 +153,18 @@ class DeliveryLog:
                 os.write(descriptor, line.encode())
             finally:
                 os.close(descriptor)
+        for listener in list(self.listeners):
+            try:
+                listener(entry)
+            except Exception:
+                log.exception("a delivery log listener failed")
         return entry
+
+    def clear(self) -> None:
+        """Forget every entry, in memory and in the file."""
+        with self._lock:
+            self._recent.clear()
+            self.path.write_bytes(b"")
 
     def entries(self, **filters: str) -> list[dict[str, Any]]:
         with self._lock:

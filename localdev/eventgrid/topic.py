@@ -336,14 +336,15 @@ class EventGridTopic:
             return
         delivery.attempts += 1
         started = time.monotonic()
-        status, error = await self._send(subscription, delivery)
+        status, error, answer = await self._send(subscription, delivery)
         delivery.last_status = status
+        delivery.last_answer = answer
         delivery.last_attempt_time = isoformat(utc_now())
         delivered = status in SUCCESS_STATUSES
         delivery.last_outcome = "Succeeded" if delivered else (f"HTTP {status}" if status else error)
         entry = dict(subscription=subscription.name, kind="delivery", eventId=delivery.event_id,
                      eventType=delivery.event_type, deliveryId=delivery.delivery_id, attempt=delivery.attempts,
-                     destination=subscription.endpoint, statusCode=status, error=error,
+                     destination=subscription.endpoint, statusCode=status, error=error, answer=answer,
                      durationMs=round((time.monotonic() - started) * 1000, 2))
         if delivered:
             self.log.write(**entry, outcome="Succeeded")
@@ -360,9 +361,10 @@ class EventGridTopic:
             self.log.write(**entry, outcome="Retrying", nextAttemptAt=delivery.next_attempt_at)
             self._schedule(delivery)
 
-    async def _send(self, subscription: Subscription, delivery: PendingDelivery) -> tuple[int | None, str | None]:
+    async def _send(self, subscription: Subscription,
+                    delivery: PendingDelivery) -> tuple[int | None, str | None, str | None]:
         if not subscription.is_webhook:
-            return await self._invoke_function(subscription, delivery)
+            return (*await self._invoke_function(subscription, delivery), None)
         assert self._session is not None
         return await post_notification(self._session, subscription, delivery.event, delivery.attempts - 1,
                                        self.response_timeout)
@@ -383,6 +385,27 @@ class EventGridTopic:
 
     def pending_count(self, subscription: str | None = None) -> int:
         return sum(1 for d in self._pending.values() if subscription in (None, d.subscription))
+
+    def pending_delivery(self, delivery_id: str) -> PendingDelivery | None:
+        """A delivery not yet delivered nor given up (its event, attempts and next attempt time)."""
+        return self._pending.get(delivery_id)
+
+    def pending_deliveries(self) -> list[PendingDelivery]:
+        return list(self._pending.values())
+
+    async def reset(self, *, keep_subscriptions: bool = False) -> None:
+        """Forget every pending delivery, dead letter and log entry; also the subscriptions (and the
+        webhooks' validations) unless `keep_subscriptions`."""
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        self._pending.clear()
+        await asyncio.get_running_loop().run_in_executor(None, self.store.clear)
+        self.log.clear()
+        if not keep_subscriptions:
+            self._pending_codes.clear()
+            self._validated_file.unlink(missing_ok=True)
+            await self.set_subscriptions([])
 
     # -- inspection -------------------------------------------------------------------------
     async def _list_deliveries(self, request: web.Request) -> web.Response:

@@ -17,6 +17,8 @@ VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
 ABUSE_PROTECTION_ORIGIN = "eventgrid.azure.net"
 ACTIVE = "active"
 AWAITING_VALIDATION_URL = "awaiting a GET of the validationUrl"
+# How much of a subscriber's answer body is kept with a delivery (for the console and the log).
+ANSWER_KEPT_CHARACTERS = 2000
 
 
 async def event_grid_handshake(session: aiohttp.ClientSession, subscription: Subscription, code: str, *,
@@ -64,8 +66,9 @@ async def abuse_protection_handshake(session: aiohttp.ClientSession, subscriptio
 
 
 async def post_notification(session: aiohttp.ClientSession, subscription: Subscription, event: dict[str, Any],
-                            earlier_attempts: int, timeout: float) -> tuple[int | None, str | None]:
-    """One delivery attempt of one event: (HTTP status, None) or (None, why it failed)."""
+                            earlier_attempts: int, timeout: float) -> tuple[int | None, str | None, str | None]:
+    """One delivery attempt of one event: (HTTP status, None, the start of the answer's body) or
+    (None, why it failed, None)."""
     if subscription.delivery_schema == EVENT_GRID_SCHEMA:
         body, content_type = json.dumps([event]), "application/json; charset=utf-8"
         data_version, metadata_version = str(event.get("dataVersion") or ""), "1"
@@ -81,9 +84,9 @@ async def post_notification(session: aiohttp.ClientSession, subscription: Subscr
     try:
         async with session.post(subscription.endpoint, data=body.encode(), headers=headers,
                                 timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-            await response.read()
-            return response.status, None
+            answer = (await response.read()).decode("utf-8", errors="replace")
+            return response.status, None, answer[:ANSWER_KEPT_CHARACTERS]
     except asyncio.TimeoutError:
-        return None, "TimedOut"
+        return None, "TimedOut", None
     except aiohttp.ClientError as error:
-        return None, f"{type(error).__name__}: {error}"
+        return None, f"{type(error).__name__}: {error}", None
