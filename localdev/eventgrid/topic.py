@@ -303,6 +303,11 @@ class EventGridTopic:
             try:
                 await self._attempt(delivery)
             except Exception:
+                # Done with (finished or given up) before the failure: nothing to retry in this run; a
+                # file the failure left on disk is picked up at the next start.
+                if delivery_id not in self._pending:
+                    log.exception("delivery %s failed unexpectedly after it was done with", delivery_id)
+                    continue
                 log.exception("delivery %s failed unexpectedly; retrying", delivery_id)
                 delivery.next_attempt_at = time.time() + retry_delay(max(delivery.attempts, 1), self.time_scale)
                 self._schedule(delivery)
@@ -313,13 +318,17 @@ class EventGridTopic:
 
     def _give_up(self, delivery: PendingDelivery, subscription: Subscription | None, reason: str) -> None:
         dead_letter = subscription is not None and subscription.dead_letter
-        if dead_letter:
-            self.store.dead_letter(delivery, reason)
-        # Logged before the delivery leaves the pending set, so whoever waits for that sees the line.
-        self.log.write(subscription=delivery.subscription, kind="delivery", eventId=delivery.event_id,
-                       eventType=delivery.event_type, deliveryId=delivery.delivery_id, attempt=delivery.attempts,
-                       outcome="DeadLettered" if dead_letter else "Dropped", reason=reason,
-                       statusCode=delivery.last_status)
+        try:
+            if dead_letter:
+                self.store.dead_letter(delivery, reason)
+            # Logged before the delivery leaves the pending set, so whoever waits for that sees the line.
+            self.log.write(subscription=delivery.subscription, kind="delivery", eventId=delivery.event_id,
+                           eventType=delivery.event_type, deliveryId=delivery.delivery_id, attempt=delivery.attempts,
+                           outcome="DeadLettered" if dead_letter else "Dropped", reason=reason,
+                           statusCode=delivery.last_status)
+        finally:
+            # Given up even if writing that failed: giving up again would fail alike.
+            self._pending.pop(delivery.delivery_id, None)
         self._finish(delivery)
 
     async def _attempt(self, delivery: PendingDelivery) -> None:
@@ -330,6 +339,9 @@ class EventGridTopic:
             return
         if now >= delivery.expires_at:
             self._give_up(delivery, subscription, "TimeToLiveExceeded")
+            return
+        if delivery.attempts >= subscription.max_delivery_attempts:  # attempts that raised count too
+            self._give_up(delivery, subscription, "MaxDeliveryAttemptsExceeded")
             return
         if now < delivery.next_attempt_at:
             self._schedule(delivery)  # woken early (e.g. a time-to-live check): not due yet
