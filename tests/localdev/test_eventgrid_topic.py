@@ -333,6 +333,19 @@ def test_a_webhook_that_fails_the_handshake_gets_nothing(running):
         assert refusing.notifications == [] and running.topic.pending_count() == 0
 
 
+def test_a_failed_handshake_is_retried_for_a_while_then_until_the_file_changes(tmp_path, key):
+    with WebhookSubscriber(validate=False) as refusing, \
+            RunningTopic(tmp_path / "topic", key, revalidate_interval=0.1, revalidate_for=1.5) as running:
+        running.subscribe(webhook("refuses", refusing.url))
+        time.sleep(2)
+        retried = len(refusing.validations)
+        assert retried >= 3
+        time.sleep(1)
+        assert len(refusing.validations) == retried
+        running.subscribe(webhook("refuses", refusing.url))  # the file written again
+        assert len(refusing.validations) > retried
+
+
 def test_manual_validation_through_the_validation_url(running):
     with WebhookSubscriber(validate="manual") as manual:
         states = running.subscribe(webhook("by-url", manual.url))
