@@ -80,6 +80,9 @@ def parse_cron_field(text: str, field: str, low: int, high: int,
     return frozenset(values)
 
 
+# Parsed and stepped through here rather than by croniter: croniter reads `a-a` as the whole
+# field, wraps a backwards range, and takes L, W, #, ?, H and @hourly, which NCRONTAB reads
+# otherwise or refuses (and a check for those would be this parser again).
 @dataclass(frozen=True)
 class CronSchedule:
     """A 6-field NCRONTAB expression evaluated in UTC.

@@ -30,8 +30,11 @@ from .webhooks import (ACTIVE, AWAITING_VALIDATION_URL, abuse_protection_handsha
 log = logging.getLogger("localdev.eventgrid")
 
 TOPIC_PATH = "/api/events"
-# A failed webhook validation is tried again this often (and whenever the file changes).
+# A failed webhook validation is tried again this often (and whenever the file changes), for as
+# long as Event Grid keeps a subscription awaiting validation before failing it: after that it
+# stays failed until the file changes or the topic restarts.
 REVALIDATE_SECONDS = 5.0
+REVALIDATE_FOR_SECONDS = 600.0
 
 # Delivers one event (Event Grid schema dict) to an Event Grid-triggered function of a served app.
 FunctionInvoker = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -60,6 +63,7 @@ class EventGridTopic:
                  time_scale: float = 1.0, subscriptions_file: str | os.PathLike[str] | None = None,
                  function_invoker: FunctionInvoker | None = None, concurrency: int = 32,
                  response_timeout: float = 30.0, reload_interval: float = 1.0,
+                 revalidate_interval: float = REVALIDATE_SECONDS, revalidate_for: float = REVALIDATE_FOR_SECONDS,
                  resource_id: str | None = None) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.keys = [k for k in (key, secondary_key) if k]
@@ -71,6 +75,8 @@ class EventGridTopic:
         self.concurrency = concurrency
         self.response_timeout = response_timeout
         self.reload_interval = reload_interval
+        self.revalidate_interval = revalidate_interval
+        self.revalidate_for = revalidate_for
         self.resource_id = resource_id or ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/"
                                            "localdev/providers/Microsoft.EventGrid/topics/anteroom-local")
         self.store = DeliveryStore(self.state_dir)
@@ -88,6 +94,7 @@ class EventGridTopic:
         self._session: aiohttp.ClientSession | None = None
         self._file_stamp: tuple[float, int] | None = None
         self._last_validation_try = 0.0
+        self._revalidate_until = 0.0
         self.base_url = ""
 
     # -- addresses ---------------------------------------------------------------------------
@@ -180,6 +187,7 @@ class EventGridTopic:
             return
         validated = self._validated()
         self.subscriptions = subscriptions
+        self._revalidate_until = time.monotonic() + self.revalidate_for
         self.validation = {}
         for subscription in subscriptions.values():
             known = validated.get(subscription.name)
@@ -201,9 +209,10 @@ class EventGridTopic:
         while True:
             await asyncio.sleep(self.reload_interval)
             try:
+                now = time.monotonic()
                 if self._stamp() != self._file_stamp:
                     await self.reload_subscriptions()
-                elif time.monotonic() - self._last_validation_try > REVALIDATE_SECONDS and \
+                elif self._last_validation_try + self.revalidate_interval < now < self._revalidate_until and \
                         any(state != ACTIVE for state in self.validation.values()):
                     await self._validate_inactive()
             except Exception:
@@ -303,6 +312,11 @@ class EventGridTopic:
             try:
                 await self._attempt(delivery)
             except Exception:
+                # Done with (finished or given up) before the failure: nothing to retry in this run; a
+                # file the failure left on disk is picked up at the next start.
+                if delivery_id not in self._pending:
+                    log.exception("delivery %s failed unexpectedly after it was done with", delivery_id)
+                    continue
                 log.exception("delivery %s failed unexpectedly; retrying", delivery_id)
                 delivery.next_attempt_at = time.time() + retry_delay(max(delivery.attempts, 1), self.time_scale)
                 self._schedule(delivery)
@@ -313,13 +327,17 @@ class EventGridTopic:
 
     def _give_up(self, delivery: PendingDelivery, subscription: Subscription | None, reason: str) -> None:
         dead_letter = subscription is not None and subscription.dead_letter
-        if dead_letter:
-            self.store.dead_letter(delivery, reason)
-        # Logged before the delivery leaves the pending set, so whoever waits for that sees the line.
-        self.log.write(subscription=delivery.subscription, kind="delivery", eventId=delivery.event_id,
-                       eventType=delivery.event_type, deliveryId=delivery.delivery_id, attempt=delivery.attempts,
-                       outcome="DeadLettered" if dead_letter else "Dropped", reason=reason,
-                       statusCode=delivery.last_status)
+        try:
+            if dead_letter:
+                self.store.dead_letter(delivery, reason)
+            # Logged before the delivery leaves the pending set, so whoever waits for that sees the line.
+            self.log.write(subscription=delivery.subscription, kind="delivery", eventId=delivery.event_id,
+                           eventType=delivery.event_type, deliveryId=delivery.delivery_id, attempt=delivery.attempts,
+                           outcome="DeadLettered" if dead_letter else "Dropped", reason=reason,
+                           statusCode=delivery.last_status)
+        finally:
+            # Given up even if writing that failed: giving up again would fail alike.
+            self._pending.pop(delivery.delivery_id, None)
         self._finish(delivery)
 
     async def _attempt(self, delivery: PendingDelivery) -> None:
@@ -330,6 +348,9 @@ class EventGridTopic:
             return
         if now >= delivery.expires_at:
             self._give_up(delivery, subscription, "TimeToLiveExceeded")
+            return
+        if delivery.attempts >= subscription.max_delivery_attempts:  # attempts that raised count too
+            self._give_up(delivery, subscription, "MaxDeliveryAttemptsExceeded")
             return
         if now < delivery.next_attempt_at:
             self._schedule(delivery)  # woken early (e.g. a time-to-live check): not due yet

@@ -1,14 +1,15 @@
 """Signed callback tokens: the RS256 JWT ACS puts in each Call Automation callback's Authorization header."""
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import uuid
 from datetime import timedelta
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+from jwt.utils import base64url_encode
 
 from ..config.settings import ACS_CALLBACK_ISSUER
 from ..core.clock import Clock
@@ -16,18 +17,8 @@ from ..core.clock import Clock
 # ACS's values (docs: "Secure webhook endpoint" for Call Automation).
 TOKEN_LIFETIME = timedelta(minutes=5)
 ALGORITHM = "RS256"
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64url_uint(value: int) -> str:
-    return _b64url(value.to_bytes((value.bit_length() + 7) // 8 or 1, "big"))
-
-
-def _compact_json(value: dict) -> bytes:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+# RFC 7638: the members of an RSA key that its thumbprint covers, in lexical order.
+THUMBPRINT_MEMBERS = ("e", "kty", "n")
 
 
 class CallbackSigner:
@@ -44,28 +35,28 @@ class CallbackSigner:
         self.audience = audience
         self.issuer = issuer
         self._clock = clock
-        numbers = key.public_key().public_numbers()
-        self._public_jwk = {"kty": "RSA", "n": _b64url_uint(numbers.n), "e": _b64url_uint(numbers.e)}
+        public = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
         # RFC 7638 thumbprint: stable for the key, so rotating the key changes the kid.
-        self.key_id = _b64url(hashlib.sha256(_compact_json(self._public_jwk)).digest())
+        canonical = json.dumps({name: public[name] for name in THUMBPRINT_MEMBERS}, separators=(",", ":"))
+        self.key_id = base64url_encode(hashlib.sha256(canonical.encode()).digest()).decode()
+        # PyJWT's `key_ops` is left out: RFC 7517 advises against it alongside `use`.
+        self._jwk = {"kty": public["kty"], "n": public["n"], "e": public["e"],
+                     "use": "sig", "alg": ALGORITHM, "kid": self.key_id}
 
     def token(self) -> str:
-        now = self._clock()
-        issued = int(now.timestamp())
-        header = {"alg": ALGORITHM, "typ": "JWT", "kid": self.key_id}
+        issued = int(self._clock().timestamp())
         claims = {
-            "iss": self.issuer, "aud": self.audience, "iat": issued, "nbf": issued,
-            "exp": issued + int(TOKEN_LIFETIME.total_seconds()),
+            "aud": self.audience, "exp": issued + int(TOKEN_LIFETIME.total_seconds()), "iat": issued,
+            "iss": self.issuer,
             # Unique per request, so a receiver can refuse a replayed one within its lifetime.
             "jti": uuid.uuid4().hex,
+            "nbf": issued,
         }
-        signing_input = f"{_b64url(_compact_json(header))}.{_b64url(_compact_json(claims))}".encode("ascii")
-        signature = self._key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
-        return f"{signing_input.decode('ascii')}.{_b64url(signature)}"
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self.key_id})
 
     def jwks(self) -> dict:
         """The JSON Web Key Set with the one verification key."""
-        return {"keys": [{**self._public_jwk, "use": "sig", "alg": ALGORITHM, "kid": self.key_id}]}
+        return {"keys": [dict(self._jwk)]}
 
     def openid_configuration(self, jwks_uri: str) -> dict:
         """The discovery document ACS serves at /calling/.well-known/acsopenidconfiguration."""

@@ -1,20 +1,25 @@
 """Access tokens: HS256 JWTs for ACS identities, their scopes and lifetimes, signed and checked with one key."""
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import jwt
+
 from ..core.clock import Clock
 from ..core.errors import bad_request, unauthorized
 
 SCOPES = ("chat", "voip", "chat.join", "chat.join.limited", "voip.join")
 MIN_TOKEN_MINUTES, MAX_TOKEN_MINUTES, DEFAULT_TOKEN_MINUTES = 60, 1440, 1440
+ALGORITHM = "HS256"
+# PyJWT checks these are present; `check` reads each of them.
+REQUIRED_CLAIMS = ("sub", "acsScope", "resourceId", "iat", "exp")
+# PyJWT times tokens by the system clock, so `check` tests expiry against the service's clock
+# instead; `iat` only dates a token for revocation and no token carries `nbf`.
+_DECODE_OPTIONS = {"require": list(REQUIRED_CLAIMS), "verify_exp": False, "verify_nbf": False, "verify_iat": False}
 
 
 @dataclass(frozen=True)
@@ -33,21 +38,19 @@ class TokenClaims:
     expires_on: datetime
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+class _SdkSafeJSONEncoder(json.JSONEncoder):
+    """Compact ASCII JSON whose base64url encoding is also valid standard base64.
 
+    The SDK's CommunicationTokenCredential decodes the payload with the *standard* base64 alphabet,
+    silently dropping '-' and '_'. Pure-ASCII JSON only produces those characters when a '>', '?' or
+    '~' byte lands on the last position of a 3-byte group, so escaping those three keeps the payload
+    segment identical in both alphabets.
+    """
 
-def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    _ESCAPES = str.maketrans({">": "\\u003e", "?": "\\u003f", "~": "\\u007e"})
 
-
-def _payload_json(claims: dict) -> bytes:
-    # The SDK's CommunicationTokenCredential decodes the payload with the *standard* base64
-    # alphabet, silently dropping '-' and '_'. Pure-ASCII JSON only produces those characters when
-    # a '>', '?' or '~' byte lands on the last position of a 3-byte group, so escaping those three
-    # keeps the payload segment identical in both alphabets.
-    text = json.dumps(claims, separators=(",", ":"), ensure_ascii=True)
-    return text.replace(">", "\\u003e").replace("?", "\\u003f").replace("~", "\\u007e").encode()
+    def encode(self, o: Any) -> str:
+        return super().encode(o).translate(self._ESCAPES)
 
 
 def parse_expiry(value: Any) -> timedelta:
@@ -97,11 +100,8 @@ class TokenSigner:
             "exp": int(expires.timestamp()),
             "jti": uuid.uuid4().hex,
         }
-        header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-        payload = _b64url(_payload_json(claims))
-        signing_input = f"{header}.{payload}".encode()
-        sig = _b64url(hmac.new(self._signing_key, signing_input, hashlib.sha256).digest())
-        return AccessToken(f"{header}.{payload}.{sig}", datetime.fromtimestamp(claims["exp"], timezone.utc))
+        token = jwt.encode(claims, self._signing_key, algorithm=ALGORITHM, json_encoder=_SdkSafeJSONEncoder)
+        return AccessToken(token, datetime.fromtimestamp(claims["exp"], timezone.utc))
 
     def check(self, token: str) -> TokenClaims:
         """Check signature, algorithm, resource and expiry (not the user: IdentityService.verify does).
@@ -109,19 +109,14 @@ class TokenSigner:
         Raises a 401 AnteroomError for anything else; the message never echoes the token.
         """
         try:
-            header, payload, sig = token.split(".")
-            expected = _b64url(hmac.new(self._signing_key, f"{header}.{payload}".encode(), hashlib.sha256).digest())
-            if not hmac.compare_digest(expected.encode(), sig.encode()):
-                raise ValueError("signature")
-            if json.loads(_b64url_decode(header)).get("alg") != "HS256":
-                raise ValueError("alg")
-            claims = json.loads(_b64url_decode(payload))
+            # Pinned to HS256: "none" and any other algorithm a token names are refused.
+            claims = jwt.decode(token, self._signing_key, algorithms=[ALGORITHM], options=_DECODE_OPTIONS)
             issued = datetime.fromtimestamp(float(claims["iat"]), timezone.utc)
             expires = datetime.fromtimestamp(int(claims["exp"]), timezone.utc)
             user_id = str(claims["sub"])
             scopes = tuple(filter(None, str(claims["acsScope"]).split(",")))
             resource = claims["resourceId"]
-        except (ValueError, KeyError, TypeError, OverflowError, OSError):  # the last two: absurd timestamps
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError, OSError):  # the last two: absurd timestamps
             raise unauthorized("The access token is not valid.") from None
         if resource != self._resource_id:
             raise unauthorized("The access token was issued for another resource.")

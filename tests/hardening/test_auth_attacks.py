@@ -155,15 +155,24 @@ def test_signed_for_another_host_and_sent_with_it_is_401(http, room, unchanged, 
 
 
 def test_signature_checks_run_in_constant_time():
-    """The code compares signatures, hashes and keys with hmac.compare_digest, never with == or !=."""
+    """Signatures, hashes and keys are compared with hmac.compare_digest, never with == or !=.
+
+    Access tokens are verified by PyJWT pinned to HS256, so its HMAC verification is inspected
+    with ours, and TokenSigner.check for comparing anything secret itself.
+    """
+    import jwt
+    from jwt.algorithms import HMACAlgorithm
+
     from localdev.http_trigger import HttpTriggerAdapter
     from shared.auth.hmac import HmacVerifier
-    from shared.identity.tokens import TokenSigner
+    from shared.identity.tokens import ALGORITHM, TokenSigner
 
-    for function in (HmacVerifier.verify, TokenSigner.check, HttpTriggerAdapter._authorized):
+    assert isinstance(jwt.get_algorithm_by_name(ALGORITHM), HMACAlgorithm)
+    comparers = (HmacVerifier.verify, HMACAlgorithm.verify, HttpTriggerAdapter._authorized)
+    for function in (*comparers, TokenSigner.check):
         tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
         calls = {node.func.attr for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
-        assert "compare_digest" in calls, function.__qualname__
+        assert ("compare_digest" if function in comparers else "decode") in calls, function.__qualname__
         for node in ast.walk(tree):
             if isinstance(node, ast.Compare) and any(isinstance(op, (ast.Eq, ast.NotEq)) for op in node.ops):
                 names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} | {

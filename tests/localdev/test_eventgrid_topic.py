@@ -291,6 +291,39 @@ def test_max_attempts_and_time_to_live_dead_letter(running, subscriber, tmp_path
     assert {d["deadLetterReason"] for d in dead_letters} == {"MaxDeliveryAttemptsExceeded", "TimeToLiveExceeded"}
 
 
+def test_attempts_that_fail_unexpectedly_count_toward_the_maximum(running, subscriber):
+    running.subscribe(webhook("raising", subscriber.url, deadLetter=True, retryPolicy={"maxDeliveryAttempts": 2}))
+    sends = []
+
+    async def raising_send(subscription, delivery):
+        sends.append(delivery.attempts)
+        raise RuntimeError("the sender broke")
+
+    running.topic._send = raising_send
+    running.publisher().send([grid_event(id="unsendable")])
+    running.wait_idle()
+    assert sends == [1, 2]
+    [letter] = running.topic.store.dead_letters("raising")
+    assert (letter["deadLetterReason"], letter["deliveryAttempts"]) == ("MaxDeliveryAttemptsExceeded", 2)
+
+
+def test_a_delivery_that_cannot_be_dead_lettered_is_not_retried(running, subscriber):
+    running.subscribe(webhook("unwritable", subscriber.url, deadLetter=True))
+    subscriber.status = 400
+    tries = []
+
+    def failing_dead_letter(delivery, reason):
+        tries.append(reason)
+        raise OSError("dead-letter folder not writable")
+
+    running.topic.store.dead_letter = failing_dead_letter
+    running.publisher().send([grid_event(id="stuck")])
+    running.wait_idle()
+    time.sleep(0.3)  # ten first retries at this time scale
+    assert tries == ["NonRetriableHttpStatusCode"]
+    assert [d.event_id for d in running.topic.store.load()] == ["stuck"]  # kept for the next start
+
+
 def test_a_webhook_that_fails_the_handshake_gets_nothing(running):
     with WebhookSubscriber(validate=False) as refusing:
         states = running.subscribe(webhook("refuses", refusing.url))
@@ -298,6 +331,19 @@ def test_a_webhook_that_fails_the_handshake_gets_nothing(running):
         running.publisher().send([grid_event()])
         time.sleep(0.2)
         assert refusing.notifications == [] and running.topic.pending_count() == 0
+
+
+def test_a_failed_handshake_is_retried_for_a_while_then_until_the_file_changes(tmp_path, key):
+    with WebhookSubscriber(validate=False) as refusing, \
+            RunningTopic(tmp_path / "topic", key, revalidate_interval=0.1, revalidate_for=1.5) as running:
+        running.subscribe(webhook("refuses", refusing.url))
+        time.sleep(2)
+        retried = len(refusing.validations)
+        assert retried >= 3
+        time.sleep(1)
+        assert len(refusing.validations) == retried
+        running.subscribe(webhook("refuses", refusing.url))  # the file written again
+        assert len(refusing.validations) > retried
 
 
 def test_manual_validation_through_the_validation_url(running):
