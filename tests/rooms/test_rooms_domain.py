@@ -15,7 +15,8 @@ from shared.rooms.model import (
     parse_participant_changes,
 )
 from shared.rooms.service import RoomsService
-from shared.rooms.store import MemoryRoomsStore
+from shared.rooms.memory import MemoryRoomsStore
+from shared.storage.memory import MemoryTable
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -28,7 +29,7 @@ def clock():
 
 @pytest.fixture
 def service(clock):
-    return RoomsService(MemoryRoomsStore(), clock, max_participants=5)
+    return RoomsService(MemoryRoomsStore(MemoryTable()), clock, max_participants=5)
 
 
 def detail(error: AnteroomError):
@@ -144,7 +145,7 @@ def test_roster_limit_rejects_whole_request(service):
 
 
 def test_concurrent_roster_updates_lose_nothing(clock):
-    service = RoomsService(MemoryRoomsStore(), clock, max_participants=100)
+    service = RoomsService(MemoryRoomsStore(MemoryTable()), clock, max_participants=100)
     room = create(service).room
     threads = [
         threading.Thread(target=service.update_participants, args=(room.id, {f"8:acs:u_{i}": Role.ATTENDEE}))
