@@ -26,7 +26,7 @@ from .config.settings import Settings
 from .core.clock import Clock, utc_now
 from .core.keys import load_signing_key
 from .events.dispatcher import Dispatcher, EventGridSink
-from .events.outbox import CALLBACK_PREFIX, Outbox
+from .events.outbox import CALLBACK_PREFIX, Outbox, TableOutbox
 from .identity.service import IdentityService
 from .logs.attendance import CALLS_TABLE_SUFFIX, PARTICIPANTS_TABLE_SUFFIX, TableCallLog
 from .logs.operations import OPERATIONS_TABLE_SUFFIX, TableOperationLog
@@ -75,7 +75,7 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
     rooms_table = settings.table_name("Rooms")
     room_changes = RoomChanges()  # roster removals and deletions reach live calls at once
     rooms = RoomsService(TableRoomsStore(tables, rooms_table), clock, settings.max_room_participants, room_changes)
-    outbox = Outbox(tables, rooms_table, clock)
+    outbox = TableOutbox(tables, rooms_table, clock)
     dispatcher = None  # no Event Grid topic configured: no call events are kept
     if settings.eventgrid_endpoint:
         sink = EventGridSink(
@@ -89,7 +89,7 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
     if settings.callback_signing_key is not None:
         signer = CallbackSigner(load_signing_key(settings.callback_signing_key), settings.resource_id, clock,
                                 settings.callback_token_issuer)
-    callbacks = CallbackDispatcher(Outbox(tables, rooms_table, clock, prefix=CALLBACK_PREFIX),
+    callbacks = CallbackDispatcher(TableOutbox(tables, rooms_table, clock, prefix=CALLBACK_PREFIX),
                                    HttpCallbackSender(signer))
     # What each committed call change produces, in transaction order: its events' outbox rows, then
     # its callbacks' rows; after the commit each is told in the same order, and attendance is written.
