@@ -19,7 +19,7 @@ from .automation.signing import CallbackSigner
 from .calls.attendance import AttendanceRecorder
 from .calls.changes import CallChangeListener
 from .calls.events import CallEventsPublisher
-from .calls.pstn import HttpPstnGateway, PstnLines
+from .calls.pstn import HttpPstnGateway, TablePstnLines
 from .calls.service import CallsService
 from .calls.store import TableCallsStore
 from .config.settings import Settings
@@ -102,7 +102,7 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
         TableCallsStore(tables, rooms_table),
         clock,
         HttpPstnGateway(settings.pstn_gateway_url) if settings.pstn_gateway_url else None,
-        PstnLines(tables, settings.table_name("PstnLines")),
+        TablePstnLines(tables, settings.table_name("PstnLines")),
         settings.caller_numbers,
         listeners,
         room_changes,
