@@ -28,6 +28,7 @@ from .core.keys import load_signing_key
 from .events.dispatcher import Dispatcher, EventGridSink
 from .events.outbox import CALLBACK_PREFIX, Outbox, TableOutbox
 from .identity.service import IdentityService
+from .identity.store import TableUsersStore
 from .logs.attendance import CALLS_TABLE_SUFFIX, PARTICIPANTS_TABLE_SUFFIX, TableCallLog
 from .logs.operations import OPERATIONS_TABLE_SUFFIX, TableOperationLog
 from .repeatability.guard import RepeatabilityGuard
@@ -124,7 +125,8 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
         callbacks=callbacks,
         callback_signer=signer,
         identity=IdentityService(
-            tables, settings.table_name("Identities"), settings.resource_id, settings.token_signing_key, clock
+            TableUsersStore(tables, settings.table_name("Identities")), settings.resource_id,
+            settings.token_signing_key, clock,
         ),
         repeatability=RepeatabilityGuard(
             tables, settings.table_name("Repeatability"), clock,
