@@ -32,6 +32,7 @@ from .identity.store import TableUsersStore
 from .logs.attendance import CALLS_TABLE_SUFFIX, PARTICIPANTS_TABLE_SUFFIX, TableCallLog
 from .logs.operations import OPERATIONS_TABLE_SUFFIX, TableOperationLog
 from .repeatability.guard import RepeatabilityGuard
+from .repeatability.store import TableRepeatabilityStore
 from .rooms.changes import RoomChanges
 from .rooms.service import RoomsService
 from .rooms.store import TableRoomsStore
@@ -129,7 +130,7 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
             settings.token_signing_key, clock,
         ),
         repeatability=RepeatabilityGuard(
-            tables, settings.table_name("Repeatability"), clock,
+            TableRepeatabilityStore(tables, settings.table_name("Repeatability")), clock,
             timedelta(seconds=settings.repeatability_window_seconds),
         ),
         operation_log=TableOperationLog(tables.table, settings.table_name(OPERATIONS_TABLE_SUFFIX)),
