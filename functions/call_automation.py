@@ -10,7 +10,7 @@ import azure.functions as func
 from shared.automation.model import call_participant_json
 from shared.automation.service import call_connection_id, check_callback_uri, invalid_argument
 from shared.core.errors import AnteroomError, not_found
-from shared.repeatability.guard import StoredResponse
+from shared.repeatability.store import StoredResponse
 from shared.bootstrap import get_services
 
 from .pipeline import ApiRequest, ApiResponse, ApiVersions, acs_operation

@@ -16,7 +16,8 @@ import azure.functions as func
 from shared.core.errors import AnteroomError, bad_request, payload_too_large, unauthorized, unsupported_media_type
 from shared.logs.operations import OPERATION_NAMES, RoomsOperationRecord, new_correlation_id
 from shared.identity.tokens import TokenClaims
-from shared.repeatability.guard import RepeatabilityHeaders, StoredResponse, fingerprint
+from shared.repeatability.guard import RepeatabilityHeaders, fingerprint
+from shared.repeatability.store import StoredResponse
 from shared.bootstrap import Services, get_services
 
 log = logging.getLogger("anteroom.api")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.core.errors import bad_request
-from shared.repeatability.guard import StoredResponse
+from shared.repeatability.store import StoredResponse
 from shared.rooms.model import (
     CreateRoomRequest,
     Room,

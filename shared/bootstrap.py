@@ -19,18 +19,20 @@ from .automation.signing import CallbackSigner
 from .calls.attendance import AttendanceRecorder
 from .calls.changes import CallChangeListener
 from .calls.events import CallEventsPublisher
-from .calls.pstn import HttpPstnGateway, PstnLines
+from .calls.pstn import HttpPstnGateway, TablePstnLines
 from .calls.service import CallsService
 from .calls.store import TableCallsStore
 from .config.settings import Settings
 from .core.clock import Clock, utc_now
 from .core.keys import load_signing_key
 from .events.dispatcher import Dispatcher, EventGridSink
-from .events.outbox import CALLBACK_PREFIX, Outbox
+from .events.outbox import CALLBACK_PREFIX, Outbox, TableOutbox
 from .identity.service import IdentityService
+from .identity.store import TableUsersStore
 from .logs.attendance import CALLS_TABLE_SUFFIX, PARTICIPANTS_TABLE_SUFFIX, TableCallLog
 from .logs.operations import OPERATIONS_TABLE_SUFFIX, TableOperationLog
 from .repeatability.guard import RepeatabilityGuard
+from .repeatability.store import TableRepeatabilityStore
 from .rooms.changes import RoomChanges
 from .rooms.service import RoomsService
 from .rooms.store import TableRoomsStore
@@ -75,7 +77,7 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
     rooms_table = settings.table_name("Rooms")
     room_changes = RoomChanges()  # roster removals and deletions reach live calls at once
     rooms = RoomsService(TableRoomsStore(tables, rooms_table), clock, settings.max_room_participants, room_changes)
-    outbox = Outbox(tables, rooms_table, clock)
+    outbox = TableOutbox(tables, rooms_table, clock)
     dispatcher = None  # no Event Grid topic configured: no call events are kept
     if settings.eventgrid_endpoint:
         sink = EventGridSink(
@@ -89,7 +91,7 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
     if settings.callback_signing_key is not None:
         signer = CallbackSigner(load_signing_key(settings.callback_signing_key), settings.resource_id, clock,
                                 settings.callback_token_issuer)
-    callbacks = CallbackDispatcher(Outbox(tables, rooms_table, clock, prefix=CALLBACK_PREFIX),
+    callbacks = CallbackDispatcher(TableOutbox(tables, rooms_table, clock, prefix=CALLBACK_PREFIX),
                                    HttpCallbackSender(signer))
     # What each committed call change produces, in transaction order: its events' outbox rows, then
     # its callbacks' rows; after the commit each is told in the same order, and attendance is written.
@@ -102,7 +104,7 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
         TableCallsStore(tables, rooms_table),
         clock,
         HttpPstnGateway(settings.pstn_gateway_url) if settings.pstn_gateway_url else None,
-        PstnLines(tables, settings.table_name("PstnLines")),
+        TablePstnLines(tables, settings.table_name("PstnLines")),
         settings.caller_numbers,
         listeners,
         room_changes,
@@ -124,10 +126,11 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
         callbacks=callbacks,
         callback_signer=signer,
         identity=IdentityService(
-            tables, settings.table_name("Identities"), settings.resource_id, settings.token_signing_key, clock
+            TableUsersStore(tables, settings.table_name("Identities")), settings.resource_id,
+            settings.token_signing_key, clock,
         ),
         repeatability=RepeatabilityGuard(
-            tables, settings.table_name("Repeatability"), clock,
+            TableRepeatabilityStore(tables, settings.table_name("Repeatability")), clock,
             timedelta(seconds=settings.repeatability_window_seconds),
         ),
         operation_log=TableOperationLog(tables.table, settings.table_name(OPERATIONS_TABLE_SUFFIX)),

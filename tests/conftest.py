@@ -1,4 +1,4 @@
-"""Shared test set-up: the repository root on sys.path, the development CA trusted process-wide, and the stack fixtures."""
+"""Shared test set-up: the repository root on sys.path, the development CA trusted process-wide, the `stack` marker and guard, the stack and storage fixtures."""
 import os
 import sys
 from pathlib import Path
@@ -23,6 +23,7 @@ def _trust_the_dev_ca() -> None:
 
 _trust_the_dev_ca()
 
-# `stack` (Azurite plus the local host, for tests marked `stack`) and the fixtures built on it, for
-# every context's tests; imported after the CA above is trusted.
-pytest_plugins = ("tests.support.stack",)
+# For every context's tests, imported after the CA above is trusted: the `stack` marker on tests
+# that start processes and the guard failing any other that does, `stack` (Azurite plus the local
+# host) and the fixtures built on it, and the store contract tests' storage.
+pytest_plugins = ("tests.support.isolation", "tests.support.stack", "tests.support.storage")

@@ -11,7 +11,7 @@ from ..calls.changes import CallChange
 from ..core.clock import Clock
 from ..events.dispatcher import Dispatcher
 from ..events.model import OutgoingEvent
-from ..events.outbox import CALLBACK_PREFIX, Outbox, events_from_entity
+from ..events.outbox import CALLBACK_PREFIX, Outbox, events_from_entity, outbox_entities
 from .model import callbacks_for_change, cloud_event
 from .signing import CallbackSigner
 
@@ -97,7 +97,7 @@ class CallbackPublisher:
             by_destination.setdefault(callback.destination, []).append(callback.event)
         rows: list[dict] = []
         for destination, events in by_destination.items():
-            rows += Outbox.entities(
+            rows += outbox_entities(
                 after.room_id, after.sequence, after.server_call_id, events,
                 prefix=CALLBACK_PREFIX, destination=destination, first_index=len(rows),
             )

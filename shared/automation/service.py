@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from .model import CANCELLED, REMOVED_BY_SERVER, connection_properties, visible_participants
 from ..calls.model import AutomationContext, Call, CallConnection, CallParticipant, EndpointKind
 from ..calls.service import CallsService
-from ..calls.store import TableCallsStore
+from ..calls.store import CallsStore
 from ..core.clock import Clock
 from ..core.errors import AnteroomError, call_automation_error
 from ..core.identifiers import is_acs_user, phone_raw_id
@@ -101,7 +101,7 @@ def _in_background(work: Callable[[], None]) -> None:
 
 class CallAutomationService:
     def __init__(
-        self, rooms: RoomsService, calls: CallsService, store: TableCallsStore, clock: Clock,
+        self, rooms: RoomsService, calls: CallsService, store: CallsStore, clock: Clock,
         run_in_background: Callable[[Callable[[], None]], None] = _in_background,
     ) -> None:
         self._rooms = rooms

@@ -11,7 +11,7 @@ from datetime import datetime
 from ..core.clock import Clock
 from ..events.dispatcher import Dispatcher
 from ..events.model import CALL_ENDED, CALL_STARTED, PARTICIPANT_ADDED, PARTICIPANT_REMOVED, OutgoingEvent
-from ..events.outbox import Outbox
+from ..events.outbox import outbox_entities
 from .changes import CallChange
 from .model import Call, CallParticipant, EndpointKind, identifier_json
 
@@ -119,7 +119,7 @@ class CallEventsPublisher:
 
     def entities(self, change: CallChange) -> list[dict]:
         events = events_for_change(change.before, change.after, change.changed, self._clock())
-        return Outbox.entities(change.room_id, change.after.sequence, change.after.server_call_id, events)
+        return outbox_entities(change.room_id, change.after.sequence, change.after.server_call_id, events)
 
     def committed(self, change: CallChange, entities: list[dict]) -> None:
         if entities:

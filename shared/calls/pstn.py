@@ -52,8 +52,26 @@ class HttpPstnGateway:
             raise service_unavailable(f"The PSTN gateway could not place the call: {error}") from None
 
 
-class PstnLines:
-    """Counts the outbound calls in progress per caller number, across all rooms and instances.
+def all_lines_busy(number: str, limit: int) -> AnteroomError:
+    return AnteroomError(
+        f"The caller number {number} already has {limit} outbound calls in progress.",
+        code="ConcurrentCallLimitReached",
+        status=409,
+    )
+
+
+class PstnLines(Protocol):
+    """The outbound calls in progress per caller number, across all rooms and instances."""
+
+    def acquire(self, number: str, reference: str) -> None:
+        """Take a line of `number` for `reference` (again: no change); raises 409 when all its lines are busy."""
+
+    def release(self, number: str, reference: str) -> None:
+        """Give back the line `reference` holds, if it holds one."""
+
+
+class TablePstnLines:
+    """PstnLines on Azure Table storage.
 
     One entity per number holds its calls in progress; changes are ETag-guarded so two instances
     can never both take the last line.
@@ -90,18 +108,13 @@ class PstnLines:
             return False
 
     def acquire(self, number: str, reference: str) -> None:
-        """Take a line of `number` for `reference`; raises 409 when all its lines are busy."""
         with storage_faults():
             while True:
                 entity, calls = self._read(number)
                 if reference in calls:
                     return
                 if len(calls) >= self._limit:
-                    raise AnteroomError(
-                        f"The caller number {number} already has {self._limit} outbound calls in progress.",
-                        code="ConcurrentCallLimitReached",
-                        status=409,
-                    )
+                    raise all_lines_busy(number, self._limit)
                 if self._write(number, entity, calls + [reference]):
                     return
 

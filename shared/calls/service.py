@@ -19,7 +19,7 @@ from .model import (
     new_server_call_id,
 )
 from .changes import CallChange, CallChangeListener
-from .store import TableCallsStore
+from .store import CallsStore
 from ..core.clock import Clock
 from ..core.errors import AnteroomError, bad_request, forbidden, not_found, service_unavailable
 from ..core.identifiers import is_acs_user, is_e164, phone_raw_id
@@ -78,7 +78,7 @@ class CallsService:
     def __init__(
         self,
         rooms: RoomsService,
-        store: TableCallsStore,
+        store: CallsStore,
         clock: Clock,
         pstn: PstnNetwork | None,
         lines: PstnLines,

@@ -1,4 +1,4 @@
-"""Where room calls live: in the room's own Table partition, beside the room and its roster.
+"""Where room calls live: the CallsStore port and its Table implementation, in the room's own partition.
 
 RowKey `call` holds the room's current (or last) call; RowKey `cp|<serverCallId>|<participantId>`
 one endpoint of that call. Every change of who is in the call commits as one transaction with an
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Protocol, Sequence
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
@@ -31,11 +32,28 @@ from ..core.timefmt import assume_utc
 CALL_ROW = "call"
 
 
-def _row(call_id: str, participant_id: str) -> str:
+def endpoint_row(call_id: str, participant_id: str) -> str:
     return f"cp|{call_id}|{participant_id}"
 
 
+def endpoint_bounds(call_id: str) -> tuple[str, str]:
+    # '}' sorts right after '|', so (cp|<call>|, cp|<call>}) holds exactly one call's endpoints.
+    return f"cp|{call_id}|", f"cp|{call_id}}}"
+
+
+class CallsStore(Protocol):
+    def current(self, room_id: str) -> Call | None: ...
+    def commit(
+        self, before: Call | None, after: Call, changed: list[CallParticipant], extra: Sequence[dict] = (),
+        room_etag: str | None = None,
+    ) -> Call: ...
+    def update_endpoint(self, room_id: str, call_id: str, participant: CallParticipant) -> CallParticipant: ...
+    def active_call_rooms(self) -> list[str]: ...
+
+
 class TableCallsStore:
+    """CallsStore on Azure Table storage, in the rooms table."""
+
     def __init__(self, tables: TableStore, table_name: str) -> None:
         self._tables = tables
         self._table_name = table_name  # the rooms table: calls share each room's partition
@@ -66,7 +84,7 @@ class TableCallsStore:
     def _participant_entity(room_id: str, call_id: str, p: CallParticipant) -> dict:
         return {
             "PartitionKey": room_id,
-            "RowKey": _row(call_id, p.participant_id),
+            "RowKey": endpoint_row(call_id, p.participant_id),
             "RawId": p.raw_id,
             "Kind": p.kind.value,
             "State": p.state,
@@ -108,9 +126,10 @@ class TableCallsStore:
             except ResourceNotFoundError:
                 return None
             call_id = entity["ServerCallId"]
+            low, high = endpoint_bounds(call_id)
             rows = self._table.query_entities(
                 "PartitionKey eq @pk and RowKey gt @low and RowKey lt @high",
-                parameters={"pk": room_id, "low": f"cp|{call_id}|", "high": f"cp|{call_id}}}"},
+                parameters={"pk": room_id, "low": low, "high": high},
             )
             participants = tuple(self._participant(row) for row in rows)
         return Call(
@@ -130,7 +149,7 @@ class TableCallsStore:
         )
 
     def commit(
-        self, before: Call | None, after: Call, changed: list[CallParticipant], extra: list[dict] = (),
+        self, before: Call | None, after: Call, changed: list[CallParticipant], extra: Sequence[dict] = (),
         room_etag: str | None = None,
     ) -> Call:
         """Write the new call state and the changed endpoints as one transaction.

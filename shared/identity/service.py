@@ -7,16 +7,15 @@ from datetime import timedelta
 
 from ..core.clock import Clock
 from ..core.errors import not_found, unauthorized
-from ..storage.tables import TableStore
-from .store import TableUsersStore
+from .store import UsersStore
 from .tokens import AccessToken, TokenClaims, TokenSigner
 
 
 class IdentityService:
-    """Users live in one Table (PartitionKey = the user id's own part); tokens are HS256 JWTs."""
+    """Users live in a UsersStore (by the user id's own part); tokens are HS256 JWTs."""
 
-    def __init__(self, tables: TableStore, table_name: str, resource_id: str, signing_key: bytes, clock: Clock):
-        self._users = TableUsersStore(tables, table_name)
+    def __init__(self, users: UsersStore, resource_id: str, signing_key: bytes, clock: Clock):
+        self._users = users
         self._tokens = TokenSigner(signing_key, resource_id, clock)
         self._resource_id = resource_id
         self._clock = clock

@@ -8,35 +8,22 @@ running twice.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable, Mapping
 
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.core import MatchConditions
-from azure.data.tables import UpdateMode
-
 from ..core.clock import Clock
 from ..core.errors import bad_request, conflict, precondition_failed
-from ..storage.faults import storage_faults
-from ..storage.tables import TableStore
 from ..core.timefmt import parse_imf_fixdate
+from .store import Attempt, RepeatabilityStore, StoredResponse
 
 REQUEST_ID_HEADER = "repeatability-request-id"
 FIRST_SENT_HEADER = "repeatability-first-sent"
 # A first attempt that has not finished after this long is presumed dead; its retry takes over.
 STALE_AFTER = timedelta(seconds=30)
 WAIT_FOR_FIRST = 5.0
-
-
-@dataclass(frozen=True)
-class StoredResponse:
-    status: int
-    body: object | None
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,17 +67,12 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
 
 
 class RepeatabilityGuard:
-    """Runs a repeatable operation at most once per request id (records kept in a Table)."""
+    """Runs a repeatable operation at most once per request id (attempts kept in a RepeatabilityStore)."""
 
-    def __init__(self, tables: TableStore, table_name: str, clock: Clock, window: timedelta) -> None:
-        self._tables = tables
-        self._table_name = table_name
+    def __init__(self, store: RepeatabilityStore, clock: Clock, window: timedelta) -> None:
+        self._store = store
         self._clock = clock
         self.window = window
-
-    @property
-    def _table(self):
-        return self._tables.table(self._table_name)
 
     def run(
         self,
@@ -106,92 +88,43 @@ class RepeatabilityGuard:
         `recover(key)` answers for an operation that completed but whose answer was not recorded.
         Raises 400 when the id was used with another request, 409 while the first is in progress.
         """
-        now = self._clock()
-        entity = {
-            "PartitionKey": request_id,
-            "RowKey": "r",
-            "Fingerprint": request_fingerprint,
-            "Reservation": reserve(),
-            "State": "pending",
-            "StartedAt": now,
-        }
-        with storage_faults():
-            try:
-                self._table.create_entity(entity)
-                return self._finish(entity, execute), False
-            except ResourceExistsError:
-                pass
+        attempt = Attempt(request_id, request_fingerprint, reserve(), self._clock())
+        if self._store.reserve(attempt):
+            return self._finish(attempt, execute), False
         deadline = time.monotonic() + WAIT_FOR_FIRST
         while True:
-            with storage_faults():
-                try:
-                    stored = self._table.get_entity(request_id, "r")
-                except ResourceNotFoundError:
-                    stored = None
+            stored = self._store.get(request_id)
             if stored is None:  # the first attempt failed with a 5xx and gave way: run again
                 return self.run(request_id, request_fingerprint, reserve, execute, recover)
-            if stored["Fingerprint"] != request_fingerprint:
+            if stored.fingerprint != request_fingerprint:
                 raise bad_request("The Repeatability-Request-ID was already used with a different request.")
-            if stored["State"] == "done":
-                return StoredResponse(stored["Status"], json.loads(stored["Body"]), json.loads(stored["Headers"])), True
-            started = stored["StartedAt"]
-            if self._clock() - started > STALE_AFTER and self._claim(stored):
-                recovered = recover(stored["Reservation"])
-                if recovered is not None:
-                    self._record(stored, recovered)
-                    return recovered, True
-                return self._finish(stored, execute), False
+            if stored.response is not None:
+                return stored.response, True
+            if self._clock() - stored.started_at > STALE_AFTER:
+                # Take over a stale attempt; only one retry wins the store's ETag race.
+                claimed = self._store.claim(stored, self._clock())
+                if claimed is not None:
+                    recovered = recover(claimed.reservation)
+                    if recovered is not None:
+                        self._store.finish(claimed, recovered)
+                        return recovered, True
+                    return self._finish(claimed, execute), False
             if time.monotonic() > deadline:
                 raise conflict("The original request with this Repeatability-Request-ID is still in progress.")
             time.sleep(0.05)
 
-    def _claim(self, stored) -> bool:
-        """Take over a stale attempt; only one retry wins the ETag race."""
-        stored["StartedAt"] = self._clock()
-        with storage_faults():
-            try:
-                self._table.update_entity(
-                    stored, mode=UpdateMode.REPLACE, etag=stored.metadata["etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
-                return True
-            except (ResourceModifiedError, ResourceNotFoundError):
-                return False
-
-    def _finish(self, entity, execute: Callable[[str], StoredResponse]) -> StoredResponse:
+    def _finish(self, attempt: Attempt, execute: Callable[[str], StoredResponse]) -> StoredResponse:
         try:
-            response = execute(entity["Reservation"])
+            response = execute(attempt.reservation)
         except Exception:
-            self._forget(entity)
+            self._store.forget(attempt.request_id)
             raise
         if response.status >= 500:
-            self._forget(entity)  # ACS re-executes a repeat of a request that failed on its side
+            self._store.forget(attempt.request_id)  # ACS re-executes a repeat of a request that failed on its side
         else:
-            self._record(entity, response)
+            self._store.finish(attempt, response)
         return response
-
-    def _record(self, entity, response: StoredResponse) -> None:
-        done = {key: entity[key] for key in ("PartitionKey", "RowKey", "Fingerprint", "Reservation", "StartedAt")}
-        done.update(
-            State="done", Status=response.status,
-            Body=json.dumps(response.body), Headers=json.dumps(response.headers),
-        )
-        with storage_faults():
-            self._table.upsert_entity(done, mode=UpdateMode.REPLACE)
-
-    def _forget(self, entity) -> None:
-        with storage_faults():
-            try:
-                self._table.delete_entity(entity["PartitionKey"], entity["RowKey"])
-            except ResourceNotFoundError:
-                pass
 
     def sweep(self) -> int:
         """Delete records older than the window (plus a margin): repeats that old get 412 anyway."""
-        cutoff = self._clock() - self.window - STALE_AFTER
-        removed = 0
-        with storage_faults():
-            for entity in self._table.query_entities("StartedAt lt @cutoff", parameters={"cutoff": cutoff}, select=["PartitionKey", "RowKey"]):
-                self._table.delete_entity(entity["PartitionKey"], entity["RowKey"])
-                removed += 1
-        return removed
+        return self._store.sweep(self._clock() - self.window - STALE_AFTER)

@@ -1,4 +1,4 @@
-"""Where rooms and rosters live: one Table partition per room, with an in-memory twin for unit tests.
+"""Where rooms and rosters live: the RoomsStore port and its Table implementation, one partition per room.
 
 Layout of a room's partition (PartitionKey = room id):
 - RowKey `room`: the room, its roster counts, the current roster generation and a delete mark.
@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -84,11 +83,11 @@ def new_generation() -> str:
     return secrets.token_hex(4)
 
 
-def _participant_row(generation: str, raw_id: str) -> str:
+def participant_row(generation: str, raw_id: str) -> str:
     return f"p{generation}|{raw_id}"
 
 
-def _generation_bounds(generation: str) -> tuple[str, str]:
+def generation_bounds(generation: str) -> tuple[str, str]:
     # '}' sorts right after '|', so [p<gen>|, p<gen>}) holds exactly one generation's rows.
     return f"p{generation}|", f"p{generation}}}"
 
@@ -260,15 +259,15 @@ class TableRoomsStore:
     # -- roster -------------------------------------------------------------------------------
     @staticmethod
     def _participant_op(kind: str, room_id: str, generation: str, raw_id: str, role: Role | None = None):
-        entity = {"PartitionKey": room_id, "RowKey": _participant_row(generation, raw_id)}
+        entity = {"PartitionKey": room_id, "RowKey": participant_row(generation, raw_id)}
         if kind == "upsert":
             entity["Role"] = role.value
             return ("upsert", entity, {"mode": UpdateMode.REPLACE})
         return ("delete", entity)
 
     def _generation_rows(self, room_id: str, generation: str, after: str | None, limit: int | None):
-        low, high = _generation_bounds(generation)
-        start = _participant_row(generation, after) if after else low
+        low, high = generation_bounds(generation)
+        start = participant_row(generation, after) if after else low
         query = "PartitionKey eq @pk and RowKey gt @start and RowKey lt @high"
         with storage_faults():
             entities = self._table.query_entities(
@@ -288,7 +287,7 @@ class TableRoomsStore:
     def role_of(self, record: RoomRecord, raw_id: str) -> Role | None:
         with storage_faults():
             try:
-                entity = self._table.get_entity(record.room.id, _participant_row(record.generation, raw_id))
+                entity = self._table.get_entity(record.room.id, participant_row(record.generation, raw_id))
             except ResourceNotFoundError:
                 return None
         return Role(entity["Role"])
@@ -345,7 +344,7 @@ class TableRoomsStore:
             raise
 
     def _delete_generation(self, room_id: str, generation: str) -> int:
-        rows = [_participant_row(generation, raw_id) for raw_id, _ in self._generation_rows(room_id, generation, None, None)]
+        rows = [participant_row(generation, raw_id) for raw_id, _ in self._generation_rows(room_id, generation, None, None)]
         self._delete_rows(room_id, rows)
         return len(rows)
 
@@ -402,93 +401,3 @@ class TableRoomsStore:
                 except ConcurrentChange:
                     pass  # the next sweep tidies the list; the rows are already gone
         return swept
-
-
-@dataclass
-class _MemoryRoom:
-    record: RoomRecord
-    rosters: dict[str, dict[str, Role]] = field(default_factory=dict)
-
-
-class MemoryRoomsStore:
-    """The in-memory twin of TableRoomsStore, with the same ETag behaviour, for domain unit tests."""
-
-    def __init__(self) -> None:
-        self._rooms: dict[str, _MemoryRoom] = {}
-        self._lock = threading.Lock()
-        self._version = 0
-
-    def _etag(self) -> str:
-        self._version += 1
-        return f"W/\"{self._version}\""
-
-    def create(self, room: Room, roster: dict[str, Role]) -> RoomRecord:
-        with self._lock:
-            if room.id in self._rooms:
-                raise RoomIdTaken(room.id)
-            generation = new_generation()
-            record = RoomRecord(room, RosterCounts.of(roster.values()), generation, self._etag())
-            self._rooms[room.id] = _MemoryRoom(record, {generation: dict(roster)})
-            return record
-
-    def get(self, room_id: str) -> RoomRecord | None:
-        with self._lock:
-            stored = self._rooms.get(room_id)
-            return stored.record if stored else None
-
-    def _swap(self, record: RoomRecord, updated: RoomRecord) -> RoomRecord:
-        stored = self._rooms.get(record.room.id)
-        if stored is None or stored.record.etag != record.etag:
-            raise ConcurrentChange(record.room.id)
-        stored.record = replace(updated, etag=self._etag())
-        return stored.record
-
-    def replace_room(self, record: RoomRecord, room: Room) -> RoomRecord:
-        with self._lock:
-            return self._swap(record, replace(record, room=room))
-
-    def mark_deleted(self, record: RoomRecord, now: datetime) -> None:
-        with self._lock:
-            self._swap(record, replace(record, deleted=True))
-
-    def purge(self, room_id: str) -> None:
-        with self._lock:
-            self._rooms.pop(room_id, None)
-
-    def roster(self, record: RoomRecord) -> dict[str, Role]:
-        with self._lock:
-            return dict(self._rooms[record.room.id].rosters.get(record.generation, {}))
-
-    def role_of(self, record: RoomRecord, raw_id: str) -> Role | None:
-        return self.roster(record).get(raw_id)
-
-    def commit_roster(self, record, old, new, now):
-        with self._lock:
-            updated = self._swap(record, replace(record, counts=RosterCounts.of(new.values())))
-            self._rooms[record.room.id].rosters[record.generation] = dict(new)
-            return updated
-
-    def participants_page(self, room_id, generation, after, limit):
-        with self._lock:
-            rows = sorted(self._rooms[room_id].rosters.get(generation, {}).items()) if room_id in self._rooms else []
-        rows = [row for row in rows if after is None or row[0] > after]
-        return Page(items=rows[:limit], after=rows[limit - 1][0] if len(rows) > limit else None)
-
-    def active_rooms_page(self, now, after, limit):
-        with self._lock:
-            rooms = sorted(
-                (s.record.room for s in self._rooms.values() if not s.record.deleted and s.record.room.valid_until > now),
-                key=lambda room: room.id,
-            )
-        rooms = [room for room in rooms if after is None or room.id > after]
-        return Page(items=rooms[:limit], after=rooms[limit - 1].id if len(rooms) > limit else None)
-
-    def expired_room_ids(self, cutoff):
-        with self._lock:
-            return [
-                room_id for room_id, s in self._rooms.items()
-                if s.record.deleted or s.record.room.valid_until < cutoff
-            ]
-
-    def sweep_retired_generations(self, now) -> int:
-        return 0

@@ -18,7 +18,7 @@ from .conftest import OPERATION_INPUTS
 
 
 @pytest.fixture(scope="module")
-def connection_string():
+def connection_string(starts_processes):
     with azurite_tables() as value:
         yield value
 

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 
+import pytest
 import requests
 
 from localdev.azurite import REPO_ROOT, AzuriteTable
@@ -11,6 +12,8 @@ from localdev.host import READY_PREFIX
 from localdev.testing import local_service
 from shared.logs.operations import DEFAULT_TABLE_NAME, read_operation_records
 from shared.storage.tables import TableStore
+
+pytestmark = pytest.mark.stack
 
 
 def test_records_still_queued_at_sigterm_are_written():

@@ -1,7 +1,10 @@
 """Without a callback signing key the app still runs; its key routes say why there is nothing to fetch."""
+import pytest
 import requests
 
 from localdev.testing import local_service
+
+pytestmark = pytest.mark.stack
 
 
 def test_key_routes_answer_404_in_acs_error_shape_without_a_key():

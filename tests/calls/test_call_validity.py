@@ -1,27 +1,22 @@
-"""Validity edges of room calls with an injectable clock, on real Azurite: before, at and after each edge."""
+"""Validity edges of room calls with a manual clock, on the stores' in-memory twins: before, at and after each edge."""
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.core.clock import ManualClock
 from shared.core.errors import AnteroomError
 from shared.rooms.model import CreateRoomRequest, Role
-from shared.bootstrap import build_services
-from shared.config.settings import Settings
+from tests.support.twins import calls_on_twins
 
-pytestmark = pytest.mark.stack
 TICK = timedelta(microseconds=1)
 USER = "8:acs:validity_user"
 
 
 @pytest.fixture
-def world(stack):
+def world():
     start = datetime.now(timezone.utc) + timedelta(days=1)
-    clock = ManualClock(datetime.now(timezone.utc))
-    services = build_services(Settings.from_env(stack.env, served_at=stack.base_url), clock=clock)
+    services = calls_on_twins(datetime.now(timezone.utc))
     record = services.rooms.create(CreateRoomRequest(start, start + timedelta(hours=2), False, {USER: Role.PRESENTER}))
-    yield services, clock, record.room
-    services.close()
+    return services, services.clock, record.room
 
 
 def refused_with(services, room, code):
@@ -59,7 +54,6 @@ def test_call_ends_mid_call_at_valid_until(world):
     services, clock, room = world
     clock.set(room.valid_until - timedelta(minutes=5))
     services.calls.join(room.id, USER)
-    # The sweep sees every room in the shared storage, so only this room's call is checked.
     clock.set(room.valid_until - TICK)
     services.calls.sweep()
     assert services.calls.current_call(room.id).active

@@ -8,7 +8,9 @@ from datetime import datetime, timezone
 import pytest
 
 from shared.core.errors import AnteroomError
+from shared.identity.memory import MemoryUsersStore
 from shared.identity.service import IdentityService
+from shared.storage.memory import MemoryTable
 from shared.core.timefmt import parse_rfc3339
 
 RESOURCE = "6b2f3c1e-1d2a-4f55-9a0e-0f8a3c1d2b4e"
@@ -44,7 +46,7 @@ def signed_token(claims: dict) -> str:
 
 @pytest.mark.parametrize("iat, exp", [(1e300, 10**30), (-1e300, 1), (0, 10**400)])
 def test_correctly_signed_token_with_absurd_times_is_401(iat, exp):
-    identity = IdentityService(None, "unused", RESOURCE, KEY, lambda: datetime.now(timezone.utc))
+    identity = IdentityService(MemoryUsersStore(MemoryTable()), RESOURCE, KEY, lambda: datetime.now(timezone.utc))
     token = signed_token({"sub": f"8:acs:{RESOURCE}_x", "acsScope": "voip", "resourceId": RESOURCE, "iat": iat, "exp": exp})
     with pytest.raises(AnteroomError) as caught:
         identity.verify(token)

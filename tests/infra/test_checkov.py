@@ -63,7 +63,7 @@ def _checkov() -> str:
 
 
 @pytest.fixture(scope="module")
-def report() -> dict:
+def report(starts_processes) -> dict:
     env = {**os.environ, "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true", "LOG_LEVEL": "WARNING"}
     result = subprocess.run(
         [_checkov(), "--directory", str(INFRA), "--framework", "bicep", "--output", "json", "--skip-download"],

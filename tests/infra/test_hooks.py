@@ -106,6 +106,7 @@ def test_rotate_replaces_one_key_only():
         KEYS.rotate(env, KEYS.RESOURCE_ID, say=lambda _: None)
 
 
+@pytest.mark.stack
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl here")
 def test_the_callback_key_can_come_from_openssl():
     """Where the Python running azd's hook has no `cryptography`, OpenSSL makes the RSA key."""
@@ -158,6 +159,7 @@ def _hook(env, *args):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.stack
 def test_the_command_line_as_azd_runs_it(azd_on_path):
     env, store = azd_on_path
     first = _hook(env, "ensure")
@@ -183,6 +185,7 @@ def test_the_command_line_as_azd_runs_it(azd_on_path):
     assert after[KEYS.ACCESS_KEY] == values[KEYS.ACCESS_KEY]
 
 
+@pytest.mark.stack
 def test_the_command_line_stops_rather_than_rotating(azd_on_path):
     env, store = azd_on_path
     store.write_text(json.dumps({KEYS.VAULT_NAME: "kv-gone"}))

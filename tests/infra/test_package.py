@@ -173,7 +173,7 @@ def _requirements(path: Path) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def indexed(tmp_path_factory) -> dict:
+def indexed(tmp_path_factory, starts_processes) -> dict:
     base = tmp_path_factory.mktemp("deployment")
     package = base / "package"
     for relative in package_files(ROOT):

@@ -288,7 +288,7 @@ def test_operation_log_write_survives_a_factory_that_raises():
 # --- Azurite -------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def connection_string():
+def connection_string(starts_processes):
     with azurite_tables() as value:
         yield value
 

@@ -1,4 +1,4 @@
-"""Rooms domain rules on the in-memory store: validity windows, roster changes, ids, paging."""
+"""Rooms domain rules on the in-memory store: validity windows, roster changes, ids, paging, what is published, the sweep."""
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -14,8 +14,10 @@ from shared.rooms.model import (
     new_room_id,
     parse_participant_changes,
 )
+from shared.rooms.changes import RoomChanges
 from shared.rooms.service import RoomsService
-from shared.rooms.store import MemoryRoomsStore
+from shared.rooms.memory import MemoryRoomsStore
+from shared.storage.memory import MemoryTable
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -28,7 +30,7 @@ def clock():
 
 @pytest.fixture
 def service(clock):
-    return RoomsService(MemoryRoomsStore(), clock, max_participants=5)
+    return RoomsService(MemoryRoomsStore(MemoryTable()), clock, max_participants=5)
 
 
 def detail(error: AnteroomError):
@@ -144,7 +146,7 @@ def test_roster_limit_rejects_whole_request(service):
 
 
 def test_concurrent_roster_updates_lose_nothing(clock):
-    service = RoomsService(MemoryRoomsStore(), clock, max_participants=100)
+    service = RoomsService(MemoryRoomsStore(MemoryTable()), clock, max_participants=100)
     room = create(service).room
     threads = [
         threading.Thread(target=service.update_participants, args=(room.id, {f"8:acs:u_{i}": Role.ATTENDEE}))
@@ -181,3 +183,47 @@ def test_room_ids_made_within_one_centisecond_still_sort_newest_first():
     ids = [new_room_id(NOW) for _ in range(200)]  # more than one centisecond's suffixes can hold
     assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids)
     assert new_room_id(NOW + timedelta(seconds=1)) < ids[-1]
+
+
+class Followers:
+    """A RoomObserver noting what it was told."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple] = []
+
+    def room_deleted(self, room_id):
+        self.told.append(("deleted", room_id))
+
+    def users_removed(self, room_id, raw_ids):
+        self.told.append(("removed", room_id, raw_ids))
+
+
+def test_deletions_and_roster_removals_are_published_once_committed(clock):
+    changes, followers = RoomChanges(), Followers()
+    changes.subscribe(followers)
+    service = RoomsService(MemoryRoomsStore(MemoryTable()), clock, max_participants=5, changes=changes)
+    room = create(service, participants={"8:acs:a_1": {"role": "Presenter"}, "8:acs:a_2": {}}).room
+    service.update_participants(room.id, {"8:acs:a_3": Role.ATTENDEE, "8:acs:gone_1": None})
+    service.update_participants(room.id, {"8:acs:a_2": None, "8:acs:gone_1": None})
+    with pytest.raises(AnteroomError):
+        service.update_participants(room.id, {f"8:acs:b_{index}": Role.ATTENDEE for index in range(5)})
+    service.delete(room.id)
+    service.delete(room.id)
+    assert followers.told == [("removed", room.id, {"8:acs:a_2"}), ("deleted", room.id)]
+
+
+def test_the_sweep_purges_deleted_rooms_and_rooms_past_validity_plus_grace(service, clock):
+    grace = timedelta(hours=24)
+    deleted = create(service).room
+    service.delete(deleted.id)
+    ending = create(service, validUntil=(NOW + timedelta(days=1)).strftime(ISO)).room
+    lasting = create(service).room
+    clock.set(NOW + timedelta(days=1) + grace)
+    assert service.sweep(grace) == 1
+    assert service.find(ending.id) is not None
+    clock.advance(timedelta(microseconds=1))
+    assert service.sweep(grace) == 1
+    assert service.find(ending.id) is None and service.find(lasting.id).room == lasting
+    with pytest.raises(AnteroomError) as caught:
+        service.delete(deleted.id)  # purged: now as unknown as an id that never existed
+    assert caught.value.status == 404

@@ -57,7 +57,7 @@ def _settings(storage: str) -> dict:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
+def stack(tmp_path_factory, starts_processes):
     certificate = ensure_dev_certificate(TEST_CERT_DIR)
     with AzuriteTable() as azurite:
         settings = _settings(azurite.connection_string)
