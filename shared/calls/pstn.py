@@ -11,7 +11,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
-from ..core.errors import AnteroomError, service_unavailable
+from ..core.errors import ConcurrentCallLimitReached, GatewayUnavailable
 from ..storage.faults import storage_faults
 from ..storage.tables import TableStore
 
@@ -49,7 +49,7 @@ class HttpPstnGateway:
             response.raise_for_status()
             return DialOutcome(response.json()["outcome"])
         except (requests.RequestException, ValueError, KeyError) as error:
-            raise service_unavailable(f"The PSTN gateway could not place the call: {error}") from None
+            raise GatewayUnavailable(f"The PSTN gateway could not place the call: {error}") from None
 
 
 class PstnLines:
@@ -90,18 +90,14 @@ class PstnLines:
             return False
 
     def acquire(self, number: str, reference: str) -> None:
-        """Take a line of `number` for `reference`; raises 409 when all its lines are busy."""
+        """Take a line of `number` for `reference`; raises ConcurrentCallLimitReached when all its lines are busy."""
         with storage_faults():
             while True:
                 entity, calls = self._read(number)
                 if reference in calls:
                     return
                 if len(calls) >= self._limit:
-                    raise AnteroomError(
-                        f"The caller number {number} already has {self._limit} outbound calls in progress.",
-                        code="ConcurrentCallLimitReached",
-                        status=409,
-                    )
+                    raise ConcurrentCallLimitReached(number, self._limit)
                 if self._write(number, entity, calls + [reference]):
                     return
 

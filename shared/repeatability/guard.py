@@ -20,7 +20,12 @@ from azure.core import MatchConditions
 from azure.data.tables import UpdateMode
 
 from ..core.clock import Clock
-from ..core.errors import bad_request, conflict, precondition_failed
+from ..core.errors import (
+    InvalidRequest,
+    OriginalRequestInProgress,
+    RepeatabilityWindowPassed,
+    RequestIdReused,
+)
 from ..storage.faults import storage_faults
 from ..storage.tables import TableStore
 from ..core.timefmt import parse_imf_fixdate
@@ -46,28 +51,27 @@ class RepeatabilityHeaders:
 
     @classmethod
     def parse(cls, headers: Mapping[str, str], now: datetime, window: timedelta, skew: timedelta):
-        """None when the request is not repeatable; raises 400 for bad headers, 412 when too old."""
+        """None when the request is not repeatable; raises InvalidRequest for bad headers, RepeatabilityWindowPassed when too old."""
         request_id = headers.get(REQUEST_ID_HEADER)
         first_sent = headers.get(FIRST_SENT_HEADER)
         if request_id is None and first_sent is None:
             return None
         if not request_id:
-            raise bad_request("The Repeatability-Request-ID header is required with Repeatability-First-Sent.")
+            raise InvalidRequest("The Repeatability-Request-ID header is required with Repeatability-First-Sent.")
         try:
             request_id = str(uuid.UUID(request_id.strip()))
         except ValueError:
-            raise bad_request("The Repeatability-Request-ID header must be a UUID.") from None
+            raise InvalidRequest("The Repeatability-Request-ID header must be a UUID.") from None
         if not first_sent:
-            raise bad_request("The Repeatability-First-Sent header is required with Repeatability-Request-ID.")
+            raise InvalidRequest("The Repeatability-First-Sent header is required with Repeatability-Request-ID.")
         try:
             sent_at = parse_imf_fixdate(first_sent)
         except ValueError:
-            raise bad_request("The Repeatability-First-Sent header must be an RFC 1123 date.") from None
+            raise InvalidRequest("The Repeatability-First-Sent header must be an RFC 1123 date.") from None
         if sent_at > now + skew:
-            raise bad_request("The Repeatability-First-Sent header is in the future.")
+            raise InvalidRequest("The Repeatability-First-Sent header is in the future.")
         if now - sent_at > window:
-            minutes = int(window.total_seconds() // 60)
-            raise precondition_failed(f"Repeatability first sent header was not in {minutes} minutes window.")
+            raise RepeatabilityWindowPassed(int(window.total_seconds() // 60))
         return cls(request_id, sent_at)
 
 
@@ -104,7 +108,8 @@ class RepeatabilityGuard:
 
         `reserve()` picks the key the operation will use, `execute(key)` performs it, and
         `recover(key)` answers for an operation that completed but whose answer was not recorded.
-        Raises 400 when the id was used with another request, 409 while the first is in progress.
+        Raises RequestIdReused when the id was used with another request, OriginalRequestInProgress
+        while the first is still running after WAIT_FOR_FIRST seconds.
         """
         now = self._clock()
         entity = {
@@ -131,7 +136,7 @@ class RepeatabilityGuard:
             if stored is None:  # the first attempt failed with a 5xx and gave way: run again
                 return self.run(request_id, request_fingerprint, reserve, execute, recover)
             if stored["Fingerprint"] != request_fingerprint:
-                raise bad_request("The Repeatability-Request-ID was already used with a different request.")
+                raise RequestIdReused()
             if stored["State"] == "done":
                 return StoredResponse(stored["Status"], json.loads(stored["Body"]), json.loads(stored["Headers"])), True
             started = stored["StartedAt"]
@@ -142,7 +147,7 @@ class RepeatabilityGuard:
                     return recovered, True
                 return self._finish(stored, execute), False
             if time.monotonic() > deadline:
-                raise conflict("The original request with this Repeatability-Request-ID is still in progress.")
+                raise OriginalRequestInProgress()
             time.sleep(0.05)
 
     def _claim(self, stored) -> bool:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..core.clock import Clock
-from ..core.errors import bad_request, not_found, service_unavailable
+from ..core.errors import ChangeContended, InvalidRequest, RoomNotFound
 from .model import (
     CreateRoomRequest,
     Role,
@@ -52,14 +52,14 @@ class RoomsService:
 
     def _check_roster_size(self, size: int) -> None:
         if size > self._max_participants:
-            raise bad_request(
+            raise InvalidRequest(
                 f"A room can have at most {self._max_participants} participants; this request would make {size}."
             )
 
     def create(self, request: CreateRoomRequest, room_id: str | None = None) -> RoomRecord:
         """Create a room. `room_id` pins the id (repeatable creates reserve it up front).
 
-        Raises AnteroomError 400 for an invalid window or too many participants. With a pinned id
+        Raises InvalidArgument for an invalid window, InvalidRequest for too many participants. With a pinned id
         that already exists, raises RoomIdTaken so the caller can answer with the existing room.
         """
         now = self._clock()
@@ -81,11 +81,11 @@ class RoomsService:
                     raise
 
     def get(self, room_id: str) -> RoomRecord:
-        """The live room. Raises 400 for a malformed id and 404 for an unknown or deleted room."""
+        """The live room. Raises InvalidRequest for a malformed id, RoomNotFound for an unknown or deleted room."""
         check_room_id(room_id)
         record = self._store.get(room_id)
         if record is None or record.deleted:
-            raise not_found()
+            raise RoomNotFound(room_id)
         return record
 
     def find(self, room_id: str) -> RoomRecord | None:
@@ -110,19 +110,19 @@ class RoomsService:
                 return self._store.replace_room(record, room)
             except ConcurrentChange:
                 _backoff(attempt)
-        raise service_unavailable("The room is changing too often; retry later.")
+        raise ChangeContended("The room is changing too often; retry later.")
 
     def delete(self, room_id: str) -> RoomRecord | None:
-        """Delete a room: it answers 404 at once, and the sweep removes its rows later.
+        """Delete a room: it is not found from now on, and the sweep removes its rows later.
 
         Deleting an already deleted room succeeds again until the sweep (so a retried DELETE does
-        not fail); an id that never existed raises 404. Returns the room's record for the log.
+        not fail); an id that never existed raises RoomNotFound. Returns the room's record for the log.
         """
         check_room_id(room_id)
         for attempt in range(MAX_ATTEMPTS):
             record = self._store.get(room_id)
             if record is None:
-                raise not_found()
+                raise RoomNotFound(room_id)
             if record.deleted:
                 return record
             try:
@@ -131,7 +131,7 @@ class RoomsService:
             except ConcurrentChange:
                 _backoff(attempt)
         else:
-            raise service_unavailable("The room is changing too often; retry later.")
+            raise ChangeContended("The room is changing too often; retry later.")
         self._changes.room_deleted(room_id)
         return record
 
@@ -175,7 +175,7 @@ class RoomsService:
                 self._changes.users_removed(room_id, removed)
             upserted = sum(1 for role in changes.values() if role is not None)
             return RosterUpdate(updated, upserted=upserted, removed=len(changes) - upserted)
-        raise service_unavailable("The room's roster is changing too often; retry later.")
+        raise ChangeContended("The room's roster is changing too often; retry later.")
 
     def role_of_in(self, record: RoomRecord, raw_id: str) -> Role | None:
         """The live role of `raw_id` in the room as read in `record`, None when not on the roster."""

@@ -4,7 +4,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from shared.core.clock import ManualClock
-from shared.core.errors import AnteroomError
+from functions.errors import ROOM_CALLS_ERRORS
+from shared.core.errors import DomainError
 from shared.rooms.model import CreateRoomRequest, Role
 from shared.bootstrap import build_services
 from shared.config.settings import Settings
@@ -25,9 +26,10 @@ def world(stack):
 
 
 def refused_with(services, room, code):
-    with pytest.raises(AnteroomError) as caught:
+    with pytest.raises(DomainError) as caught:
         services.calls.join(room.id, USER)
-    assert caught.value.status == 403 and caught.value.code == code
+    answer = ROOM_CALLS_ERRORS.http_error(caught.value)
+    assert answer.status == 403 and answer.code == code
     return caught.value
 
 
@@ -75,6 +77,6 @@ def test_any_access_ends_an_expired_call(world):
     clock.set(room.valid_from)
     services.calls.join(room.id, USER)
     clock.set(room.valid_until + TICK)
-    with pytest.raises(AnteroomError):
+    with pytest.raises(DomainError):
         services.calls.act_self(room.id, USER, "muteMic")
     assert services.calls.current_call(room.id).end_reason == "roomExpired"
