@@ -32,7 +32,7 @@ from ..core.errors import (
     TooManyConnections,
 )
 from ..core.identifiers import is_acs_user, phone_raw_id
-from ..rooms.model import is_room_id
+from ..rooms.model import Validity, is_room_id
 from ..rooms.service import RoomsService
 
 MAX_CONNECTIONS_PER_CALL = 10  # our limit: connections live on the call entity
@@ -107,8 +107,7 @@ class CallAutomationService:
         record = self._rooms.find(room_id) if is_room_id(room_id) else None
         if record is None:
             raise RoomNotFound(room_id)
-        if self._clock() >= record.room.valid_until:
-            self._calls.end_call(room_id, "roomExpired")
+        if self._calls.settle_validity(record) is Validity.EXPIRED:
             raise RoomExpired(record.room.valid_until)
         connection = CallConnection(call_connection_id, callback_uri, self._clock(), operation_context)
 

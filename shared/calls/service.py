@@ -39,7 +39,7 @@ from ..core.errors import (
 from ..core.identifiers import is_acs_user, is_e164, phone_raw_id
 from .pstn import DialOutcome, PstnLines, PstnNetwork
 from ..rooms.changes import RoomChanges
-from ..rooms.model import Role
+from ..rooms.model import Role, Validity
 from ..rooms.service import RoomsService
 from ..rooms.store import RoomRecord
 from ..storage.transactions import ConcurrentChange
@@ -70,7 +70,7 @@ _FLAG_CHANGES = {
 
 @dataclass(frozen=True)
 class Caller:
-    """Who acts: a user (with a live role, None if off the roster) or a phone endpoint."""
+    """Who acts: a roster user with their live role, or a phone endpoint (no role)."""
 
     raw_id: str
     role: Role | None
@@ -111,19 +111,35 @@ class CallsService:
             room_changes.subscribe(self)  # roster removals and deletions reach live calls at once
 
     # -- the room and the caller -----------------------------------------------------------
+    def settle_validity(self, record: RoomRecord) -> Validity:
+        """Where the room stands in its validity window now. A call still running in a room whose
+        window is over ends here: every access comes through, so the first one ends it, not only
+        the sweep."""
+        validity = record.room.validity_at(self._clock())
+        if validity is Validity.EXPIRED:
+            self.end_call(record.room.id, "roomExpired")
+        return validity
+
     def _open_room(self, room_id: str) -> RoomRecord:
-        """The room, if joinable now. Ends a call that outlived the room's validity on the way."""
+        """The room, if joinable now; raises RoomNotOpenYet or RoomExpired outside its window."""
         record = self._rooms.get(room_id)
-        now = self._clock()
-        if now < record.room.valid_from:
+        validity = self.settle_validity(record)
+        if validity is Validity.NOT_YET_OPEN:
             raise RoomNotOpenYet(record.room.valid_from)
-        if now >= record.room.valid_until:
-            self.end_call(room_id, "roomExpired")
+        if validity is Validity.EXPIRED:
             raise RoomExpired(record.room.valid_until)
         return record
 
-    def _user(self, record: RoomRecord, user_id: str) -> Caller:
-        return Caller(user_id, self._rooms.role_of_in(record, user_id))
+    def _invited(
+        self, record: RoomRecord, raw_id: str, roster: dict[str, Role] | None = None,
+        refusal: str = "The user is not invited to this room.",
+    ) -> Caller:
+        """`raw_id` with its live role (from `roster` when already read); raises NotInvited, saying
+        `refusal`, when they are not on the room's roster."""
+        role = roster.get(raw_id) if roster is not None else self._rooms.role_of_in(record, raw_id)
+        if role is None:
+            raise NotInvited(raw_id, refusal)
+        return Caller(raw_id, role)
 
     @staticmethod
     def _require(caller: Caller, capability: Capability | None, record: RoomRecord) -> None:
@@ -222,10 +238,7 @@ class CallsService:
 
         def invited_room(attempt: int) -> RoomRecord:
             record = self._open_room(room_id)
-            caller = self._user(record, user_id)
-            if caller.role is None:
-                raise NotInvited(user_id)
-            checked.append((record, caller))
+            checked.append((record, self._invited(record, user_id)))
             return record
 
         def mutate(call: Call | None):
@@ -273,11 +286,9 @@ class CallsService:
         Raises NoCallYet for a room that never had one.
         """
         record = self._rooms.get(room_id)
-        if self._clock() >= record.room.valid_until:
-            self.end_call(room_id, "roomExpired")
+        self.settle_validity(record)
         roster = self._rooms.roster_of(record)
-        if user_id not in roster:
-            raise NotInvited(user_id)
+        self._invited(record, user_id, roster)
         call = self._store.current(room_id)
         if call is None:
             raise NoCallYet(room_id)
@@ -288,10 +299,14 @@ class CallsService:
         if action not in SELF_ACTIONS:
             raise InvalidRequest(f"Unknown action {action!r}. Known actions: {', '.join(SELF_ACTIONS)}.")
         record = self._open_room(room_id)
-        caller = Caller(caller_id, None, is_phone=True) if phone else self._user(record, caller_id)
-        if not phone and caller.role is None:
-            self.drop_users(room_id, {caller_id}, "removedFromRoom")
-            raise NotInvited(caller_id, "The user is no longer invited to this room.")
+        if phone:
+            caller = Caller(caller_id, None, is_phone=True)
+        else:
+            try:
+                caller = self._invited(record, caller_id, refusal="The user is no longer invited to this room.")
+            except NotInvited:
+                self.drop_users(room_id, {caller_id}, "removedFromRoom")  # off the roster: off the call too
+                raise
         call = self._active_call(room_id)
         endpoint = self._endpoint(call, caller)
         self._require(caller, SELF_ACTIONS[action], record)
@@ -304,9 +319,7 @@ class CallsService:
         if action not in REMOTE_ACTIONS:
             raise InvalidRequest(f"Unknown action {action!r}. Known actions: {', '.join(REMOTE_ACTIONS)}.")
         record = self._open_room(room_id)
-        caller = self._user(record, user_id)
-        if caller.role is None:
-            raise NotInvited(user_id)
+        caller = self._invited(record, user_id)
         call = self._active_call(room_id)
         self._endpoint(call, caller)
         self._require(caller, REMOTE_ACTIONS[action], record)
@@ -366,9 +379,7 @@ class CallsService:
         if not is_acs_user(raw_id):
             raise InvalidRequest(f"Communication identifier {raw_id} is not supported.")
         record = self._open_room(room_id)
-        caller = self._user(record, user_id)
-        if caller.role is None:
-            raise NotInvited(user_id)
+        caller = self._invited(record, user_id)
         call = self._active_call(room_id)
         self._endpoint(call, caller)
         self._require(caller, Capability.ADD_COMMUNICATION_USER, record)
@@ -382,8 +393,7 @@ class CallsService:
 
         `as_read`: the call as the caller just read it, as for `change`.
         """
-        if self._rooms.role_of_in(record, raw_id) is None:
-            raise NotInvited(raw_id, "Only users on the room's roster can be invited into its call.")
+        self._invited(record, raw_id, refusal="Only users on the room's roster can be invited into its call.")
 
         def mutate(call: Call | None):
             if call is None or not call.active:
@@ -400,9 +410,7 @@ class CallsService:
     def dial_out(self, room_id: str, user_id: str, phone_number: str, caller_id_number: str) -> DialOut:
         """A Presenter dials a phone into the call (the room must allow PSTN dial-out)."""
         record = self._open_room(room_id)
-        caller = self._user(record, user_id)
-        if caller.role is None:
-            raise NotInvited(user_id)
+        caller = self._invited(record, user_id)
         self._endpoint(self._active_call(room_id), caller)
         self._require(caller, Capability.ADD_PHONE_NUMBER, record)
         return self.place_phone_call(room_id, phone_number, caller_id_number)
@@ -534,11 +542,10 @@ class CallsService:
     def sweep(self) -> int:
         """End calls whose room expired or was deleted; returns how many ended."""
         ended = 0
-        now = self._clock()
         for room_id in self._store.active_call_rooms():
             record = self._rooms.find(room_id)
             if record is None:
                 ended += self.end_call(room_id, "roomDeleted") is not None
-            elif now >= record.room.valid_until:
-                ended += self.end_call(room_id, "roomExpired") is not None
+            elif self.settle_validity(record) is Validity.EXPIRED:
+                ended += 1
         return ended

@@ -20,6 +20,14 @@ _last_id_lock = threading.Lock()
 _last_id = -(10**9)  # the digits after `99` of the last id new_room_id made in this process
 
 
+class Validity(enum.Enum):
+    """Where a moment falls in a room's validity window."""
+
+    NOT_YET_OPEN = "notYetOpen"
+    OPEN = "open"
+    EXPIRED = "expired"
+
+
 class Role(str, enum.Enum):
     PRESENTER = "Presenter"
     ATTENDEE = "Attendee"
@@ -54,8 +62,11 @@ class Room:
     def lifespan_minutes(self) -> int:
         return round((self.valid_until - self.valid_from).total_seconds() / 60)
 
-    def is_open(self, now: datetime) -> bool:
-        return self.valid_from <= now < self.valid_until
+    def validity_at(self, now: datetime) -> Validity:
+        """Open from validFrom (inclusive) until validUntil (exclusive)."""
+        if now < self.valid_from:
+            return Validity.NOT_YET_OPEN
+        return Validity.OPEN if now < self.valid_until else Validity.EXPIRED
 
 
 @dataclass(frozen=True)

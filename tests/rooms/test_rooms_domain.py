@@ -11,6 +11,7 @@ from shared.rooms.model import (
     CreateRoomRequest,
     Role,
     UpdateRoomRequest,
+    Validity,
     check_room_id,
     new_room_id,
     parse_participant_changes,
@@ -73,6 +74,14 @@ def test_window_errors_match_acs(service, body, message, target):
         create(service, **body)
     assert detail(caught.value) == (message, target)
     assert ROOMS_ERRORS.http_error(caught.value).to_body()["error"]["message"].startswith("The request could not be understood")
+
+
+def test_validity_runs_from_valid_from_up_to_but_not_including_valid_until(service):
+    room = create(service, validUntil=(NOW + timedelta(hours=1)).strftime(ISO)).room
+    tick = timedelta(microseconds=1)
+    assert room.validity_at(NOW - tick) is Validity.NOT_YET_OPEN
+    assert room.validity_at(NOW) is room.validity_at(room.valid_until - tick) is Validity.OPEN
+    assert room.validity_at(room.valid_until) is Validity.EXPIRED
 
 
 def test_exactly_180_days_is_allowed(service):
