@@ -13,9 +13,13 @@ from azure.data.tables import UpdateMode
 
 from ..core.errors import ConcurrentCallLimitReached, GatewayUnavailable
 from ..storage.faults import storage_faults
+from ..storage.retry import ConflictRetry
 from ..storage.tables import TableStore
+from ..storage.transactions import ConcurrentChange
 
 MAX_CONCURRENT_CALLS_PER_NUMBER = 2  # ACS's default outbound limit per number
+# Only the calls of one number contend for its entity: a few attempts get every change through.
+LINE_WRITES = ConflictRetry(attempts=50, first_pause=0.002, max_pause=0.05)
 
 
 class DialOutcome(str, enum.Enum):
@@ -75,7 +79,8 @@ class PstnLines:
         except ResourceNotFoundError:
             return None, []
 
-    def _write(self, number: str, entity, calls: list[str]) -> bool:
+    def _write(self, number: str, entity, calls: list[str]) -> None:
+        """Store `calls` if the entity is as read (None: not there yet); else ConcurrentChange."""
         fresh = {"PartitionKey": number, "RowKey": "lines", "Calls": json.dumps(calls)}
         try:
             if entity is None:
@@ -85,27 +90,28 @@ class PstnLines:
                     fresh, mode=UpdateMode.REPLACE, etag=entity.metadata["etag"],
                     match_condition=MatchConditions.IfNotModified,
                 )
-            return True
-        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
-            return False
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as error:
+            raise ConcurrentChange(number) from error
 
     def acquire(self, number: str, reference: str) -> None:
         """Take a line of `number` for `reference`; raises ConcurrentCallLimitReached when all its lines are busy."""
-        with storage_faults():
-            while True:
+        def take(_attempt: int) -> None:
+            with storage_faults():
                 entity, calls = self._read(number)
                 if reference in calls:
                     return
                 if len(calls) >= self._limit:
                     raise ConcurrentCallLimitReached(number, self._limit)
-                if self._write(number, entity, calls + [reference]):
-                    return
+                self._write(number, entity, calls + [reference])
+
+        LINE_WRITES.run(take, f"The lines of {number} are changing too often; retry later.")
 
     def release(self, number: str, reference: str) -> None:
-        with storage_faults():
-            while True:
+        def give_back(_attempt: int) -> None:
+            with storage_faults():
                 entity, calls = self._read(number)
                 if entity is None or reference not in calls:
                     return
-                if self._write(number, entity, [call for call in calls if call != reference]):
-                    return
+                self._write(number, entity, [call for call in calls if call != reference])
+
+        LINE_WRITES.run(give_back, f"The lines of {number} are changing too often; retry later.")

@@ -1,8 +1,6 @@
 """Room-call use cases: invite-only joining inside the validity window, role-checked actions, PSTN."""
 from __future__ import annotations
 
-import time
-import random
 import uuid
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
@@ -24,7 +22,6 @@ from ..core.clock import Clock
 from ..core.errors import (
     AlreadyInCall,
     CallFull,
-    ChangeContended,
     GatewayUnavailable,
     InsufficientScope,
     InvalidRequest,
@@ -42,9 +39,9 @@ from ..rooms.changes import RoomChanges
 from ..rooms.model import Role, Validity
 from ..rooms.service import RoomsService
 from ..rooms.store import RoomRecord
-from ..storage.transactions import ConcurrentChange
+from ..storage.retry import ConflictRetry
 
-MAX_ATTEMPTS = 200  # fifty simultaneous joins all get through the call entity's ETag
+CALL_WRITES = ConflictRetry(attempts=200, first_pause=0.002, max_pause=0.05)  # fifty simultaneous joins all get through
 CALL_SCOPES = ("voip", "voip.join")
 
 # What a participant may do to itself, and the capability each action needs (None: always allowed).
@@ -81,10 +78,6 @@ class Caller:
 class DialOut:
     outcome: DialOutcome
     participant: CallParticipant | None
-
-
-def _backoff(attempt: int) -> None:
-    time.sleep(random.uniform(0, min(0.05, 0.002 * (attempt + 1))))
 
 
 class CallsService:
@@ -175,25 +168,22 @@ class CallsService:
         attempt: the commit then also requires the room entity unchanged since, so a roster change
         or deletion committed meanwhile makes this attempt retry on the new roster.
         """
-        for attempt in range(MAX_ATTEMPTS):
-            guarding = room(attempt) if room is not None else None
-            before = as_read if attempt == 0 and as_read is not None else self._store.current(room_id)
+        def attempt(number: int):
+            guarding = room(number) if room is not None else None
+            before = as_read if number == 0 and as_read is not None else self._store.current(room_id)
             decision = mutate(before)
             if decision is None:
                 return None
             after, changed, result = decision
             call_change = CallChange(room_id, before, after, changed)
             staged = [(listener, listener.entities(call_change)) for listener in self._listeners]
-            try:
-                committed = self._store.commit(before, after, changed, [e for _, rows in staged for e in rows],
-                                               room_etag=guarding.etag if guarding is not None else None)
-            except ConcurrentChange:
-                _backoff(attempt)
-                continue
+            committed = self._store.commit(before, after, changed, [e for _, rows in staged for e in rows],
+                                           room_etag=guarding.etag if guarding is not None else None)
             for listener, rows in staged:
                 listener.committed(call_change, rows)
             return committed, result
-        raise ChangeContended("The call is changing too fast; retry later.")
+
+        return CALL_WRITES.run(attempt, "The call is changing too fast; retry later.")
 
     # -- departures and lines (also used by Call Automation) ---------------------------------
     def disconnect(self, call: Call, leaving: list[CallParticipant], reason: str) -> tuple[Call, list[CallParticipant]]:
@@ -331,18 +321,16 @@ class CallsService:
         return self._leave(room_id, participant_id, "removedByParticipant", call)
 
     def _set_flags(self, room_id: str, participant_id: str, flags: dict) -> CallParticipant:
-        for attempt in range(MAX_ATTEMPTS):
+        def attempt(_number: int) -> CallParticipant:
             call = self._active_call(room_id)
             endpoint = call.participant(participant_id)
             if endpoint is None or not endpoint.connected:
                 raise ParticipantNotFound()
             if "muted" in flags and flags["muted"] != endpoint.muted and any(c.connected for c in call.connections):
                 return self._set_mute_seen_by_applications(room_id, participant_id, flags, call)
-            try:
-                return self._store.update_endpoint(room_id, call.server_call_id, replace(endpoint, **flags))
-            except ConcurrentChange:
-                _backoff(attempt)
-        raise ChangeContended("The participant is changing too fast; retry later.")
+            return self._store.update_endpoint(room_id, call.server_call_id, replace(endpoint, **flags))
+
+        return CALL_WRITES.run(attempt, "The participant is changing too fast; retry later.")
 
     def _set_mute_seen_by_applications(self, room_id: str, participant_id: str, flags: dict,
                                        as_read: Call) -> CallParticipant:

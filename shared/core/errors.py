@@ -233,7 +233,7 @@ class ConcurrentCallLimitReached(DomainError):
 
 # -- what the service depends on -------------------------------------------------------------
 class ChangeContended(DomainError):
-    """Raised when every attempt at a change lost its ETag race; `message` names what is contended."""
+    """Raised by `ConflictRetry.run` when every attempt at a change lost its ETag race; `message` names what is contended."""
 
 
 class StorageUnavailable(DomainError):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,20 +20,24 @@ from azure.data.tables import UpdateMode
 
 from ..core.clock import Clock
 from ..core.errors import (
+    ChangeContended,
     InvalidRequest,
     OriginalRequestInProgress,
     RepeatabilityWindowPassed,
     RequestIdReused,
 )
 from ..storage.faults import storage_faults
+from ..storage.retry import ConflictRetry
 from ..storage.tables import TableStore
+from ..storage.transactions import ConcurrentChange
 from ..core.timefmt import parse_imf_fixdate
 
 REQUEST_ID_HEADER = "repeatability-request-id"
 FIRST_SENT_HEADER = "repeatability-first-sent"
 # A first attempt that has not finished after this long is presumed dead; its retry takes over.
 STALE_AFTER = timedelta(seconds=30)
-WAIT_FOR_FIRST = 5.0
+# A repeat waits this long (about 5 s) for the first request with its id to finish.
+WAIT_FOR_FIRST = ConflictRetry(attempts=100, first_pause=0.1, max_pause=0.1)
 
 
 @dataclass(frozen=True)
@@ -109,46 +112,64 @@ class RepeatabilityGuard:
         `reserve()` picks the key the operation will use, `execute(key)` performs it, and
         `recover(key)` answers for an operation that completed but whose answer was not recorded.
         Raises RequestIdReused when the id was used with another request, OriginalRequestInProgress
-        while the first is still running after WAIT_FOR_FIRST seconds.
+        while the first is still running after WAIT_FOR_FIRST.
         """
-        now = self._clock()
         entity = {
             "PartitionKey": request_id,
             "RowKey": "r",
             "Fingerprint": request_fingerprint,
             "Reservation": reserve(),
             "State": "pending",
-            "StartedAt": now,
         }
-        with storage_faults():
-            try:
-                self._table.create_entity(entity)
-                return self._finish(entity, execute), False
-            except ResourceExistsError:
-                pass
-        deadline = time.monotonic() + WAIT_FOR_FIRST
-        while True:
-            with storage_faults():
-                try:
-                    stored = self._table.get_entity(request_id, "r")
-                except ResourceNotFoundError:
-                    stored = None
-            if stored is None:  # the first attempt failed with a 5xx and gave way: run again
-                return self.run(request_id, request_fingerprint, reserve, execute, recover)
+        absent = True  # no record of the id seen yet: this request may be the first
+
+        def take_or_replay(_number: int) -> tuple[dict | None, StoredResponse | None]:
+            """The record this request runs under (its own, or a stale one it claimed), or the stored answer."""
+            nonlocal absent
+            if absent:
+                entity["StartedAt"] = self._clock()
+                if self._create(entity):
+                    return entity, None
+            stored = self._read(request_id)
+            absent = stored is None
+            if absent:  # the first attempt failed with a 5xx and gave way: this one runs instead
+                raise ConcurrentChange(request_id)
             if stored["Fingerprint"] != request_fingerprint:
                 raise RequestIdReused()
             if stored["State"] == "done":
-                return StoredResponse(stored["Status"], json.loads(stored["Body"]), json.loads(stored["Headers"])), True
-            started = stored["StartedAt"]
-            if self._clock() - started > STALE_AFTER and self._claim(stored):
-                recovered = recover(stored["Reservation"])
-                if recovered is not None:
-                    self._record(stored, recovered)
-                    return recovered, True
-                return self._finish(stored, execute), False
-            if time.monotonic() > deadline:
-                raise OriginalRequestInProgress()
-            time.sleep(0.05)
+                return None, StoredResponse(stored["Status"], json.loads(stored["Body"]), json.loads(stored["Headers"]))
+            if self._clock() - stored["StartedAt"] > STALE_AFTER and self._claim(stored):
+                return stored, None
+            raise ConcurrentChange(request_id)  # the first attempt holds the id: wait for its answer
+
+        try:
+            record, answer = WAIT_FOR_FIRST.run(take_or_replay, "The first request with this id is still running.")
+        except ChangeContended:
+            raise OriginalRequestInProgress() from None
+        if answer is not None:
+            return answer, True
+        if record is not entity:  # a stale first attempt may have completed without recording its answer
+            recovered = recover(record["Reservation"])
+            if recovered is not None:
+                self._record(record, recovered)
+                return recovered, True
+        return self._finish(record, execute), False
+
+    def _create(self, entity) -> bool:
+        """Record a first attempt; False when the id already has a record."""
+        with storage_faults():
+            try:
+                self._table.create_entity(entity)
+                return True
+            except ResourceExistsError:
+                return False
+
+    def _read(self, request_id: str):
+        with storage_faults():
+            try:
+                return self._table.get_entity(request_id, "r")
+            except ResourceNotFoundError:
+                return None
 
     def _claim(self, stored) -> bool:
         """Take over a stale attempt; only one retry wins the ETag race."""
