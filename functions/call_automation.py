@@ -8,11 +8,12 @@ from typing import Callable
 import azure.functions as func
 
 from shared.automation.model import call_participant_json
-from shared.automation.service import call_connection_id, check_callback_uri, invalid_argument
-from shared.core.errors import AnteroomError, not_found
+from shared.automation.service import call_connection_id, check_callback_uri
+from shared.core.errors import DomainError, InvalidRequest
 from shared.repeatability.store import StoredResponse
 from shared.bootstrap import get_services
 
+from .errors import CALL_AUTOMATION_ERRORS, not_found
 from .pipeline import ApiRequest, ApiResponse, ApiVersions, acs_operation
 
 bp = func.Blueprint()
@@ -25,16 +26,10 @@ CALL_AUTOMATION_API = ApiVersions(
 )
 
 
-def _numbered(error: AnteroomError) -> AnteroomError:
-    """A shared plain 400 (bad repeatability headers, a reused request id) as Call Automation
-    answers every invalid argument: subcode 8523."""
-    return invalid_argument(error.message) if error.status == 400 and error.code == "BadRequest" else error
-
-
 def _optional_string(body: dict, key: str) -> str | None:
     value = body.get(key)
     if value is not None and not isinstance(value, str):
-        raise invalid_argument(f"{key} must be a string.")
+        raise InvalidRequest(f"{key} must be a string.")
     return value
 
 
@@ -47,17 +42,11 @@ def _repeatable(
     `key` is a fresh id the operation gives to what it creates (connection, invitation), so a retry
     after a crash finds it; `recover(key)` answers for an operation that committed unrecorded.
     """
-    try:
-        repeat = request.repeatability()
-    except AnteroomError as error:
-        raise _numbered(error) from None
+    repeat = request.repeatability()
     if repeat is None:
         answer = execute(str(uuid.uuid4()))
         return ApiResponse(answer.status, answer.body, answer.headers)
-    try:
-        answer = request.run_once(repeat, reserve=lambda: str(uuid.uuid4()), execute=execute, recover=recover)
-    except AnteroomError as error:  # the same Repeatability-Request-ID with another body
-        raise _numbered(error) from None
+    answer = request.run_once(repeat, reserve=lambda: str(uuid.uuid4()), execute=execute, recover=recover)
     return ApiResponse(answer.status, answer.body, answer.headers)
 
 
@@ -73,14 +62,14 @@ def _repeatable_action(request: ApiRequest, status: int, answer: dict | None, pe
 
 @bp.function_name("ConnectCall")
 @bp.route(route=f"{CONNECTIONS}:connect", methods=["POST"], auth_level=ANONYMOUS)
-@acs_operation("ConnectCall", CALL_AUTOMATION_API)
+@acs_operation("ConnectCall", CALL_AUTOMATION_API, CALL_AUTOMATION_ERRORS)
 def connect_call(request: ApiRequest) -> ApiResponse:
-    body = request.json_object(error=invalid_argument)
+    body = request.json_object()
     locator = body.get("callLocator")
     if not isinstance(locator, dict) or not isinstance(locator.get("roomId"), str):
-        raise invalid_argument("callLocator must be a roomCallLocator with a roomId: only room calls can be connected.")
+        raise InvalidRequest("callLocator must be a roomCallLocator with a roomId: only room calls can be connected.")
     if locator.get("kind") not in (None, "roomCallLocator"):
-        raise invalid_argument("Only roomCallLocator is supported.")
+        raise InvalidRequest("Only roomCallLocator is supported.")
     room_id = locator["roomId"]
     callback_uri = check_callback_uri(body.get("callbackUri"), "callbackUri")
     context = _optional_string(body, "operationContext")
@@ -92,7 +81,7 @@ def connect_call(request: ApiRequest) -> ApiResponse:
     def recover(key: str) -> StoredResponse | None:
         try:
             return StoredResponse(200, automation.properties(call_connection_id(room_id, key)))
-        except AnteroomError:
+        except DomainError:
             return None  # the first attempt never connected: run it again
 
     return _repeatable(request, execute, recover)
@@ -100,14 +89,14 @@ def connect_call(request: ApiRequest) -> ApiResponse:
 
 @bp.function_name("GetCallConnection")
 @bp.route(route=CONNECTIONS + "/{callConnectionId}", methods=["GET"], auth_level=ANONYMOUS)
-@acs_operation("GetCallConnection", CALL_AUTOMATION_API)
+@acs_operation("GetCallConnection", CALL_AUTOMATION_API, CALL_AUTOMATION_ERRORS)
 def get_call_connection(request: ApiRequest) -> ApiResponse:
     return ApiResponse(200, request.services.call_automation.properties(request.route("callConnectionId")))
 
 
 @bp.function_name("HangUpCallConnection")
 @bp.route(route=CONNECTIONS + "/{callConnectionId}", methods=["DELETE"], auth_level=ANONYMOUS)
-@acs_operation("HangUpCallConnection", CALL_AUTOMATION_API)
+@acs_operation("HangUpCallConnection", CALL_AUTOMATION_API, CALL_AUTOMATION_ERRORS)
 def hang_up(request: ApiRequest) -> ApiResponse:
     request.services.call_automation.hang_up(request.route("callConnectionId"))
     return ApiResponse(204)
@@ -115,7 +104,7 @@ def hang_up(request: ApiRequest) -> ApiResponse:
 
 @bp.function_name("TerminateCall")
 @bp.route(route=CONNECTIONS + "/{callConnectionId}:terminate", methods=["POST"], auth_level=ANONYMOUS)
-@acs_operation("TerminateCall", CALL_AUTOMATION_API)
+@acs_operation("TerminateCall", CALL_AUTOMATION_API, CALL_AUTOMATION_ERRORS)
 def terminate_call(request: ApiRequest) -> ApiResponse:
     return _repeatable_action(request, 204, None, lambda: request.services.call_automation.terminate(
         request.route("callConnectionId")
@@ -124,7 +113,7 @@ def terminate_call(request: ApiRequest) -> ApiResponse:
 
 @bp.function_name("ListCallParticipants")
 @bp.route(route=CONNECTIONS + "/{callConnectionId}/participants", methods=["GET"], auth_level=ANONYMOUS)
-@acs_operation("ListCallParticipants", CALL_AUTOMATION_API)
+@acs_operation("ListCallParticipants", CALL_AUTOMATION_API, CALL_AUTOMATION_ERRORS)
 def list_call_participants(request: ApiRequest) -> ApiResponse:
     endpoints = request.services.call_automation.participants(request.route("callConnectionId"))
     return ApiResponse(200, {"value": [call_participant_json(endpoint) for endpoint in endpoints]})
@@ -132,7 +121,7 @@ def list_call_participants(request: ApiRequest) -> ApiResponse:
 
 @bp.function_name("GetCallParticipant")
 @bp.route(route=CONNECTIONS + "/{callConnectionId}/participants/{participantRawId}", methods=["GET"], auth_level=ANONYMOUS)
-@acs_operation("GetCallParticipant", CALL_AUTOMATION_API)
+@acs_operation("GetCallParticipant", CALL_AUTOMATION_API, CALL_AUTOMATION_ERRORS)
 def get_call_participant(request: ApiRequest) -> ApiResponse:
     endpoint = request.services.call_automation.participant(
         request.route("callConnectionId"), request.route("participantRawId")
@@ -142,9 +131,9 @@ def get_call_participant(request: ApiRequest) -> ApiResponse:
 
 @bp.function_name("AddCallParticipant")
 @bp.route(route=CONNECTIONS + "/{callConnectionId}/participants:add", methods=["POST"], auth_level=ANONYMOUS)
-@acs_operation("AddCallParticipant", CALL_AUTOMATION_API)
+@acs_operation("AddCallParticipant", CALL_AUTOMATION_API, CALL_AUTOMATION_ERRORS)
 def add_call_participant(request: ApiRequest) -> ApiResponse:
-    body = request.json_object(error=invalid_argument)
+    body = request.json_object()
     connection_id = request.route("callConnectionId")
     context = _optional_string(body, "operationContext")
     callback = _optional_string(body, "operationCallbackUri")
@@ -163,9 +152,9 @@ def add_call_participant(request: ApiRequest) -> ApiResponse:
 
 @bp.function_name("RemoveCallParticipant")
 @bp.route(route=CONNECTIONS + "/{callConnectionId}/participants:remove", methods=["POST"], auth_level=ANONYMOUS)
-@acs_operation("RemoveCallParticipant", CALL_AUTOMATION_API)
+@acs_operation("RemoveCallParticipant", CALL_AUTOMATION_API, CALL_AUTOMATION_ERRORS)
 def remove_call_participant(request: ApiRequest) -> ApiResponse:
-    body = request.json_object(error=invalid_argument)
+    body = request.json_object()
     context = _optional_string(body, "operationContext")
     callback = _optional_string(body, "operationCallbackUri")
     return _repeatable_action(request, 202, {"operationContext": context}, lambda: request.services.call_automation.remove_participant(
@@ -175,9 +164,9 @@ def remove_call_participant(request: ApiRequest) -> ApiResponse:
 
 @bp.function_name("MuteCallParticipant")
 @bp.route(route=CONNECTIONS + "/{callConnectionId}/participants:mute", methods=["POST"], auth_level=ANONYMOUS)
-@acs_operation("MuteCallParticipant", CALL_AUTOMATION_API)
+@acs_operation("MuteCallParticipant", CALL_AUTOMATION_API, CALL_AUTOMATION_ERRORS)
 def mute_call_participant(request: ApiRequest) -> ApiResponse:
-    body = request.json_object(error=invalid_argument)
+    body = request.json_object()
     context = _optional_string(body, "operationContext")
     return _repeatable_action(request, 200, {"operationContext": context}, lambda: request.services.call_automation.mute(
         request.route("callConnectionId"), body.get("targetParticipants"), context
@@ -186,12 +175,12 @@ def mute_call_participant(request: ApiRequest) -> ApiResponse:
 
 @bp.function_name("CancelAddCallParticipant")
 @bp.route(route=CONNECTIONS + "/{callConnectionId}/participants:cancelAddParticipant", methods=["POST"], auth_level=ANONYMOUS)
-@acs_operation("CancelAddCallParticipant", CALL_AUTOMATION_API)
+@acs_operation("CancelAddCallParticipant", CALL_AUTOMATION_API, CALL_AUTOMATION_ERRORS)
 def cancel_add_call_participant(request: ApiRequest) -> ApiResponse:
-    body = request.json_object(error=invalid_argument)
+    body = request.json_object()
     invitation_id = body.get("invitationId")
     if not isinstance(invitation_id, str) or not invitation_id:
-        raise invalid_argument("invitationId is required.")
+        raise InvalidRequest("invitationId is required.")
     context = _optional_string(body, "operationContext")
     callback = _optional_string(body, "operationCallbackUri")
     answer = {"invitationId": invitation_id, "operationContext": context}

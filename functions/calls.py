@@ -8,10 +8,11 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.calls.model import Call, EndpointKind, capabilities_of
-from shared.core.errors import bad_request, not_found
+from shared.core.errors import InvalidRequest
 from shared.rooms.model import Role
 from shared.core.timefmt import format_acs
 
+from .errors import ROOM_CALLS_ERRORS
 from .pipeline import BEARER, ApiRequest, ApiResponse, acs_operation
 
 bp = func.Blueprint()
@@ -42,7 +43,7 @@ def _user(request: ApiRequest) -> str:
 
 @bp.function_name("JoinRoomCall")
 @bp.route(route="roomCalls/{roomId}/join", methods=["POST"], auth_level=ANONYMOUS)
-@acs_operation("JoinRoomCall", None, auth=BEARER)
+@acs_operation("JoinRoomCall", None, ROOM_CALLS_ERRORS, auth=BEARER)
 def join_room_call(request: ApiRequest) -> ApiResponse:
     user_id = _user(request)
     call, endpoint, caller, record = request.services.calls.join(request.route("roomId"), user_id)
@@ -61,17 +62,15 @@ def join_room_call(request: ApiRequest) -> ApiResponse:
 
 @bp.function_name("GetRoomCall")
 @bp.route(route="roomCalls/{roomId}", methods=["GET"], auth_level=ANONYMOUS)
-@acs_operation("GetRoomCall", None, auth=BEARER)
+@acs_operation("GetRoomCall", None, ROOM_CALLS_ERRORS, auth=BEARER)
 def get_room_call(request: ApiRequest) -> ApiResponse:
     call, roster, _ = request.services.calls.view(request.route("roomId"), _user(request))
-    if call is None:
-        raise not_found("The room has never had a call.")
     return ApiResponse(200, call_json(call, roster))
 
 
 @bp.function_name("ActOnSelf")
 @bp.route(route="roomCalls/{roomId}/me/{action}", methods=["POST"], auth_level=ANONYMOUS)
-@acs_operation("ActOnSelf", None, auth=BEARER)
+@acs_operation("ActOnSelf", None, ROOM_CALLS_ERRORS, auth=BEARER)
 def act_on_self(request: ApiRequest) -> ApiResponse:
     user_id = _user(request)
     endpoint = request.services.calls.act_self(request.route("roomId"), user_id, request.route("action"))
@@ -80,7 +79,7 @@ def act_on_self(request: ApiRequest) -> ApiResponse:
 
 @bp.function_name("ActOnParticipant")
 @bp.route(route="roomCalls/{roomId}/participants/{participantId}/{action}", methods=["POST"], auth_level=ANONYMOUS)
-@acs_operation("ActOnParticipant", None, auth=BEARER)
+@acs_operation("ActOnParticipant", None, ROOM_CALLS_ERRORS, auth=BEARER)
 def act_on_participant(request: ApiRequest) -> ApiResponse:
     endpoint = request.services.calls.act_on(
         request.route("roomId"), _user(request), request.route("participantId"), request.route("action")
@@ -90,23 +89,23 @@ def act_on_participant(request: ApiRequest) -> ApiResponse:
 
 @bp.function_name("InviteToRoomCall")
 @bp.route(route="roomCalls/{roomId}/invitations", methods=["POST"], auth_level=ANONYMOUS)
-@acs_operation("InviteToRoomCall", None, auth=BEARER)
+@acs_operation("InviteToRoomCall", None, ROOM_CALLS_ERRORS, auth=BEARER)
 def invite_to_room_call(request: ApiRequest) -> ApiResponse:
     raw_id = request.json_object().get("rawId")
     if not isinstance(raw_id, str):
-        raise bad_request("rawId is required.", target="rawId")
+        raise InvalidRequest("rawId is required.", target="rawId")
     endpoint = request.services.calls.invite(request.route("roomId"), _user(request), raw_id)
     return ApiResponse(201, endpoint.to_json(None))
 
 
 @bp.function_name("DialOutFromRoomCall")
 @bp.route(route="roomCalls/{roomId}/dialOut", methods=["POST"], auth_level=ANONYMOUS)
-@acs_operation("DialOutFromRoomCall", None, auth=BEARER)
+@acs_operation("DialOutFromRoomCall", None, ROOM_CALLS_ERRORS, auth=BEARER)
 def dial_out_from_room_call(request: ApiRequest) -> ApiResponse:
     body = request.json_object()
     number, caller_id = body.get("phoneNumber"), body.get("callerIdNumber")
     if not isinstance(number, str) or not isinstance(caller_id, str):
-        raise bad_request("phoneNumber and callerIdNumber are required strings.", target="phoneNumber")
+        raise InvalidRequest("phoneNumber and callerIdNumber are required strings.", target="phoneNumber")
     result = request.services.calls.dial_out(request.route("roomId"), _user(request), number, caller_id)
     answer: dict = {"outcome": result.outcome.value}
     if result.participant is not None:
@@ -116,11 +115,11 @@ def dial_out_from_room_call(request: ApiRequest) -> ApiResponse:
 
 @bp.function_name("PstnEvent")
 @bp.route(route="pstn/events", methods=["POST"], auth_level=ANONYMOUS)
-@acs_operation("PstnEvent", None)
+@acs_operation("PstnEvent", None, ROOM_CALLS_ERRORS)
 def pstn_event(request: ApiRequest) -> ApiResponse:
     body = request.json_object()
     reference, action = body.get("reference"), body.get("action")
     if not isinstance(reference, str) or not isinstance(action, str):
-        raise bad_request("reference and action are required strings.")
+        raise InvalidRequest("reference and action are required strings.")
     endpoint = request.services.calls.phone_event(reference, action)
     return ApiResponse(200, endpoint.to_json(None))

@@ -5,11 +5,12 @@ import logging
 
 import azure.functions as func
 
-from shared.core.errors import bad_request
+from shared.core.errors import InvalidRequest
 from shared.events.replay import replay
 from shared.bootstrap import get_services
 from shared.core.timefmt import parse_rfc3339
 
+from .errors import EVENTS_ERRORS
 from .pipeline import ApiRequest, ApiResponse, acs_operation
 
 bp = func.Blueprint()
@@ -32,7 +33,7 @@ def dispatch_pending_events(timer: func.TimerRequest) -> None:
 
 @bp.function_name("ReplayCallEvents")
 @bp.route(route="callEvents:replay", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
-@acs_operation("ReplayCallEvents", None)
+@acs_operation("ReplayCallEvents", None, EVENTS_ERRORS)
 def replay_call_events(request: ApiRequest) -> ApiResponse:
     body = request.json_object()
     times = {}
@@ -41,12 +42,12 @@ def replay_call_events(request: ApiRequest) -> ApiResponse:
             try:
                 times[key] = parse_rfc3339(body[key])
             except ValueError:
-                raise bad_request(f"{key} must be an RFC 3339 date-time.", target=key) from None
+                raise InvalidRequest(f"{key} must be an RFC 3339 date-time.", target=key) from None
     for key in ("endpoint", "roomId", "serverCallId", "schema"):
         if body.get(key) is not None and not isinstance(body[key], str):
-            raise bad_request(f"{key} must be a string.", target=key)
+            raise InvalidRequest(f"{key} must be a string.", target=key)
     if not body.get("endpoint"):
-        raise bad_request("endpoint is required.", target="endpoint")
+        raise InvalidRequest("endpoint is required.", target="endpoint")
     services = request.services
     result = replay(
         services.outbox, services.settings.arm_resource_id, body["endpoint"],

@@ -6,6 +6,7 @@ import azure.functions as func
 from shared.identity.tokens import AccessToken, parse_expiry, parse_scopes
 from shared.core.timefmt import format_acs
 
+from .errors import IDENTITY_ERRORS
 from .pipeline import IDENTITY_API, ApiRequest, ApiResponse, acs_operation
 
 bp = func.Blueprint()
@@ -23,7 +24,7 @@ def _body(request: ApiRequest) -> dict:
 
 @bp.function_name("CreateIdentity")
 @bp.route(route="identities", methods=["POST"], auth_level=ANONYMOUS)
-@acs_operation("CreateIdentity", IDENTITY_API)
+@acs_operation("CreateIdentity", IDENTITY_API, IDENTITY_ERRORS)
 def create_identity(request: ApiRequest) -> ApiResponse:
     body = _body(request)
     identity = request.services.identity
@@ -42,7 +43,7 @@ def create_identity(request: ApiRequest) -> ApiResponse:
 
 @bp.function_name("DeleteIdentity")
 @bp.route(route="identities/{id}", methods=["DELETE"], auth_level=ANONYMOUS)
-@acs_operation("DeleteIdentity", IDENTITY_API)
+@acs_operation("DeleteIdentity", IDENTITY_API, IDENTITY_ERRORS)
 def delete_identity(request: ApiRequest) -> ApiResponse:
     request.services.identity.delete_user(request.route("id"))
     return ApiResponse(204)
@@ -50,7 +51,7 @@ def delete_identity(request: ApiRequest) -> ApiResponse:
 
 @bp.function_name("IssueAccessToken")
 @bp.route(route="identities/{id}/:issueAccessToken", methods=["POST"], auth_level=ANONYMOUS)
-@acs_operation("IssueAccessToken", IDENTITY_API)
+@acs_operation("IssueAccessToken", IDENTITY_API, IDENTITY_ERRORS)
 def issue_access_token(request: ApiRequest) -> ApiResponse:
     body = _body(request)
     scopes = parse_scopes(body.get("scopes"), field_name="scopes")
@@ -60,7 +61,7 @@ def issue_access_token(request: ApiRequest) -> ApiResponse:
 
 @bp.function_name("RevokeAccessTokens")
 @bp.route(route="identities/{id}/:revokeAccessTokens", methods=["POST"], auth_level=ANONYMOUS)
-@acs_operation("RevokeAccessTokens", IDENTITY_API)
+@acs_operation("RevokeAccessTokens", IDENTITY_API, IDENTITY_ERRORS)
 def revoke_access_tokens(request: ApiRequest) -> ApiResponse:
     request.services.identity.revoke_tokens(request.route("id"))
     return ApiResponse(204)

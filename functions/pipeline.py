@@ -13,12 +13,21 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import azure.functions as func
 
-from shared.core.errors import AnteroomError, bad_request, payload_too_large, unauthorized, unsupported_media_type
+from shared.core.errors import Denied, InvalidRequest
 from shared.logs.operations import OPERATION_NAMES, RoomsOperationRecord, new_correlation_id
 from shared.identity.tokens import TokenClaims
 from shared.repeatability.guard import RepeatabilityHeaders, fingerprint
 from shared.repeatability.store import StoredResponse
 from shared.bootstrap import Services, get_services
+
+from .errors import (
+    ErrorTable,
+    HttpError,
+    missing_api_version,
+    payload_too_large,
+    unsupported_api_version,
+    unsupported_media_type,
+)
 
 log = logging.getLogger("anteroom.api")
 
@@ -63,11 +72,13 @@ class ApiRequest:
     """An authenticated request with its api-version resolved and its JSON body parsed on demand."""
 
     def __init__(
-        self, http: func.HttpRequest, api_version: str | None, services: Services, caller: TokenClaims | None = None
+        self, http: func.HttpRequest, api_version: str | None, services: Services, errors: ErrorTable,
+        caller: TokenClaims | None = None,
     ) -> None:
         self.http = http
         self.api_version = api_version
         self.services = services
+        self.errors = errors  # how this API answers refusals (a replayed one too)
         self.caller = caller  # the verified access token's claims, on token-authenticated routes
         self.body = http.get_body() or b""
 
@@ -80,8 +91,8 @@ class ApiRequest:
     def header(self, name: str) -> str | None:
         return self.http.headers.get(name)
 
-    def json(self, *, error: Callable[[str], AnteroomError] = bad_request) -> Any:
-        """The parsed body, None when empty. Raises `error` (a 400) for broken JSON, duplicate keys, NaN,
+    def json(self) -> Any:
+        """The parsed body, None when empty. Raises InvalidRequest for broken JSON, duplicate keys, NaN,
         or text that is not UTF-8 without a byte order mark.
 
         The bytes are decoded as strict UTF-8 first: given bytes, json.loads would guess UTF-16 or
@@ -92,29 +103,27 @@ class ApiRequest:
         try:
             text = self.body.decode("utf-8")
         except UnicodeDecodeError:
-            raise error("The request body is not valid JSON: it is not UTF-8 text.") from None
+            raise InvalidRequest("The request body is not valid JSON: it is not UTF-8 text.") from None
         try:
             parsed = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
             _check_unicode(parsed)
             return parsed
         except (ValueError, RecursionError) as problem:
-            raise error(f"The request body is not valid JSON: {problem}") from None
+            raise InvalidRequest(f"The request body is not valid JSON: {problem}") from None
 
-    def json_object(self, *, error: Callable[[str], AnteroomError] = bad_request, allow_empty: bool = False) -> dict:
-        """The body as a JSON object. Raises `error` (a 400) for broken JSON and for any other value,
+    def json_object(self, *, allow_empty: bool = False) -> dict:
+        """The body as a JSON object. Raises InvalidRequest for broken JSON and for any other value,
         a JSON `null` included; an empty body is `{}` with `allow_empty`, else refused the same way.
-
-        `error` lets an API answer in its own 400 shape (Call Automation's numbered one).
         """
         if allow_empty and not self.body.strip():
             return {}
-        body = self.json(error=error)
+        body = self.json()
         if not isinstance(body, dict):
-            raise error("The request body must be a JSON object.")
+            raise InvalidRequest("The request body must be a JSON object.")
         return body
 
     def repeatability(self) -> RepeatabilityHeaders | None:
-        """The Repeatability-Request-ID/-First-Sent pair, None without it; raises 400 when malformed."""
+        """The Repeatability-Request-ID/-First-Sent pair, None without it; raises InvalidRequest when malformed."""
         services = self.services
         return RepeatabilityHeaders.parse(
             self.http.headers, services.clock(), services.repeatability.window, services.hmac.clock_skew
@@ -125,18 +134,20 @@ class ApiRequest:
         recover: Callable[[str], StoredResponse | None],
     ) -> StoredResponse:
         """`execute(reserve())` at most once per request id: the same id with the same method, path and
-        body answers the stored response again; with another, 400. Answers carry Repeatability-Result.
+        body answers the stored response again; with another, RequestIdReused. Answers carry
+        Repeatability-Result.
 
-        A refusal `execute` raises (a 4xx AnteroomError) is an answer like any other: stored and
-        replayed. A 5xx is not stored, so a repeat runs again (ACS re-executes those).
+        A refusal `execute` raises (answered 4xx by this API's error table) is an answer like any
+        other: stored and replayed. A 5xx is not stored, so a repeat runs again (ACS re-executes those).
         """
         def execute_answering_refusals(key: str) -> StoredResponse:
             try:
                 return execute(key)
-            except AnteroomError as error:
-                if error.status >= 500:
+            except Exception as error:
+                refusal = self.errors.http_error(error)
+                if refusal is None or refusal.status >= 500:
                     raise
-                return StoredResponse(error.status, error.to_body(), error_headers(error))
+                return StoredResponse(refusal.status, refusal.to_body(), error_headers(refusal))
 
         path = self.http.url.split("://", 1)[-1].split("/", 1)[-1]
         answer, _replayed = self.services.repeatability.run(
@@ -153,7 +164,7 @@ class ApiRequest:
         return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
     def cursor(self) -> dict | None:
-        """The cursor of a nextLink request, None on a first page. Raises 400 when it is garbage."""
+        """The cursor of a nextLink request, None on a first page. Raises InvalidRequest when it is garbage."""
         token = self.query("nextLink")
         if token is None:
             return None
@@ -164,7 +175,7 @@ class ApiRequest:
             _check_unicode(cursor)
             return cursor
         except ValueError:
-            raise bad_request("The nextLink continuation token is not valid.") from None
+            raise InvalidRequest("The nextLink continuation token is not valid.") from None
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
@@ -191,19 +202,13 @@ def _check_unicode(parsed: Any) -> None:
 def _resolve_api_version(http: func.HttpRequest, versions: ApiVersions) -> str:
     version = http.params.get("api-version")
     if not version:
-        raise AnteroomError(
-            "The api-version query parameter (?api-version=) is required for all requests.",
-            code="MissingApiVersionParameter",
-        )
+        raise missing_api_version()
     enum_spelling = _SDK_ENUM_SPELLING.fullmatch(version)
     if enum_spelling and "nextLink" in http.params:
         suffix = enum_spelling.group(4).lower().replace("_", "-")
         version = f"{enum_spelling.group(1)}-{enum_spelling.group(2)}-{enum_spelling.group(3)}{suffix}"
     if not versions.accepts(version):
-        raise AnteroomError(
-            f"The api-version '{version}' is not supported. Supported versions: {versions.header}.",
-            code="UnsupportedApiVersion",
-        )
+        raise unsupported_api_version(version, versions.header)
     return version
 
 
@@ -230,7 +235,7 @@ def _check_media_type(http: func.HttpRequest) -> None:
             )
 
 
-def error_headers(error: AnteroomError) -> dict[str, str]:
+def error_headers(error: HttpError) -> dict[str, str]:
     """The headers an error answer carries besides the request's own (MS-CV, client request id)."""
     headers = dict(error.headers)
     if error.error_code_header:
@@ -307,16 +312,17 @@ BEARER = "bearer"  # user access tokens from the Identity API: the room-call cli
 def _bearer_claims(http: func.HttpRequest, services: Services) -> TokenClaims:
     scheme, _, token = (http.headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise unauthorized("An access token is required (Authorization: Bearer <token>).")
+        raise Denied("An access token is required (Authorization: Bearer <token>).")
     return services.identity.verify(token.strip())
 
 
 def acs_operation(
-    operation: str, versions: ApiVersions | None, *, auth: str = HMAC
+    operation: str, versions: ApiVersions | None, errors: ErrorTable, *, auth: str = HMAC
 ) -> Callable[[Handler], Callable]:
     """Wrap a use-case handler as an HTTP function with ACS's authentication and error shapes.
 
-    `versions` None means the route takes no api-version (our own client API).
+    `versions` None means the route takes no api-version (our own client API). `errors` is the
+    API's table: every refusal, before the handler or from it, is answered by it.
     The wrapper's signature is `(req: func.HttpRequest) -> func.HttpResponse` on purpose: the
     Functions worker binds parameters by the signature it inspects.
     """
@@ -351,20 +357,22 @@ def acs_operation(
                     api_version = _resolve_api_version(req, versions)
                     headers["api-supported-versions"] = versions.header
                 _check_media_type(req)
-                result = handler(ApiRequest(req, api_version, services, caller))
+                result = handler(ApiRequest(req, api_version, services, errors, caller))
                 status, facts = result.status, result.facts
                 if status >= 400:  # a replayed refusal: shaped as the refusal was the first time
                     headers.pop("api-supported-versions", None)
                 response = _response(status, result.body, {**headers, **result.headers})
-            except AnteroomError as error:
-                status = error.status
-                headers.pop("api-supported-versions", None)
-                response = _response(status, error.to_body(), {**headers, **error_headers(error)})
-            except Exception:
-                log.exception("%s failed (correlation id %s)", operation, correlation_id)
-                status = 500
-                body = {"error": {"code": "InternalServerError", "message": "The server had an internal error."}}
-                response = _response(status, body, {**headers, "x-ms-error-code": "InternalServerError"})
+            except Exception as error:
+                refusal = errors.http_error(error)
+                if refusal is None:
+                    log.exception("%s failed (correlation id %s)", operation, correlation_id)
+                    status = 500
+                    body = {"error": {"code": "InternalServerError", "message": "The server had an internal error."}}
+                    response = _response(status, body, {**headers, "x-ms-error-code": "InternalServerError"})
+                else:
+                    status = refusal.status
+                    headers.pop("api-supported-versions", None)
+                    response = _response(status, refusal.to_body(), {**headers, **error_headers(refusal)})
             duration_ms = (time.perf_counter() - started) * 1000
             if services is not None and operation in OPERATION_NAMES:
                 try:

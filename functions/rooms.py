@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.core.errors import bad_request
+from shared.core.errors import InvalidRequest
 from shared.repeatability.store import StoredResponse
 from shared.rooms.model import (
     CreateRoomRequest,
@@ -16,6 +16,7 @@ from shared.rooms.model import (
 from shared.rooms.store import RoomIdTaken, RoomRecord
 from shared.core.timefmt import parse_rfc3339
 
+from .errors import ROOMS_ERRORS
 from .pipeline import ROOMS_API, ApiRequest, ApiResponse, acs_operation
 
 bp = func.Blueprint()
@@ -33,7 +34,7 @@ def _created(record: RoomRecord, request: ApiRequest) -> StoredResponse:
 
 @bp.function_name("CreateRoom")
 @bp.route(route="rooms", methods=["POST"], auth_level=ANONYMOUS)
-@acs_operation("CreateRoom", ROOMS_API)
+@acs_operation("CreateRoom", ROOMS_API, ROOMS_ERRORS)
 def create_room(request: ApiRequest) -> ApiResponse:
     services = request.services
     now = services.clock()
@@ -78,12 +79,12 @@ def _creation_facts(body: CreateRoomRequest, created: RoomRecord | Room) -> dict
 
 @bp.function_name("ListRooms")
 @bp.route(route="rooms", methods=["GET"], auth_level=ANONYMOUS)
-@acs_operation("ListRooms", ROOMS_API)
+@acs_operation("ListRooms", ROOMS_API, ROOMS_ERRORS)
 def list_rooms(request: ApiRequest) -> ApiResponse:
     cursor = request.cursor() or {}
     after = cursor.get("a")
     if after is not None and not isinstance(after, str):
-        raise bad_request("The nextLink continuation token is not valid.")
+        raise InvalidRequest("The nextLink continuation token is not valid.")
     page = request.services.rooms.list_active(after, request.services.settings.rooms_page_size)
     body = {"value": [room.to_json() for room in page.items]}
     if page.after:
@@ -93,7 +94,7 @@ def list_rooms(request: ApiRequest) -> ApiResponse:
 
 @bp.function_name("GetRoom")
 @bp.route(route="rooms/{roomId}", methods=["GET"], auth_level=ANONYMOUS)
-@acs_operation("GetRoom", ROOMS_API)
+@acs_operation("GetRoom", ROOMS_API, ROOMS_ERRORS)
 def get_room(request: ApiRequest) -> ApiResponse:
     record = request.services.rooms.get(request.route("roomId"))
     return ApiResponse(200, record.room.to_json(), facts=_room_facts(record))
@@ -101,7 +102,7 @@ def get_room(request: ApiRequest) -> ApiResponse:
 
 @bp.function_name("UpdateRoom")
 @bp.route(route="rooms/{roomId}", methods=["PATCH"], auth_level=ANONYMOUS)
-@acs_operation("UpdateRoom", ROOMS_API)
+@acs_operation("UpdateRoom", ROOMS_API, ROOMS_ERRORS)
 def update_room(request: ApiRequest) -> ApiResponse:
     room_id = request.route("roomId")
     as_read = request.services.rooms.get(room_id)  # a bad or unknown id answers before a bad body does
@@ -111,7 +112,7 @@ def update_room(request: ApiRequest) -> ApiResponse:
 
 @bp.function_name("DeleteRoom")
 @bp.route(route="rooms/{roomId}", methods=["DELETE"], auth_level=ANONYMOUS)
-@acs_operation("DeleteRoom", ROOMS_API)
+@acs_operation("DeleteRoom", ROOMS_API, ROOMS_ERRORS)
 def delete_room(request: ApiRequest) -> ApiResponse:
     record = request.services.rooms.delete(request.route("roomId"))
     return ApiResponse(204, facts=_room_facts(record))
@@ -119,13 +120,13 @@ def delete_room(request: ApiRequest) -> ApiResponse:
 
 @bp.function_name("ListParticipants")
 @bp.route(route="rooms/{roomId}/participants", methods=["GET"], auth_level=ANONYMOUS)
-@acs_operation("GetParticipants", ROOMS_API)
+@acs_operation("GetParticipants", ROOMS_API, ROOMS_ERRORS)
 def list_participants(request: ApiRequest) -> ApiResponse:
     room_id = request.route("roomId")
     cursor = request.cursor() or {}
     generation, after = cursor.get("g"), cursor.get("a")
     if not all(value is None or isinstance(value, str) for value in (generation, after)):
-        raise bad_request("The nextLink continuation token is not valid.")
+        raise InvalidRequest("The nextLink continuation token is not valid.")
     page, generation = request.services.rooms.list_participants(
         room_id, generation, after, request.services.settings.participants_page_size
     )
@@ -137,7 +138,7 @@ def list_participants(request: ApiRequest) -> ApiResponse:
 
 @bp.function_name("UpdateParticipants")
 @bp.route(route="rooms/{roomId}/participants", methods=["PATCH"], auth_level=ANONYMOUS)
-@acs_operation("UpdateParticipants", ROOMS_API)
+@acs_operation("UpdateParticipants", ROOMS_API, ROOMS_ERRORS)
 def update_participants(request: ApiRequest) -> ApiResponse:
     room_id = request.route("roomId")
     as_read = request.services.rooms.get(room_id)  # a bad or unknown id answers before a bad body does

@@ -16,13 +16,14 @@ from typing import Any
 
 from azure.data.tables import TableServiceClient
 
+from functions.errors import IDENTITY_ERRORS, ROOMS_ERRORS, HttpError
 from shared.auth.hmac import sign_headers
 from shared.automation.model import cloud_event
 from shared.bootstrap import Services, get_services
 from shared.calls.model import EndpointKind
 from shared.calls.store import TableCallsStore
 from shared.config.settings import Settings
-from shared.core.errors import AnteroomError
+from shared.core.errors import DomainError
 from shared.core.identifiers import is_acs_user
 from shared.core.timefmt import format_acs, format_imf_fixdate
 from shared.events.outbox import CALLBACK_PREFIX, events_from_entity
@@ -33,7 +34,7 @@ from shared.rooms.model import CreateRoomRequest, check_window, default_window, 
 from shared.rooms.store import ROOM_ROW, RoomIdTaken, TableRoomsStore
 
 __all__ = [
-    "AnteroomError", "RoomSpec", "acs_time", "callbacks", "check_room", "create_identity", "create_room",
+    "HttpError", "RoomSpec", "acs_time", "callbacks", "check_room", "create_identity", "create_room",
     "delete_identity", "dispatch_pending", "identities", "identity_exists", "is_acs_user", "mint_token",
     "operations", "purge_room", "reset_tables", "room_exists", "rooms", "settings", "sign", "user_id_for",
 ]
@@ -109,9 +110,12 @@ def delete_identity(local_part: str) -> None:
 def mint_token(user_id: str, seconds: int, scopes: Any) -> dict[str, Any]:
     """A token for an existing user, lasting `seconds`: signed by the app's identity code with the
     instance's ANTEROOM_TOKEN_SIGNING_KEY, so the app accepts it and revoking still applies.
-    Raises AnteroomError (ACS's 400 for bad scopes, 404 for an unknown user)."""
-    checked = parse_scopes(scopes, field_name="scopes")
-    token = _services().identity.issue_token(user_id, checked, timedelta(seconds=seconds))
+    Raises HttpError (ACS's 400 for bad scopes, 404 for an unknown user)."""
+    try:
+        checked = parse_scopes(scopes, field_name="scopes")
+        token = _services().identity.issue_token(user_id, checked, timedelta(seconds=seconds))
+    except DomainError as error:
+        raise IDENTITY_ERRORS.http_error(error) from None
     return {"userId": user_id, "token": token.token, "expiresOn": format_acs(token.expires_on),
             "scopes": list(checked)}
 
@@ -133,19 +137,22 @@ class RoomSpec:
 
 def check_room(room_id: Any, body: dict[str, Any], now: datetime | None = None,
                max_participants: int | None = None) -> RoomSpec:
-    """Parse a create-room body and its window as POST /rooms does; raises AnteroomError with ACS's body.
+    """Parse a create-room body and its window as POST /rooms does; raises HttpError with ACS's body.
 
     `max_participants` defaults to the running app's setting (pass it when no app is running yet)."""
     if not is_room_id(room_id):
-        raise AnteroomError("Invalid room ID length.", target="id")
-    request = CreateRoomRequest.parse(body)
-    now = now or datetime.now(timezone.utc)
-    valid_from, valid_until = default_window(request.valid_from, request.valid_until, now)
-    check_window(valid_from, valid_until, now)
+        raise HttpError("Invalid room ID length.", target="id")
+    try:
+        request = CreateRoomRequest.parse(body)
+        now = now or datetime.now(timezone.utc)
+        valid_from, valid_until = default_window(request.valid_from, request.valid_until, now)
+        check_window(valid_from, valid_until, now)
+    except DomainError as error:
+        raise ROOMS_ERRORS.http_error(error) from None
     limit = max_participants if max_participants is not None else settings().max_room_participants
     if len(request.participants) > limit:
-        raise AnteroomError(f"A room can have at most {limit} participants; this request would make "
-                            f"{len(request.participants)}.")
+        raise HttpError(f"A room can have at most {limit} participants; this request would make "
+                        f"{len(request.participants)}.")
     return RoomSpec(room_id, request, valid_from, valid_until)
 
 
@@ -158,7 +165,9 @@ def create_room(spec: RoomSpec) -> None:
     try:
         _services().rooms.create(spec.request, room_id=spec.room_id)
     except RoomIdTaken:
-        raise AnteroomError(f"Room {spec.room_id} already exists.", code="Conflict", status=409) from None
+        raise HttpError(f"Room {spec.room_id} already exists.", code="Conflict", status=409) from None
+    except DomainError as error:
+        raise ROOMS_ERRORS.http_error(error) from None
 
 
 def purge_room(room_id: str) -> None:

@@ -47,7 +47,7 @@ class ControlPlane:
     async def _blocking(self, function: Callable, *args: Any) -> Any:
         try:
             return await asyncio.get_running_loop().run_in_executor(None, function, *args)
-        except appstate.AnteroomError as error:
+        except appstate.HttpError as error:
             raise ControlError(error.status, error.to_body()) from None
 
     def changed(self) -> None:

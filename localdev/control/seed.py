@@ -215,7 +215,7 @@ class _Checker:
             body["participants"] = {self.here(raw_id): role for raw_id, role in participants.items()}
         try:
             spec = appstate.check_room(room_id, body, now, self.max_participants)
-        except appstate.AnteroomError as error:
+        except appstate.HttpError as error:
             detail = error.details[0] if error.details else None
             reason = detail.message if detail else error.message
             target = (detail.target if detail else None) or error.target or ""

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Mapping
 from urllib.parse import unquote, urlsplit
 
-from ..core.errors import unauthorized
+from ..core.errors import Denied
 from ..core.timefmt import parse_imf_fixdate
 
 SIGNED_HEADERS = "x-ms-date;host;x-ms-content-sha256"
@@ -58,7 +58,7 @@ class HmacVerifier:
     def verify(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes, now: datetime
     ) -> int:
-        """Raise a 401 AnteroomError unless the request carries a valid signature.
+        """Raise Denied unless the request carries a valid signature.
 
         Returns the index of the key that signed it (0 primary, 1 secondary), which names the
         caller for throttling. `headers` must look up case-insensitively. Checks, in order: the
@@ -68,20 +68,20 @@ class HmacVerifier:
         authorization = headers.get("authorization") or ""
         scheme, _, params = authorization.partition(" ")
         if scheme != SCHEME:
-            raise unauthorized("Denied by the resource provider.")
+            raise Denied("Denied by the resource provider.")
         fields = dict(part.partition("=")[::2] for part in params.split("&"))
         if fields.get("SignedHeaders", "").lower() != SIGNED_HEADERS or not fields.get("Signature"):
-            raise unauthorized("Denied by the resource provider.")
+            raise Denied("Denied by the resource provider.")
         claimed_hash = headers.get("x-ms-content-sha256") or ""
         if not hmac.compare_digest(claimed_hash.encode(), content_hash(body).encode()):
-            raise unauthorized("Request 'x-ms-content-sha256' differs from generated content hash.")
+            raise Denied("Request 'x-ms-content-sha256' differs from generated content hash.")
         date = headers.get("x-ms-date") or ""
         try:
             sent_at = parse_imf_fixdate(date)
         except ValueError:
-            raise unauthorized("Request 'x-ms-date' header is missing or is not a valid RFC 1123 date.") from None
+            raise Denied("Request 'x-ms-date' header is missing or is not a valid RFC 1123 date.") from None
         if abs(now - sent_at) > self.clock_skew:
-            raise unauthorized("Request 'x-ms-date' is outside the allowed clock skew.")
+            raise Denied("Request 'x-ms-date' is outside the allowed clock skew.")
         parts = urlsplit(url)
         raw_target = parts.path + (f"?{parts.query}" if parts.query else "")
         targets = {raw_target, unquote(raw_target)}
@@ -95,5 +95,5 @@ class HmacVerifier:
                     if hmac.compare_digest(expected.encode(), given):
                         matched_key = index
         if matched_key < 0:
-            raise unauthorized("Denied by the resource provider.")
+            raise Denied("Denied by the resource provider.")
         return matched_key

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from ..core.errors import too_many_requests
+from ..core.errors import Throttled
 
 # Idle callers' buckets are forgotten once this many callers are tracked, so a flood of distinct
 # callers (one bucket per user token) cannot grow memory without bound.
@@ -37,7 +37,7 @@ class Throttle:
         self._lock = threading.Lock()
 
     def admit(self, caller: str) -> None:
-        """Count one request of `caller`; raise a 429 AnteroomError when its budget is spent."""
+        """Count one request of `caller`; raise Throttled when its budget is spent."""
         with self._lock:
             now = self._monotonic()
             bucket = self._buckets.get(caller)
@@ -53,7 +53,7 @@ class Throttle:
                 return
             wait = (1.0 - bucket.tokens) / self._rate
         # Whole seconds, rounded up: Retry-After has no fractions, and an early retry would be refused again.
-        raise too_many_requests(max(1, math.ceil(wait)))
+        raise Throttled(max(1, math.ceil(wait)))
 
     def _forget_idle(self, now: float) -> None:
         full = [caller for caller, bucket in self._buckets.items()

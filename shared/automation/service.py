@@ -20,32 +20,25 @@ from ..calls.model import AutomationContext, Call, CallConnection, CallParticipa
 from ..calls.service import CallsService
 from ..calls.store import CallsStore
 from ..core.clock import Clock
-from ..core.errors import AnteroomError, call_automation_error
+from ..core.errors import (
+    CallConnectionNotFound,
+    DialOutDisabled,
+    InvalidRequest,
+    InvitationNotFound,
+    NoActiveCall,
+    ParticipantNotFound,
+    RoomExpired,
+    RoomNotFound,
+    TooManyConnections,
+)
 from ..core.identifiers import is_acs_user, phone_raw_id
-from ..rooms.model import is_room_id
+from ..rooms.model import Validity, is_room_id
 from ..rooms.service import RoomsService
 
 MAX_CONNECTIONS_PER_CALL = 10  # our limit: connections live on the call entity
 KEPT_DISCONNECTED = 10  # hung-up connections still answered (as disconnected); older ones are dropped
 DEFAULT_INVITATION_TIMEOUT = 60  # seconds an invitation rings when the request names none
 MAX_INVITATION_TIMEOUT = 180  # ACS's maximum invitationTimeoutInSeconds
-# Room-call refusals -> Call Automation's (status, subcode); subcodes from ACS's troubleshooting table.
-_TRANSLATED = {
-    "BadRequest": (400, 8523),  # invalid argument
-    "NotFound": (404, 8522),
-    "NoActiveCall": (404, 8522),
-    "ConcurrentCallLimitReached": (409, 8530),  # call throttled: active calls limit reached
-    "NotInvited": (403, 7602),  # invalid ACS target identity
-    "AlreadyInCall": (409, 8519),  # conflict
-}
-
-
-def call_not_found(message: str = "Call not found.") -> AnteroomError:
-    return call_automation_error(404, 8522, message)
-
-
-def invalid_argument(message: str) -> AnteroomError:
-    return call_automation_error(400, 8523, message)
 
 
 def call_connection_id(room_id: str, unique: str) -> str:
@@ -55,27 +48,22 @@ def call_connection_id(room_id: str, unique: str) -> str:
 
 
 def room_of_connection(call_connection_id: str) -> str:
-    """The room a call connection id belongs to; 404 for an id we never issued."""
+    """The room a call connection id belongs to; CallConnectionNotFound for an id we never issued."""
     try:
         decoded = base64.urlsafe_b64decode(call_connection_id + "=" * (-len(call_connection_id) % 4)).decode()
         room_id, _, connection_uuid = decoded.partition(":")
         uuid.UUID(connection_uuid)
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise call_not_found() from None
+        raise CallConnectionNotFound() from None
     if not is_room_id(room_id):
-        raise call_not_found()
+        raise CallConnectionNotFound()
     return room_id
-
-
-def _translated(error: AnteroomError) -> AnteroomError:
-    status, sub_code = _TRANSLATED.get(error.code, (error.status, None))
-    return error if sub_code is None else call_automation_error(status, sub_code, error.message)
 
 
 def parse_identifier(model: object, field: str) -> tuple[str, EndpointKind]:
     """A CommunicationIdentifierModel from a request -> (raw id, kind); phone numbers and ACS users only."""
     if not isinstance(model, dict):
-        raise invalid_argument(f"{field} must be a communication identifier.")
+        raise InvalidRequest(f"{field} must be a communication identifier.")
     phone, user, raw_id = model.get("phoneNumber"), model.get("communicationUser"), model.get("rawId")
     if isinstance(phone, dict) and isinstance(phone.get("value"), str):
         return phone_raw_id(phone["value"]), EndpointKind.PHONE
@@ -85,13 +73,13 @@ def parse_identifier(model: object, field: str) -> tuple[str, EndpointKind]:
         return raw_id, EndpointKind.PHONE
     if is_acs_user(raw_id):
         return raw_id, EndpointKind.VOIP
-    raise invalid_argument(f"{field} must be a phone number or an Azure Communication Services user.")
+    raise InvalidRequest(f"{field} must be a phone number or an Azure Communication Services user.")
 
 
 def check_callback_uri(uri: object, field: str) -> str:
     parts = urlsplit(uri) if isinstance(uri, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-        raise invalid_argument(f"{field} must be an absolute http(s) URI.")
+        raise InvalidRequest(f"{field} must be an absolute http(s) URI.")
     return uri
 
 
@@ -118,19 +106,18 @@ class CallAutomationService:
         check_callback_uri(callback_uri, "callbackUri")
         record = self._rooms.find(room_id) if is_room_id(room_id) else None
         if record is None:
-            raise call_not_found(f"Room {room_id} was not found.")
-        if self._clock() >= record.room.valid_until:
-            self._calls.end_call(room_id, "roomExpired")
-            raise call_automation_error(400, 8528, "The room has expired, so its call was terminated.")
+            raise RoomNotFound(room_id)
+        if self._calls.settle_validity(record) is Validity.EXPIRED:
+            raise RoomExpired(record.room.valid_until)
         connection = CallConnection(call_connection_id, callback_uri, self._clock(), operation_context)
 
         def mutate(call: Call | None):
             if call is None or not call.active:
-                raise call_not_found("The room has no active call to connect to.")
+                raise NoActiveCall("The room has no active call to connect to.")
             if call.connection(call_connection_id) is not None:
                 return None  # a retry of a connect that committed
             if sum(c.connected for c in call.connections) >= MAX_CONNECTIONS_PER_CALL:
-                raise call_automation_error(409, 8519, f"The call already has {MAX_CONNECTIONS_PER_CALL} connections.")
+                raise TooManyConnections(MAX_CONNECTIONS_PER_CALL)
             # The entity property holds 64 KiB: only the latest hung-up connections stay.
             hung_up = [c for c in call.connections if not c.connected][-KEPT_DISCONNECTED:]
             kept = tuple(c for c in call.connections if c.connected or c in hung_up)
@@ -147,7 +134,7 @@ class CallAutomationService:
         call = self._calls.current_call(room_id)
         connection = call.connection(call_connection_id) if call is not None else None
         if connection is None or (active and not (call.active and connection.connected)):
-            raise call_not_found()
+            raise CallConnectionNotFound()
         return room_id, call, connection
 
     def properties(self, call_connection_id: str) -> dict:
@@ -183,7 +170,7 @@ class CallAutomationService:
         _, call, _ = self._locate(call_connection_id)
         endpoint = call.connected_endpoint_of(raw_id)
         if endpoint is None:
-            raise call_not_found("Participant not found.")
+            raise ParticipantNotFound("Participant not found.")
         return endpoint
 
     def _context(self, connection: CallConnection, operation_context, callback_override) -> AutomationContext:
@@ -209,33 +196,29 @@ class CallAutomationService:
         if timeout_seconds is None:
             timeout_seconds = DEFAULT_INVITATION_TIMEOUT
         if isinstance(timeout_seconds, bool) or not isinstance(timeout_seconds, int) or not 0 < timeout_seconds <= MAX_INVITATION_TIMEOUT:
-            raise invalid_argument(f"invitationTimeoutInSeconds must be an integer from 1 to {MAX_INVITATION_TIMEOUT}.")
+            raise InvalidRequest(f"invitationTimeoutInSeconds must be an integer from 1 to {MAX_INVITATION_TIMEOUT}.")
         automation = replace(
             self._context(connection, operation_context, callback_override),
             expires_at=self._clock() + timedelta(seconds=timeout_seconds),
         )
         record = self._rooms.find(room_id)
         if record is None:
-            raise call_not_found(f"Room {room_id} was not found.")
-        try:
-            if kind is EndpointKind.VOIP:
-                return self._calls.ring_user(room_id, record, raw_id, automation, invitation_id, call)
-            if not record.room.pstn_dial_out_enabled:
-                raise call_automation_error(403, 7504, "PSTN dial-out is not enabled for this room (pstnDialOutEnabled is false).")
-            caller = source_caller_id_number.get("value") if isinstance(source_caller_id_number, dict) else None
-            if not isinstance(caller, str):
-                raise invalid_argument("sourceCallerIdNumber is required to add a phone number.")
-            number = raw_id.removeprefix("4:")
-            self._calls.reserve_phone_line(room_id, number, caller, invitation_id)
-        except AnteroomError as error:
-            raise _translated(error) from None
+            raise RoomNotFound(room_id)
+        if kind is EndpointKind.VOIP:
+            return self._calls.ring_user(room_id, record, raw_id, automation, invitation_id, call)
+        if not record.room.pstn_dial_out_enabled:
+            raise DialOutDisabled(room_id)
+        caller = source_caller_id_number.get("value") if isinstance(source_caller_id_number, dict) else None
+        if not isinstance(caller, str):
+            raise InvalidRequest("sourceCallerIdNumber is required to add a phone number.")
+        self._calls.reserve_phone_line(room_id, raw_id.removeprefix("4:"), caller, invitation_id)
         ringing = CallParticipant(
             invitation_id, raw_id, EndpointKind.PHONE, "ringing", None, source_number=caller, automation=automation
         )
 
         def mutate(current: Call | None):
             if current is None or not current.active:
-                raise call_not_found()
+                raise CallConnectionNotFound()
             return replace(current, sequence=current.sequence + 1), [ringing], ringing
 
         try:
@@ -249,7 +232,7 @@ class CallAutomationService:
     def cancel_add(
         self, call_connection_id: str, invitation_id: str, operation_context: str | None, callback_override: str | None
     ) -> None:
-        """Stop ringing an invitation; CancelAddParticipantSucceeded follows. 404 when it no longer rings."""
+        """Stop ringing an invitation; CancelAddParticipantSucceeded follows. InvitationNotFound when it no longer rings."""
         room_id, as_read, connection = self._locate(call_connection_id)
         automation = self._context(connection, operation_context, callback_override)
         now = self._clock()
@@ -257,7 +240,7 @@ class CallAutomationService:
         def mutate(call: Call | None):
             endpoint = call.participant(invitation_id) if call is not None and call.active else None
             if endpoint is None or endpoint.state != "ringing":
-                raise call_not_found("No pending invitation with this id.")
+                raise InvitationNotFound(invitation_id)
             cancelled = replace(endpoint, state="disconnected", left_at=now, leave_reason=CANCELLED, automation=automation)
             return replace(call, sequence=call.sequence + 1), [cancelled], cancelled
 
@@ -273,7 +256,7 @@ class CallAutomationService:
         def mutate(call: Call | None):
             endpoint = call.connected_endpoint_of(raw_id) if call is not None and call.active else None
             if endpoint is None:
-                raise call_not_found("Participant not found.")
+                raise ParticipantNotFound("Participant not found.")
             after, gone = self._calls.disconnect(call, [replace(endpoint, automation=automation)], REMOVED_BY_SERVER)
             return after, gone, gone
 
@@ -283,14 +266,14 @@ class CallAutomationService:
         """Mute one participant (ACS takes exactly one target); ParticipantsUpdated follows."""
         room_id, as_read, connection = self._locate(call_connection_id)
         if not isinstance(targets, list) or len(targets) != 1:
-            raise invalid_argument("targetParticipants must name exactly one participant.")
+            raise InvalidRequest("targetParticipants must name exactly one participant.")
         raw_id, _ = parse_identifier(targets[0], "targetParticipants")
         automation = self._context(connection, operation_context, None)
 
         def mutate(call: Call | None):
             endpoint = call.connected_endpoint_of(raw_id) if call is not None and call.active else None
             if endpoint is None:
-                raise call_not_found("Participant not found.")
+                raise ParticipantNotFound("Participant not found.")
             if endpoint.muted:
                 return None
             muted = replace(endpoint, muted=True, automation=automation)

@@ -6,8 +6,9 @@ from dataclasses import replace
 from typing import Sequence
 
 from .model import Call, CallParticipant
-from .pstn import MAX_CONCURRENT_CALLS_PER_NUMBER, all_lines_busy
+from .pstn import MAX_CONCURRENT_CALLS_PER_NUMBER
 from .store import CALL_ROW, endpoint_bounds, endpoint_row
+from ..core.errors import ConcurrentCallLimitReached
 from ..rooms.store import ROOM_ROW
 from ..storage.memory import MemoryTable, RowExists, RowMissing, Write
 from ..storage.transactions import ConcurrentChange
@@ -89,7 +90,7 @@ class MemoryPstnLines:
             if reference in calls:
                 return
             if len(calls) >= self._limit:
-                raise all_lines_busy(number, self._limit)
+                raise ConcurrentCallLimitReached(number, self._limit)
             calls.append(reference)
 
     def release(self, number: str, reference: str) -> None:

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..core.errors import AnteroomError
+from ..core.errors import DialOutDisabled, MissingCapability
 from ..rooms.model import Role
 from ..core.timefmt import format_acs
 
@@ -45,14 +45,13 @@ def capabilities_of(role: Role | None, pstn_dial_out_enabled: bool) -> frozenset
     return granted
 
 
-def missing_capability(capability: Capability, role: Role | None, pstn_dial_out_enabled: bool) -> AnteroomError:
-    """The 403 for an action the caller's role does not allow, naming the capability."""
+def missing_capability(
+    capability: Capability, role: Role | None, room_id: str, pstn_dial_out_enabled: bool
+) -> MissingCapability | DialOutDisabled:
+    """Why the caller may not use `capability`: its role lacks it, or (for a Presenter) the room forbids dial-out."""
     if capability is Capability.ADD_PHONE_NUMBER and role is Role.PRESENTER and not pstn_dial_out_enabled:
-        message = "PSTN dial-out is not enabled for this room (pstnDialOutEnabled is false)."
-    else:
-        who = "A phone participant" if role is None else f"The {role.value} role"
-        message = f"{who} does not have the {capability.value} capability."
-    return AnteroomError(message, code="MissingCapability", status=403, target=capability.value)
+        return DialOutDisabled(room_id)
+    return MissingCapability(capability.value, role.value if role else None)
 
 
 class EndpointKind(str, enum.Enum):

@@ -11,11 +11,15 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
-from ..core.errors import AnteroomError, service_unavailable
+from ..core.errors import ConcurrentCallLimitReached, GatewayUnavailable
 from ..storage.faults import storage_faults
+from ..storage.retry import ConflictRetry
 from ..storage.tables import TableStore
+from ..storage.transactions import ConcurrentChange
 
 MAX_CONCURRENT_CALLS_PER_NUMBER = 2  # ACS's default outbound limit per number
+# Only the calls of one number contend for its entity: a few attempts get every change through.
+LINE_WRITES = ConflictRetry(attempts=50, first_pause=0.002, max_pause=0.05)
 
 
 class DialOutcome(str, enum.Enum):
@@ -49,22 +53,15 @@ class HttpPstnGateway:
             response.raise_for_status()
             return DialOutcome(response.json()["outcome"])
         except (requests.RequestException, ValueError, KeyError) as error:
-            raise service_unavailable(f"The PSTN gateway could not place the call: {error}") from None
-
-
-def all_lines_busy(number: str, limit: int) -> AnteroomError:
-    return AnteroomError(
-        f"The caller number {number} already has {limit} outbound calls in progress.",
-        code="ConcurrentCallLimitReached",
-        status=409,
-    )
+            raise GatewayUnavailable(f"The PSTN gateway could not place the call: {error}") from None
 
 
 class PstnLines(Protocol):
     """The outbound calls in progress per caller number, across all rooms and instances."""
 
     def acquire(self, number: str, reference: str) -> None:
-        """Take a line of `number` for `reference` (again: no change); raises 409 when all its lines are busy."""
+        """Take a line of `number` for `reference` (again: no change); raises ConcurrentCallLimitReached
+        when all its lines are busy."""
 
     def release(self, number: str, reference: str) -> None:
         """Give back the line `reference` holds, if it holds one."""
@@ -93,7 +90,8 @@ class TablePstnLines:
         except ResourceNotFoundError:
             return None, []
 
-    def _write(self, number: str, entity, calls: list[str]) -> bool:
+    def _write(self, number: str, entity, calls: list[str]) -> None:
+        """Store `calls` if the entity is as read (None: not there yet); else ConcurrentChange."""
         fresh = {"PartitionKey": number, "RowKey": "lines", "Calls": json.dumps(calls)}
         try:
             if entity is None:
@@ -103,26 +101,28 @@ class TablePstnLines:
                     fresh, mode=UpdateMode.REPLACE, etag=entity.metadata["etag"],
                     match_condition=MatchConditions.IfNotModified,
                 )
-            return True
-        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
-            return False
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as error:
+            raise ConcurrentChange(number) from error
 
     def acquire(self, number: str, reference: str) -> None:
-        with storage_faults():
-            while True:
+        """Take a line of `number` for `reference`; raises ConcurrentCallLimitReached when all its lines are busy."""
+        def take(_attempt: int) -> None:
+            with storage_faults():
                 entity, calls = self._read(number)
                 if reference in calls:
                     return
                 if len(calls) >= self._limit:
-                    raise all_lines_busy(number, self._limit)
-                if self._write(number, entity, calls + [reference]):
-                    return
+                    raise ConcurrentCallLimitReached(number, self._limit)
+                self._write(number, entity, calls + [reference])
+
+        LINE_WRITES.run(take, f"The lines of {number} are changing too often; retry later.")
 
     def release(self, number: str, reference: str) -> None:
-        with storage_faults():
-            while True:
+        def give_back(_attempt: int) -> None:
+            with storage_faults():
                 entity, calls = self._read(number)
                 if entity is None or reference not in calls:
                     return
-                if self._write(number, entity, [call for call in calls if call != reference]):
-                    return
+                self._write(number, entity, [call for call in calls if call != reference])
+
+        LINE_WRITES.run(give_back, f"The lines of {number} are changing too often; retry later.")

@@ -1,8 +1,6 @@
 """Room-call use cases: invite-only joining inside the validity window, role-checked actions, PSTN."""
 from __future__ import annotations
 
-import time
-import random
 import uuid
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
@@ -21,17 +19,29 @@ from .model import (
 from .changes import CallChange, CallChangeListener
 from .store import CallsStore
 from ..core.clock import Clock
-from ..core.errors import AnteroomError, bad_request, forbidden, not_found, service_unavailable
+from ..core.errors import (
+    AlreadyInCall,
+    CallFull,
+    GatewayUnavailable,
+    InsufficientScope,
+    InvalidRequest,
+    NoActiveCall,
+    NoCallYet,
+    NotInCall,
+    NotInvited,
+    ParticipantNotFound,
+    RoomExpired,
+    RoomNotOpenYet,
+)
 from ..core.identifiers import is_acs_user, is_e164, phone_raw_id
 from .pstn import DialOutcome, PstnLines, PstnNetwork
 from ..rooms.changes import RoomChanges
-from ..rooms.model import Role
+from ..rooms.model import Role, Validity
 from ..rooms.service import RoomsService
 from ..rooms.store import RoomRecord
-from ..storage.transactions import ConcurrentChange
-from ..core.timefmt import format_acs
+from ..storage.retry import ConflictRetry
 
-MAX_ATTEMPTS = 200  # fifty simultaneous joins all get through the call entity's ETag
+CALL_WRITES = ConflictRetry(attempts=200, first_pause=0.002, max_pause=0.05)  # fifty simultaneous joins all get through
 CALL_SCOPES = ("voip", "voip.join")
 
 # What a participant may do to itself, and the capability each action needs (None: always allowed).
@@ -57,7 +67,7 @@ _FLAG_CHANGES = {
 
 @dataclass(frozen=True)
 class Caller:
-    """Who acts: a user (with a live role, None if off the roster) or a phone endpoint."""
+    """Who acts: a roster user with their live role, or a phone endpoint (no role)."""
 
     raw_id: str
     role: Role | None
@@ -68,10 +78,6 @@ class Caller:
 class DialOut:
     outcome: DialOutcome
     participant: CallParticipant | None
-
-
-def _backoff(attempt: int) -> None:
-    time.sleep(random.uniform(0, min(0.05, 0.002 * (attempt + 1))))
 
 
 class CallsService:
@@ -98,40 +104,54 @@ class CallsService:
             room_changes.subscribe(self)  # roster removals and deletions reach live calls at once
 
     # -- the room and the caller -----------------------------------------------------------
+    def settle_validity(self, record: RoomRecord) -> Validity:
+        """Where the room stands in its validity window now. A call still running in a room whose
+        window is over ends here: every access comes through, so the first one ends it, not only
+        the sweep."""
+        validity = record.room.validity_at(self._clock())
+        if validity is Validity.EXPIRED:
+            self.end_call(record.room.id, "roomExpired")
+        return validity
+
     def _open_room(self, room_id: str) -> RoomRecord:
-        """The room, if joinable now. Ends a call that outlived the room's validity on the way."""
+        """The room, if joinable now; raises RoomNotOpenYet or RoomExpired outside its window."""
         record = self._rooms.get(room_id)
-        now = self._clock()
-        if now < record.room.valid_from:
-            raise forbidden(
-                f"The room is not open yet; it opens at {format_acs(record.room.valid_from)}.", code="RoomNotOpenYet"
-            )
-        if now >= record.room.valid_until:
-            self.end_call(room_id, "roomExpired")
-            raise forbidden(f"The room expired at {format_acs(record.room.valid_until)}.", code="RoomExpired")
+        validity = self.settle_validity(record)
+        if validity is Validity.NOT_YET_OPEN:
+            raise RoomNotOpenYet(record.room.valid_from)
+        if validity is Validity.EXPIRED:
+            raise RoomExpired(record.room.valid_until)
         return record
 
-    def _user(self, record: RoomRecord, user_id: str) -> Caller:
-        return Caller(user_id, self._rooms.role_of_in(record, user_id))
+    def _invited(
+        self, record: RoomRecord, raw_id: str, roster: dict[str, Role] | None = None,
+        refusal: str = "The user is not invited to this room.",
+    ) -> Caller:
+        """`raw_id` with its live role (from `roster` when already read); raises NotInvited, saying
+        `refusal`, when they are not on the room's roster."""
+        role = roster.get(raw_id) if roster is not None else self._rooms.role_of_in(record, raw_id)
+        if role is None:
+            raise NotInvited(raw_id, refusal)
+        return Caller(raw_id, role)
 
     @staticmethod
     def _require(caller: Caller, capability: Capability | None, record: RoomRecord) -> None:
         if capability is None:
             return
         if capability not in capabilities_of(caller.role, record.room.pstn_dial_out_enabled):
-            raise missing_capability(capability, caller.role, record.room.pstn_dial_out_enabled)
+            raise missing_capability(capability, caller.role, record.room.id, record.room.pstn_dial_out_enabled)
 
     def _active_call(self, room_id: str) -> Call:
         call = self._store.current(room_id)
         if call is None or not call.active:
-            raise AnteroomError("The room has no call in progress.", code="NoActiveCall", status=409)
+            raise NoActiveCall()
         return call
 
     @staticmethod
     def _endpoint(call: Call, caller: Caller) -> CallParticipant:
         endpoint = call.connected_endpoint_of(caller.raw_id)
         if endpoint is None:
-            raise AnteroomError("The caller is not connected to the room's call.", code="NotInCall", status=409)
+            raise NotInCall(caller.raw_id)
         return endpoint
 
     # -- membership changes, serialised on the call entity (also Call Automation's) ----------
@@ -148,25 +168,22 @@ class CallsService:
         attempt: the commit then also requires the room entity unchanged since, so a roster change
         or deletion committed meanwhile makes this attempt retry on the new roster.
         """
-        for attempt in range(MAX_ATTEMPTS):
-            guarding = room(attempt) if room is not None else None
-            before = as_read if attempt == 0 and as_read is not None else self._store.current(room_id)
+        def attempt(number: int):
+            guarding = room(number) if room is not None else None
+            before = as_read if number == 0 and as_read is not None else self._store.current(room_id)
             decision = mutate(before)
             if decision is None:
                 return None
             after, changed, result = decision
             call_change = CallChange(room_id, before, after, changed)
             staged = [(listener, listener.entities(call_change)) for listener in self._listeners]
-            try:
-                committed = self._store.commit(before, after, changed, [e for _, rows in staged for e in rows],
-                                               room_etag=guarding.etag if guarding is not None else None)
-            except ConcurrentChange:
-                _backoff(attempt)
-                continue
+            committed = self._store.commit(before, after, changed, [e for _, rows in staged for e in rows],
+                                           room_etag=guarding.etag if guarding is not None else None)
             for listener, rows in staged:
                 listener.committed(call_change, rows)
             return committed, result
-        raise service_unavailable("The call is changing too fast; retry later.")
+
+        return CALL_WRITES.run(attempt, "The call is changing too fast; retry later.")
 
     # -- departures and lines (also used by Call Automation) ---------------------------------
     def disconnect(self, call: Call, leaving: list[CallParticipant], reason: str) -> tuple[Call, list[CallParticipant]]:
@@ -197,7 +214,7 @@ class CallsService:
 
     def check_token_scopes(self, scopes: tuple[str, ...]) -> None:
         if not set(scopes) & set(CALL_SCOPES):
-            raise forbidden("The access token does not grant the voip or voip.join scope.", code="InsufficientScope")
+            raise InsufficientScope(CALL_SCOPES)
 
     def join(self, room_id: str, user_id: str) -> tuple[Call, CallParticipant, Caller, RoomRecord]:
         """Join (or start) the room's call. Only roster users, only inside the validity window.
@@ -211,10 +228,7 @@ class CallsService:
 
         def invited_room(attempt: int) -> RoomRecord:
             record = self._open_room(room_id)
-            caller = self._user(record, user_id)
-            if caller.role is None:
-                raise forbidden("The user is not invited to this room.", code="NotInvited")
-            checked.append((record, caller))
+            checked.append((record, self._invited(record, user_id)))
             return record
 
         def mutate(call: Call | None):
@@ -224,7 +238,7 @@ class CallsService:
                 if existing is not None:
                     return None  # already in: joining again is a no-op
                 if call.connected >= MAX_CALL_PARTICIPANTS:
-                    raise forbidden(f"The call already has {MAX_CALL_PARTICIPANTS} participants.", code="CallFull")
+                    raise CallFull(MAX_CALL_PARTICIPANTS)
                 invited = next((p for p in call.participants if p.raw_id == user_id and p.state == "ringing"), None)
                 endpoint = replace(invited, state="connected", joined_at=now, joined_role=caller.role) if invited else CallParticipant(
                     str(uuid.uuid4()), user_id, EndpointKind.VOIP, "connected", now, joined_role=caller.role
@@ -256,25 +270,33 @@ class CallsService:
         others = tuple(p for p in committed.participants if p.participant_id != endpoint.participant_id)
         return replace(committed, participants=others + (endpoint,)), endpoint, caller, record
 
-    def view(self, room_id: str, user_id: str) -> tuple[Call | None, dict[str, Role], RoomRecord]:
-        """The call as a roster user sees it, with every endpoint's live role."""
+    def view(self, room_id: str, user_id: str) -> tuple[Call, dict[str, Role], RoomRecord]:
+        """The room's current or last call as a roster user sees it, with every endpoint's live role.
+
+        Raises NoCallYet for a room that never had one.
+        """
         record = self._rooms.get(room_id)
-        if self._clock() >= record.room.valid_until:
-            self.end_call(room_id, "roomExpired")
+        self.settle_validity(record)
         roster = self._rooms.roster_of(record)
-        if user_id not in roster:
-            raise forbidden("The user is not invited to this room.", code="NotInvited")
-        return self._store.current(room_id), roster, record
+        self._invited(record, user_id, roster)
+        call = self._store.current(room_id)
+        if call is None:
+            raise NoCallYet(room_id)
+        return call, roster, record
 
     def act_self(self, room_id: str, caller_id: str, action: str, *, phone: bool = False) -> CallParticipant:
         """One of SELF_ACTIONS by a user (role from the roster now) or by a phone endpoint."""
         if action not in SELF_ACTIONS:
-            raise bad_request(f"Unknown action {action!r}. Known actions: {', '.join(SELF_ACTIONS)}.")
+            raise InvalidRequest(f"Unknown action {action!r}. Known actions: {', '.join(SELF_ACTIONS)}.")
         record = self._open_room(room_id)
-        caller = Caller(caller_id, None, is_phone=True) if phone else self._user(record, caller_id)
-        if not phone and caller.role is None:
-            self.drop_users(room_id, {caller_id}, "removedFromRoom")
-            raise forbidden("The user is no longer invited to this room.", code="NotInvited")
+        if phone:
+            caller = Caller(caller_id, None, is_phone=True)
+        else:
+            try:
+                caller = self._invited(record, caller_id, refusal="The user is no longer invited to this room.")
+            except NotInvited:
+                self.drop_users(room_id, {caller_id}, "removedFromRoom")  # off the roster: off the call too
+                raise
         call = self._active_call(room_id)
         endpoint = self._endpoint(call, caller)
         self._require(caller, SELF_ACTIONS[action], record)
@@ -285,34 +307,30 @@ class CallsService:
     def act_on(self, room_id: str, user_id: str, participant_id: str, action: str) -> CallParticipant:
         """Mute or remove another endpoint (Presenter only, per the role table)."""
         if action not in REMOTE_ACTIONS:
-            raise bad_request(f"Unknown action {action!r}. Known actions: {', '.join(REMOTE_ACTIONS)}.")
+            raise InvalidRequest(f"Unknown action {action!r}. Known actions: {', '.join(REMOTE_ACTIONS)}.")
         record = self._open_room(room_id)
-        caller = self._user(record, user_id)
-        if caller.role is None:
-            raise forbidden("The user is not invited to this room.", code="NotInvited")
+        caller = self._invited(record, user_id)
         call = self._active_call(room_id)
         self._endpoint(call, caller)
         self._require(caller, REMOTE_ACTIONS[action], record)
         target = call.participant(participant_id)
         if target is None or target.state == "disconnected":
-            raise not_found("The participant is not in the call.")
+            raise ParticipantNotFound()
         if action == "mute":
             return self._set_flags(room_id, participant_id, {"muted": True})
         return self._leave(room_id, participant_id, "removedByParticipant", call)
 
     def _set_flags(self, room_id: str, participant_id: str, flags: dict) -> CallParticipant:
-        for attempt in range(MAX_ATTEMPTS):
+        def attempt(_number: int) -> CallParticipant:
             call = self._active_call(room_id)
             endpoint = call.participant(participant_id)
             if endpoint is None or not endpoint.connected:
-                raise not_found("The participant is not in the call.")
+                raise ParticipantNotFound()
             if "muted" in flags and flags["muted"] != endpoint.muted and any(c.connected for c in call.connections):
                 return self._set_mute_seen_by_applications(room_id, participant_id, flags, call)
-            try:
-                return self._store.update_endpoint(room_id, call.server_call_id, replace(endpoint, **flags))
-            except ConcurrentChange:
-                _backoff(attempt)
-        raise service_unavailable("The participant is changing too fast; retry later.")
+            return self._store.update_endpoint(room_id, call.server_call_id, replace(endpoint, **flags))
+
+        return CALL_WRITES.run(attempt, "The participant is changing too fast; retry later.")
 
     def _set_mute_seen_by_applications(self, room_id: str, participant_id: str, flags: dict,
                                        as_read: Call) -> CallParticipant:
@@ -322,7 +340,7 @@ class CallsService:
         def mutate(call: Call | None):
             endpoint = call.participant(participant_id) if call is not None and call.active else None
             if endpoint is None or not endpoint.connected:
-                raise not_found("The participant is not in the call.")
+                raise ParticipantNotFound()
             updated = replace(endpoint, **flags)
             return replace(call, sequence=call.sequence + 1), [updated], updated
 
@@ -340,18 +358,16 @@ class CallsService:
 
         outcome = self.change(room_id, mutate, as_read)
         if outcome is None:
-            raise not_found("The participant is not in the call.")
+            raise ParticipantNotFound()
         self.release_lines(room_id, [outcome[1]])
         return outcome[1]
 
     def invite(self, room_id: str, user_id: str, raw_id: str) -> CallParticipant:
         """Ring a roster user into the call (addCommunicationUser); they join with their own token."""
         if not is_acs_user(raw_id):
-            raise bad_request(f"Communication identifier {raw_id} is not supported.")
+            raise InvalidRequest(f"Communication identifier {raw_id} is not supported.")
         record = self._open_room(room_id)
-        caller = self._user(record, user_id)
-        if caller.role is None:
-            raise forbidden("The user is not invited to this room.", code="NotInvited")
+        caller = self._invited(record, user_id)
         call = self._active_call(room_id)
         self._endpoint(call, caller)
         self._require(caller, Capability.ADD_COMMUNICATION_USER, record)
@@ -365,14 +381,13 @@ class CallsService:
 
         `as_read`: the call as the caller just read it, as for `change`.
         """
-        if self._rooms.role_of_in(record, raw_id) is None:
-            raise forbidden("Only users on the room's roster can be invited into its call.", code="NotInvited")
+        self._invited(record, raw_id, refusal="Only users on the room's roster can be invited into its call.")
 
         def mutate(call: Call | None):
             if call is None or not call.active:
-                raise AnteroomError("The room has no call in progress.", code="NoActiveCall", status=409)
+                raise NoActiveCall()
             if any(p.raw_id == raw_id and p.state != "disconnected" for p in call.participants):
-                raise AnteroomError("The user is already in the call or being invited.", code="AlreadyInCall", status=409)
+                raise AlreadyInCall(raw_id)
             ringing = CallParticipant(
                 invitation_id or str(uuid.uuid4()), raw_id, EndpointKind.VOIP, "ringing", None, automation=automation
             )
@@ -383,9 +398,7 @@ class CallsService:
     def dial_out(self, room_id: str, user_id: str, phone_number: str, caller_id_number: str) -> DialOut:
         """A Presenter dials a phone into the call (the room must allow PSTN dial-out)."""
         record = self._open_room(room_id)
-        caller = self._user(record, user_id)
-        if caller.role is None:
-            raise forbidden("The user is not invited to this room.", code="NotInvited")
+        caller = self._invited(record, user_id)
         self._endpoint(self._active_call(room_id), caller)
         self._require(caller, Capability.ADD_PHONE_NUMBER, record)
         return self.place_phone_call(room_id, phone_number, caller_id_number)
@@ -403,7 +416,7 @@ class CallsService:
 
             def mutate(call: Call | None):
                 if call is None or not call.active:
-                    raise AnteroomError("The call ended while the phone was ringing.", code="NoActiveCall", status=409)
+                    raise NoActiveCall("The call ended while the phone was ringing.")
                 phone = CallParticipant(
                     participant_id, phone_raw_id(phone_number), EndpointKind.PHONE, "connected", now,
                     source_number=caller_id_number,
@@ -420,17 +433,18 @@ class CallsService:
     ) -> str:
         """Check a dial-out and take a line of the caller number; answers the new endpoint's id.
 
-        Raises 400 for a number that is not E.164 or a caller number that is not the resource's,
-        409 when the caller number's lines are all busy, 503 without a PSTN gateway.
+        Raises InvalidRequest for a number that is not E.164 or a caller number that is not the
+        resource's, ConcurrentCallLimitReached when the caller number's lines are all busy,
+        GatewayUnavailable without a PSTN gateway.
         """
         if not is_e164(phone_number):
-            raise bad_request("The phone number must be in E.164 format (+ and up to 15 digits).", target="phoneNumber")
+            raise InvalidRequest("The phone number must be in E.164 format (+ and up to 15 digits).", target="phoneNumber")
         if not is_e164(caller_id_number) or caller_id_number not in self._caller_numbers:
-            raise bad_request(
+            raise InvalidRequest(
                 "The caller id number must be one of this resource's phone numbers.", target="callerIdNumber"
             )
         if self._pstn is None:
-            raise service_unavailable("No PSTN gateway is configured (ANTEROOM_PSTN_GATEWAY_URL).")
+            raise GatewayUnavailable("No PSTN gateway is configured (ANTEROOM_PSTN_GATEWAY_URL).")
         participant_id = participant_id or str(uuid.uuid4())
         self._lines.acquire(caller_id_number, f"{room_id}|{participant_id}")
         return participant_id
@@ -445,7 +459,7 @@ class CallsService:
         try:
             outcome = self._pstn.place_call(ringing.source_number, ringing.raw_id.removeprefix("4:"), reference)
             reason = None if outcome is DialOutcome.ANSWERED else outcome.value
-        except AnteroomError:
+        except GatewayUnavailable:
             reason = "gatewayFailed"
         now = self._clock()
 
@@ -469,7 +483,7 @@ class CallsService:
         call = self._active_call(room_id)
         endpoint = call.participant(participant_id)
         if endpoint is None or endpoint.kind is not EndpointKind.PHONE or not endpoint.connected:
-            raise not_found("The phone participant is not in the call.")
+            raise ParticipantNotFound("The phone participant is not in the call.")
         return self.act_self(room_id, endpoint.raw_id, action, phone=True)
 
     # -- consequences of room changes, and the sweep ------------------------------------------
@@ -516,11 +530,10 @@ class CallsService:
     def sweep(self) -> int:
         """End calls whose room expired or was deleted; returns how many ended."""
         ended = 0
-        now = self._clock()
         for room_id in self._store.active_call_rooms():
             record = self._rooms.find(room_id)
             if record is None:
                 ended += self.end_call(room_id, "roomDeleted") is not None
-            elif now >= record.room.valid_until:
-                ended += self.end_call(room_id, "roomExpired") is not None
+            elif self.settle_validity(record) is Validity.EXPIRED:
+                ended += 1
         return ended

@@ -8,7 +8,7 @@ from datetime import datetime
 import requests
 
 from .model import OutgoingEvent, envelope
-from ..core.errors import bad_request
+from ..core.errors import InvalidRequest
 from .outbox import Outbox
 
 CONTENT_TYPES = {"EventGridSchema": "application/json", "CloudEventSchemaV1_0": "application/cloudevents-batch+json"}
@@ -28,15 +28,15 @@ def replay(
 ) -> ReplayResult:
     """Deliver the matching events, one per POST like Event Grid, with their original ids.
 
-    Raises 400 when no selector is given, the schema is unknown or the endpoint is not http(s).
+    Raises InvalidRequest when no selector is given, the schema is unknown or the endpoint is not http(s).
     A webhook refusing one event does not stop the others; the result counts both.
     """
     if schema not in CONTENT_TYPES:
-        raise bad_request(f"schema must be one of {', '.join(CONTENT_TYPES)}.", target="schema")
+        raise InvalidRequest(f"schema must be one of {', '.join(CONTENT_TYPES)}.", target="schema")
     if not endpoint.startswith(("http://", "https://")):
-        raise bad_request("endpoint must be an http(s) URL.", target="endpoint")
+        raise InvalidRequest("endpoint must be an http(s) URL.", target="endpoint")
     if room_id is None and server_call_id is None and since is None:
-        raise bad_request("Name a roomId, a serverCallId or a time range (from, until).")
+        raise InvalidRequest("Name a roomId, a serverCallId or a time range (from, until).")
     events: list[OutgoingEvent] = outbox.history(room_id=room_id, server_call_id=server_call_id, since=since, until=until)
     replayed = failed = 0
     status = None

@@ -6,7 +6,7 @@ import uuid
 from datetime import timedelta
 
 from ..core.clock import Clock
-from ..core.errors import not_found, unauthorized
+from ..core.errors import Denied, IdentityNotFound
 from .store import UsersStore
 from .tokens import AccessToken, TokenClaims, TokenSigner
 
@@ -21,16 +21,20 @@ class IdentityService:
         self._clock = clock
         self._user_pattern = re.compile(rf"8:acs:{re.escape(resource_id)}_([0-9a-f-]{{36}})")
 
-    def _local_part(self, user_id: str) -> str:
+    def _local_part(self, user_id: str) -> str | None:
+        """The user id's own part, None for an id that is not one of this resource's users."""
         match = self._user_pattern.fullmatch(user_id or "")
-        if not match:
-            raise not_found("The identity was not found in this resource.")
-        return match.group(1)
+        return match.group(1) if match else None
+
+    def _find_user(self, user_id: str):
+        """The user's entity, None for an id of another resource or a user never created or deleted."""
+        local = self._local_part(user_id)
+        return self._users.get(local) if local is not None else None
 
     def _user(self, user_id: str):
-        entity = self._users.get(self._local_part(user_id))
+        entity = self._find_user(user_id)
         if entity is None:
-            raise not_found("The identity was not found in this resource.")
+            raise IdentityNotFound(user_id)
         return entity
 
     def create_user(self) -> str:
@@ -39,7 +43,7 @@ class IdentityService:
         return user_id
 
     def issue_token(self, user_id: str, scopes: tuple[str, ...], lifetime: timedelta) -> AccessToken:
-        """Sign a token for an existing user. Raises 404 for an unknown or deleted user."""
+        """Sign a token for an existing user. Raises IdentityNotFound for an unknown or deleted user."""
         self._user(user_id)
         return self._tokens.sign(user_id, scopes, lifetime)
 
@@ -48,23 +52,19 @@ class IdentityService:
         self._users.revoke_before(self._user(user_id), self._clock())
 
     def delete_user(self, user_id: str) -> None:
-        local = self._local_part(user_id)
         self._user(user_id)
-        self._users.delete(local)
+        self._users.delete(self._local_part(user_id))
 
     def verify(self, token: str) -> TokenClaims:
         """Check signature, expiry, resource, and that the user exists and has not revoked it.
 
-        Raises a 401 AnteroomError for anything else; the message never echoes the token.
+        Raises Denied for anything else; the message never echoes the token.
         """
         claims = self._tokens.check(token)
-        try:
-            entity = self._user(claims.user_id)
-        except Exception as error:
-            if getattr(error, "status", None) == 404:
-                raise unauthorized("The access token's identity no longer exists.") from None
-            raise
+        entity = self._find_user(claims.user_id)
+        if entity is None:
+            raise Denied("The access token's identity no longer exists.")
         revoked_before = entity.get("RevokedBefore")
         if revoked_before is not None and claims.issued_at <= revoked_before:
-            raise unauthorized("The access token has been revoked.")
+            raise Denied("The access token has been revoked.")
         return claims

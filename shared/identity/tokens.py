@@ -10,7 +10,7 @@ from typing import Any
 import jwt
 
 from ..core.clock import Clock
-from ..core.errors import bad_request, unauthorized
+from ..core.errors import Denied, InvalidRequest
 
 SCOPES = ("chat", "voip", "chat.join", "chat.join.limited", "voip.join")
 MIN_TOKEN_MINUTES, MAX_TOKEN_MINUTES, DEFAULT_TOKEN_MINUTES = 60, 1440, 1440
@@ -54,13 +54,13 @@ class _SdkSafeJSONEncoder(json.JSONEncoder):
 
 
 def parse_expiry(value: Any) -> timedelta:
-    """`expiresInMinutes`: absent means 24 h; otherwise an integer from 60 to 1440, else 400."""
+    """`expiresInMinutes`: absent means 24 h; otherwise an integer from 60 to 1440, else InvalidRequest."""
     if value is None:
         return timedelta(minutes=DEFAULT_TOKEN_MINUTES)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise bad_request("expiresInMinutes must be an integer.", target="expiresInMinutes")
+        raise InvalidRequest("expiresInMinutes must be an integer.", target="expiresInMinutes")
     if not MIN_TOKEN_MINUTES <= value <= MAX_TOKEN_MINUTES:
-        raise bad_request(
+        raise InvalidRequest(
             f"expiresInMinutes must be between {MIN_TOKEN_MINUTES} and {MAX_TOKEN_MINUTES}.",
             target="expiresInMinutes",
         )
@@ -68,12 +68,12 @@ def parse_expiry(value: Any) -> timedelta:
 
 
 def parse_scopes(value: Any, *, field_name: str) -> tuple[str, ...]:
-    """A non-empty list of known scopes, else 400 naming the field."""
+    """A non-empty list of known scopes, else InvalidRequest naming the field."""
     if not isinstance(value, list) or not value:
-        raise bad_request(f"{field_name} must be a non-empty array of scopes.", target=field_name)
+        raise InvalidRequest(f"{field_name} must be a non-empty array of scopes.", target=field_name)
     for scope in value:
         if scope not in SCOPES:
-            raise bad_request(
+            raise InvalidRequest(
                 f"Scope {scope!r} is not valid. Valid scopes are: {', '.join(SCOPES)}.", target=field_name
             )
     return tuple(dict.fromkeys(value))
@@ -106,7 +106,7 @@ class TokenSigner:
     def check(self, token: str) -> TokenClaims:
         """Check signature, algorithm, resource and expiry (not the user: IdentityService.verify does).
 
-        Raises a 401 AnteroomError for anything else; the message never echoes the token.
+        Raises Denied for anything else; the message never echoes the token.
         """
         try:
             # Pinned to HS256: "none" and any other algorithm a token names are refused.
@@ -116,10 +116,10 @@ class TokenSigner:
             user_id = str(claims["sub"])
             scopes = tuple(filter(None, str(claims["acsScope"]).split(",")))
             resource = claims["resourceId"]
-        except (jwt.PyJWTError, ValueError, TypeError, OverflowError, OSError):  # the last two: absurd timestamps
-            raise unauthorized("The access token is not valid.") from None
+        except (jwt.PyJWTError, ValueError, KeyError, TypeError, OverflowError, OSError):  # the last two: absurd timestamps
+            raise Denied("The access token is not valid.") from None
         if resource != self._resource_id:
-            raise unauthorized("The access token was issued for another resource.")
+            raise Denied("The access token was issued for another resource.")
         if self._clock() >= expires:
-            raise unauthorized("The access token has expired.")
+            raise Denied("The access token has expired.")
         return TokenClaims(user_id, scopes, issued, expires)

@@ -8,14 +8,21 @@ running twice.
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Callable, Mapping
 
 from ..core.clock import Clock
-from ..core.errors import bad_request, conflict, precondition_failed
+from ..core.errors import (
+    ChangeContended,
+    InvalidRequest,
+    OriginalRequestInProgress,
+    RepeatabilityWindowPassed,
+    RequestIdReused,
+)
+from ..storage.retry import ConflictRetry
+from ..storage.transactions import ConcurrentChange
 from ..core.timefmt import parse_imf_fixdate
 from .store import Attempt, RepeatabilityStore, StoredResponse
 
@@ -23,7 +30,8 @@ REQUEST_ID_HEADER = "repeatability-request-id"
 FIRST_SENT_HEADER = "repeatability-first-sent"
 # A first attempt that has not finished after this long is presumed dead; its retry takes over.
 STALE_AFTER = timedelta(seconds=30)
-WAIT_FOR_FIRST = 5.0
+# A repeat waits this long (about 5 s) for the first request with its id to finish.
+WAIT_FOR_FIRST = ConflictRetry(attempts=100, first_pause=0.1, max_pause=0.1)
 
 
 @dataclass(frozen=True)
@@ -33,28 +41,27 @@ class RepeatabilityHeaders:
 
     @classmethod
     def parse(cls, headers: Mapping[str, str], now: datetime, window: timedelta, skew: timedelta):
-        """None when the request is not repeatable; raises 400 for bad headers, 412 when too old."""
+        """None when the request is not repeatable; raises InvalidRequest for bad headers, RepeatabilityWindowPassed when too old."""
         request_id = headers.get(REQUEST_ID_HEADER)
         first_sent = headers.get(FIRST_SENT_HEADER)
         if request_id is None and first_sent is None:
             return None
         if not request_id:
-            raise bad_request("The Repeatability-Request-ID header is required with Repeatability-First-Sent.")
+            raise InvalidRequest("The Repeatability-Request-ID header is required with Repeatability-First-Sent.")
         try:
             request_id = str(uuid.UUID(request_id.strip()))
         except ValueError:
-            raise bad_request("The Repeatability-Request-ID header must be a UUID.") from None
+            raise InvalidRequest("The Repeatability-Request-ID header must be a UUID.") from None
         if not first_sent:
-            raise bad_request("The Repeatability-First-Sent header is required with Repeatability-Request-ID.")
+            raise InvalidRequest("The Repeatability-First-Sent header is required with Repeatability-Request-ID.")
         try:
             sent_at = parse_imf_fixdate(first_sent)
         except ValueError:
-            raise bad_request("The Repeatability-First-Sent header must be an RFC 1123 date.") from None
+            raise InvalidRequest("The Repeatability-First-Sent header must be an RFC 1123 date.") from None
         if sent_at > now + skew:
-            raise bad_request("The Repeatability-First-Sent header is in the future.")
+            raise InvalidRequest("The Repeatability-First-Sent header is in the future.")
         if now - sent_at > window:
-            minutes = int(window.total_seconds() // 60)
-            raise precondition_failed(f"Repeatability first sent header was not in {minutes} minutes window.")
+            raise RepeatabilityWindowPassed(int(window.total_seconds() // 60))
         return cls(request_id, sent_at)
 
 
@@ -86,32 +93,46 @@ class RepeatabilityGuard:
 
         `reserve()` picks the key the operation will use, `execute(key)` performs it, and
         `recover(key)` answers for an operation that completed but whose answer was not recorded.
-        Raises 400 when the id was used with another request, 409 while the first is in progress.
+        Raises RequestIdReused when the id was used with another request, OriginalRequestInProgress
+        while the first is still running after WAIT_FOR_FIRST.
         """
         attempt = Attempt(request_id, request_fingerprint, reserve(), self._clock())
-        if self._store.reserve(attempt):
-            return self._finish(attempt, execute), False
-        deadline = time.monotonic() + WAIT_FOR_FIRST
-        while True:
+        absent = True  # no record of the id seen yet: this request may be the first
+
+        def take_or_replay(_number: int) -> tuple[Attempt | None, StoredResponse | None]:
+            """The attempt this request runs under (its own, or a stale one it claimed), or the stored answer."""
+            nonlocal absent, attempt
+            if absent:
+                attempt = replace(attempt, started_at=self._clock())
+                if self._store.reserve(attempt):
+                    return attempt, None
             stored = self._store.get(request_id)
-            if stored is None:  # the first attempt failed with a 5xx and gave way: run again
-                return self.run(request_id, request_fingerprint, reserve, execute, recover)
+            absent = stored is None
+            if absent:  # the first attempt failed with a 5xx and gave way: this one runs instead
+                raise ConcurrentChange(request_id)
             if stored.fingerprint != request_fingerprint:
-                raise bad_request("The Repeatability-Request-ID was already used with a different request.")
+                raise RequestIdReused()
             if stored.response is not None:
-                return stored.response, True
+                return None, stored.response
             if self._clock() - stored.started_at > STALE_AFTER:
                 # Take over a stale attempt; only one retry wins the store's ETag race.
                 claimed = self._store.claim(stored, self._clock())
                 if claimed is not None:
-                    recovered = recover(claimed.reservation)
-                    if recovered is not None:
-                        self._store.finish(claimed, recovered)
-                        return recovered, True
-                    return self._finish(claimed, execute), False
-            if time.monotonic() > deadline:
-                raise conflict("The original request with this Repeatability-Request-ID is still in progress.")
-            time.sleep(0.05)
+                    return claimed, None
+            raise ConcurrentChange(request_id)  # the first attempt holds the id: wait for its answer
+
+        try:
+            running, answer = WAIT_FOR_FIRST.run(take_or_replay, "The first request with this id is still running.")
+        except ChangeContended:
+            raise OriginalRequestInProgress() from None
+        if answer is not None:
+            return answer, True
+        if running is not attempt:  # a stale first attempt may have completed without recording its answer
+            recovered = recover(running.reservation)
+            if recovered is not None:
+                self._store.finish(running, recovered)
+                return recovered, True
+        return self._finish(running, execute), False
 
     def _finish(self, attempt: Attempt, execute: Callable[[str], StoredResponse]) -> StoredResponse:
         try:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
-from ..core.errors import bad_request, invalid_argument
+from ..core.errors import InvalidArgument, InvalidRequest
 from ..core.identifiers import is_acs_user
 from ..core.timefmt import format_acs, parse_rfc3339
 
@@ -18,6 +18,14 @@ _ID_EPOCH = datetime(2020, 1, 1, tzinfo=timezone.utc)
 _ID_TIME_DIGITS = 11
 _last_id_lock = threading.Lock()
 _last_id = -(10**9)  # the digits after `99` of the last id new_room_id made in this process
+
+
+class Validity(enum.Enum):
+    """Where a moment falls in a room's validity window."""
+
+    NOT_YET_OPEN = "notYetOpen"
+    OPEN = "open"
+    EXPIRED = "expired"
 
 
 class Role(str, enum.Enum):
@@ -54,8 +62,11 @@ class Room:
     def lifespan_minutes(self) -> int:
         return round((self.valid_until - self.valid_from).total_seconds() / 60)
 
-    def is_open(self, now: datetime) -> bool:
-        return self.valid_from <= now < self.valid_until
+    def validity_at(self, now: datetime) -> Validity:
+        """Open from validFrom (inclusive) until validUntil (exclusive)."""
+        if now < self.valid_from:
+            return Validity.NOT_YET_OPEN
+        return Validity.OPEN if now < self.valid_until else Validity.EXPIRED
 
 
 @dataclass(frozen=True)
@@ -111,9 +122,9 @@ def is_room_id(value: object) -> bool:
 
 
 def check_room_id(room_id: str) -> None:
-    """Raise ACS's 400 for an id that cannot be a room id."""
+    """Raise InvalidRequest, with ACS's message, for an id that cannot be a room id."""
     if not is_room_id(room_id):
-        raise bad_request("Invalid room ID length.")
+        raise InvalidRequest("Invalid room ID length.")
 
 
 def parse_role(raw_id: str, value: Any) -> Role:
@@ -121,13 +132,13 @@ def parse_role(raw_id: str, value: Any) -> Role:
     if value is None:
         return Role.ATTENDEE
     if not isinstance(value, dict):
-        raise invalid_argument(ROLE_ERROR, f"$.participants.{raw_id}.role")
+        raise InvalidArgument(ROLE_ERROR, f"$.participants.{raw_id}.role")
     role = value.get("role")
     if role is None:
         return Role.ATTENDEE
     if isinstance(role, str) and role.lower() in _ROLES_BY_NAME:
         return _ROLES_BY_NAME[role.lower()]
-    raise invalid_argument(ROLE_ERROR, f"$.participants.{raw_id}.role")
+    raise InvalidArgument(ROLE_ERROR, f"$.participants.{raw_id}.role")
 
 
 def _optional_time(body: Mapping, key: str, target: str) -> datetime | None:
@@ -137,19 +148,19 @@ def _optional_time(body: Mapping, key: str, target: str) -> datetime | None:
     try:
         return parse_rfc3339(value)
     except ValueError:
-        raise invalid_argument(f"The value of {key} is not a valid RFC 3339 date-time.", target) from None
+        raise InvalidArgument(f"The value of {key} is not a valid RFC 3339 date-time.", target) from None
 
 
 def _optional_bool(body: Mapping, key: str, target: str) -> bool | None:
     value = body.get(key)
     if value is None or isinstance(value, bool):
         return value
-    raise invalid_argument(f"The value of {key} must be true or false.", target)
+    raise InvalidArgument(f"The value of {key} must be true or false.", target)
 
 
 def _require_object(body: Any) -> dict:
     if not isinstance(body, dict):
-        raise bad_request("The request body must be a JSON object.")
+        raise InvalidRequest("The request body must be a JSON object.")
     return body
 
 
@@ -162,17 +173,17 @@ class CreateRoomRequest:
 
     @classmethod
     def parse(cls, body: Any) -> "CreateRoomRequest":
-        """Validate a CreateRoomRequest body; raises AnteroomError (400) with ACS's messages."""
+        """Validate a CreateRoomRequest body; raises InvalidRequest or InvalidArgument with ACS's messages."""
         body = _require_object(body)
         participants = body.get("participants")
         if participants is None:
             participants = {}
         if not isinstance(participants, dict):  # [] or "" too: falsy is not the same as absent
-            raise bad_request("The participants field must be a JSON object keyed by raw id.")
+            raise InvalidRequest("The participants field must be a JSON object keyed by raw id.")
         roster: dict[str, Role] = {}
         for raw_id, entry in participants.items():
             if not is_acs_user(raw_id):
-                raise bad_request("Invalid format for communication identifier.")
+                raise InvalidRequest("Invalid format for communication identifier.")
             if entry is None:
                 continue  # a null entry asks for nothing on create; the spec example carries one
             roster[raw_id] = parse_role(raw_id, entry)
@@ -218,11 +229,11 @@ def parse_participant_changes(body: Any) -> dict[str, Role | None]:
     body = _require_object(body)
     participants = body.get("participants")
     if not isinstance(participants, dict):
-        raise bad_request("The participants field is required and must be a JSON object keyed by raw id.")
+        raise InvalidRequest("The participants field is required and must be a JSON object keyed by raw id.")
     changes: dict[str, Role | None] = {}
     for raw_id, entry in participants.items():
         if not is_acs_user(raw_id):
-            raise bad_request(f"Communication identifier {raw_id} is not supported.")
+            raise InvalidRequest(f"Communication identifier {raw_id} is not supported.")
         changes[raw_id] = None if entry is None else parse_role(raw_id, entry)
     return changes
 
@@ -236,15 +247,15 @@ def default_window(
     """
     start = valid_from or now
     if start > now + MAX_VALIDITY:
-        raise invalid_argument("Value is incorrect or more than 180 days in the future.", "ValidFrom")
+        raise InvalidArgument("Value is incorrect or more than 180 days in the future.", "ValidFrom")
     return start, valid_until or start + MAX_VALIDITY
 
 
 def check_window(valid_from: datetime, valid_until: datetime, now: datetime) -> None:
     """ACS's validity rules, checked in the order the service answers them."""
     if valid_from > now + MAX_VALIDITY:
-        raise invalid_argument("Value is incorrect or more than 180 days in the future.", "ValidFrom")
+        raise InvalidArgument("Value is incorrect or more than 180 days in the future.", "ValidFrom")
     if valid_until <= now:
-        raise invalid_argument("The time range end is in the past.", "ValidUntil")
+        raise InvalidArgument("The time range end is in the past.", "ValidUntil")
     if valid_until <= valid_from or valid_until - valid_from > MAX_VALIDITY:
-        raise invalid_argument("The time range is incorrect, or larger than 180 days.", "ValidUntil")
+        raise InvalidArgument("The time range is incorrect, or larger than 180 days.", "ValidUntil")

@@ -1,13 +1,11 @@
 """Rooms use cases: create, read, update, delete, list, and roster changes, with ACS's rules."""
 from __future__ import annotations
 
-import random
-import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from ..core.clock import Clock
-from ..core.errors import bad_request, not_found, service_unavailable
+from ..core.errors import InvalidRequest, RoomNotFound
 from .model import (
     CreateRoomRequest,
     Role,
@@ -18,13 +16,15 @@ from .model import (
     default_window,
     new_room_id,
 )
-from ..storage.transactions import ConcurrentChange
+from ..storage.retry import ConflictRetry
 from .changes import RoomChanges
 from .store import Page, RoomIdTaken, RoomRecord, RoomsStore
 
-# Concurrent roster changes to one room retry on ETag conflicts; enough attempts that dozens of
+# Concurrent changes to one room retry on ETag conflicts; enough attempts that dozens of
 # simultaneous writers all get through, each waiting a little random time so they spread out.
-MAX_ATTEMPTS = 60
+ROOM_WRITES = ConflictRetry(attempts=60, first_pause=0.005, max_pause=0.2)
+# A generated room id is taken only when another instance made the same one in the same centisecond.
+ROOM_ID_ATTEMPTS = 10
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,6 @@ class RosterUpdate:
     record: RoomRecord
     upserted: int
     removed: int
-
-
-def _backoff(attempt: int) -> None:
-    time.sleep(random.uniform(0, min(0.2, 0.005 * (2 ** min(attempt, 6)))))
 
 
 class RoomsService:
@@ -52,21 +48,23 @@ class RoomsService:
 
     def _check_roster_size(self, size: int) -> None:
         if size > self._max_participants:
-            raise bad_request(
+            raise InvalidRequest(
                 f"A room can have at most {self._max_participants} participants; this request would make {size}."
             )
 
     def create(self, request: CreateRoomRequest, room_id: str | None = None) -> RoomRecord:
         """Create a room. `room_id` pins the id (repeatable creates reserve it up front).
 
-        Raises AnteroomError 400 for an invalid window or too many participants. With a pinned id
-        that already exists, raises RoomIdTaken so the caller can answer with the existing room.
+        Raises InvalidArgument for an invalid window, InvalidRequest for too many participants.
+        With a pinned id that already exists, raises RoomIdTaken so the caller can answer with the
+        existing room (also after ROOM_ID_ATTEMPTS generated ids that were all taken).
         """
         now = self._clock()
         valid_from, valid_until = default_window(request.valid_from, request.valid_until, now)
         check_window(valid_from, valid_until, now)
         self._check_roster_size(len(request.participants))
-        while True:
+        attempts = 1 if room_id is not None else ROOM_ID_ATTEMPTS
+        for attempt in range(attempts):
             room = Room(
                 id=room_id or new_room_id(now),
                 created_at=now,
@@ -77,15 +75,15 @@ class RoomsService:
             try:
                 return self._store.create(room, request.participants)
             except RoomIdTaken:
-                if room_id is not None:
+                if attempt + 1 == attempts:
                     raise
 
     def get(self, room_id: str) -> RoomRecord:
-        """The live room. Raises 400 for a malformed id and 404 for an unknown or deleted room."""
+        """The live room. Raises InvalidRequest for a malformed id, RoomNotFound for an unknown or deleted room."""
         check_room_id(room_id)
         record = self._store.get(room_id)
         if record is None or record.deleted:
-            raise not_found()
+            raise RoomNotFound(room_id)
         return record
 
     def find(self, room_id: str) -> RoomRecord | None:
@@ -99,40 +97,37 @@ class RoomsService:
         `as_read` is the room as the caller just read it: the first attempt starts from it (the
         ETag still catches any change since; a retry reads afresh).
         """
-        for attempt in range(MAX_ATTEMPTS):
-            record = as_read if attempt == 0 and as_read is not None else self.get(room_id)
+        def attempt(number: int) -> RoomRecord:
+            record = as_read if number == 0 and as_read is not None else self.get(room_id)
             room = request.apply(record.room)
             if (room.valid_from, room.valid_until) != (record.room.valid_from, record.room.valid_until):
                 check_window(room.valid_from, room.valid_until, self._clock())
             if room == record.room:
                 return record
-            try:
-                return self._store.replace_room(record, room)
-            except ConcurrentChange:
-                _backoff(attempt)
-        raise service_unavailable("The room is changing too often; retry later.")
+            return self._store.replace_room(record, room)
+
+        return ROOM_WRITES.run(attempt, "The room is changing too often; retry later.")
 
     def delete(self, room_id: str) -> RoomRecord | None:
-        """Delete a room: it answers 404 at once, and the sweep removes its rows later.
+        """Delete a room: it is not found from now on, and the sweep removes its rows later.
 
         Deleting an already deleted room succeeds again until the sweep (so a retried DELETE does
-        not fail); an id that never existed raises 404. Returns the room's record for the log.
+        not fail); an id that never existed raises RoomNotFound. Returns the room's record for the log.
         """
         check_room_id(room_id)
-        for attempt in range(MAX_ATTEMPTS):
+
+        def attempt(_number: int) -> tuple[RoomRecord, bool]:
             record = self._store.get(room_id)
             if record is None:
-                raise not_found()
+                raise RoomNotFound(room_id)
             if record.deleted:
-                return record
-            try:
-                self._store.mark_deleted(record, self._clock())
-                break
-            except ConcurrentChange:
-                _backoff(attempt)
-        else:
-            raise service_unavailable("The room is changing too often; retry later.")
-        self._changes.room_deleted(room_id)
+                return record, False
+            self._store.mark_deleted(record, self._clock())
+            return record, True
+
+        record, deleted_now = ROOM_WRITES.run(attempt, "The room is changing too often; retry later.")
+        if deleted_now:
+            self._changes.room_deleted(room_id)
         return record
 
     def list_active(self, after: str | None, limit: int) -> Page:
@@ -155,8 +150,8 @@ class RoomsService:
         the room's ETag and each is retried until it applies, so no change is lost. The roster limit
         applies to the roster the change leaves (a request may remove many and add a few).
         """
-        for attempt in range(MAX_ATTEMPTS):
-            record = as_read if attempt == 0 and as_read is not None else self.get(room_id)
+        def attempt(number: int) -> tuple[RoomRecord, set[str]]:
+            record = as_read if number == 0 and as_read is not None else self.get(room_id)
             old = self._store.roster(record)
             new = dict(old)
             for raw_id, role in changes.items():
@@ -165,17 +160,14 @@ class RoomsService:
                 else:
                     new[raw_id] = role
             self._check_roster_size(len(new))
-            try:
-                updated = record if new == old else self._store.commit_roster(record, old, new, self._clock())
-            except ConcurrentChange:
-                _backoff(attempt)
-                continue
-            removed = {raw_id for raw_id in old if raw_id not in new}
-            if removed:
-                self._changes.users_removed(room_id, removed)
-            upserted = sum(1 for role in changes.values() if role is not None)
-            return RosterUpdate(updated, upserted=upserted, removed=len(changes) - upserted)
-        raise service_unavailable("The room's roster is changing too often; retry later.")
+            updated = record if new == old else self._store.commit_roster(record, old, new, self._clock())
+            return updated, {raw_id for raw_id in old if raw_id not in new}
+
+        updated, removed = ROOM_WRITES.run(attempt, "The room's roster is changing too often; retry later.")
+        if removed:
+            self._changes.users_removed(room_id, removed)
+        upserted = sum(1 for role in changes.values() if role is not None)
+        return RosterUpdate(updated, upserted=upserted, removed=len(changes) - upserted)
 
     def role_of_in(self, record: RoomRecord, raw_id: str) -> Role | None:
         """The live role of `raw_id` in the room as read in `record`, None when not on the roster."""

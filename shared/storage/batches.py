@@ -18,6 +18,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import UpdateMode
 
+from ..core.errors import StorageUnavailable
 from .tables import TableStore
 from .transactions import MAX_TRANSACTION_OPERATIONS, chunked
 
@@ -52,11 +53,9 @@ def transaction_batches(operations: Iterable[tuple]) -> Iterator[list[tuple]]:
 def _is_transient(error: BaseException) -> bool:
     """True for storage errors worth retrying: network faults, throttling, timeouts and 5xx.
 
-    Follows `__cause__`, because TableStore reports storage faults as a 503 AnteroomError.
+    TableStore reports the first and the last as StorageUnavailable when it creates a table.
     """
-    while error.__cause__ is not None and not isinstance(error, (HttpResponseError, ServiceRequestError, ServiceResponseError)):
-        error = error.__cause__
-    if isinstance(error, (ServiceRequestError, ServiceResponseError)):
+    if isinstance(error, (StorageUnavailable, ServiceRequestError, ServiceResponseError)):
         return True
     if isinstance(error, HttpResponseError):
         status = error.status_code or 0

@@ -13,7 +13,8 @@ class TransactionTooLarge(ValueError):
 
 
 class ConcurrentChange(Exception):
-    """Raised when an entity changed since it was read (ETag mismatch); the caller re-reads and retries."""
+    """Raised when an entity changed since it was read (ETag mismatch) or another writer holds it;
+    `ConflictRetry` (shared/storage/retry.py) re-reads and tries again."""
 
 
 def check_transaction(operations: Sequence[tuple]) -> None:

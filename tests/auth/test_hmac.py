@@ -4,7 +4,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.core.errors import AnteroomError
+from functions.errors import ROOMS_ERRORS
+from shared.core.errors import Denied
 from shared.config.settings import Settings, SettingsError
 from shared.auth.hmac import HmacVerifier, content_hash, sign_headers, signature, string_to_sign
 
@@ -86,19 +87,21 @@ def test_decoded_and_encoded_paths_are_both_accepted():
     ],
 )
 def test_tampered_requests_are_refused(tamper, message):
-    with pytest.raises(AnteroomError) as caught:
+    with pytest.raises(Denied) as caught:
         verifier().verify(*tamper(*signed()), NOW)
-    assert caught.value.status == 401 and caught.value.code == "Denied"
-    assert message in caught.value.message
+    answer = ROOMS_ERRORS.http_error(caught.value)
+    assert answer.status == 401 and answer.code == "Denied"
+    assert message in answer.message
 
 
 def test_only_this_services_host_names_are_accepted():
     signed_elsewhere = sign_headers(KEY, "GET", "https://other.example/rooms/1?api-version=2025-03-13", b"", DATE)
     for sent_host in ("other.example", "127.0.0.1:8765"):
-        with pytest.raises(AnteroomError) as caught:
+        with pytest.raises(Denied) as caught:
             verifier().verify("GET", "https://127.0.0.1:8765/rooms/1?api-version=2025-03-13",
                               Headers({**signed_elsewhere, "Host": sent_host}), b"", NOW)
-        assert caught.value.status == 401 and caught.value.code == "Denied"
+        answer = ROOMS_ERRORS.http_error(caught.value)
+        assert answer.status == 401 and answer.code == "Denied"
     # A public name in front of the service (a custom domain behind a proxy) is one of its own.
     behind_proxy = HmacVerifier(keys=(KEY,), clock_skew=timedelta(minutes=15), hosts=("h", "rooms.contoso.com"))
     public = sign_headers(KEY, "GET", "https://rooms.contoso.com/rooms/1?api-version=2025-03-13", b"", DATE)
@@ -117,12 +120,12 @@ def test_settings_name_the_service_hosts():
 
 
 def test_clock_skew_is_enforced():
-    with pytest.raises(AnteroomError) as caught:
+    with pytest.raises(Denied) as caught:
         verifier().verify(*signed(), NOW + timedelta(minutes=16))
     assert "clock skew" in caught.value.message
     verifier().verify(*signed(), NOW + timedelta(minutes=14))
 
 
 def test_wrong_key_is_refused():
-    with pytest.raises(AnteroomError):
+    with pytest.raises(Denied):
         verifier().verify(*signed(key=b"y" * 32), NOW)

@@ -2,7 +2,8 @@
 import pytest
 
 from shared.auth import throttle as throttle_module
-from shared.core.errors import AnteroomError
+from functions.errors import ROOMS_ERRORS, HttpError
+from shared.core.errors import Throttled
 from shared.config.settings import Settings, SettingsError
 from shared.auth.throttle import Throttle
 
@@ -15,10 +16,10 @@ class FakeMonotonic:
         return self.now
 
 
-def refused(throttle: Throttle, caller: str) -> AnteroomError:
-    with pytest.raises(AnteroomError) as caught:
+def refused(throttle: Throttle, caller: str) -> HttpError:
+    with pytest.raises(Throttled) as caught:
         throttle.admit(caller)
-    return caught.value
+    return ROOMS_ERRORS.http_error(caught.value)
 
 
 def test_burst_then_429_with_retry_after():

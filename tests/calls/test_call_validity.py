@@ -3,7 +3,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.core.errors import AnteroomError
+from functions.errors import ROOM_CALLS_ERRORS
+from shared.core.errors import DomainError
 from shared.rooms.model import CreateRoomRequest, Role
 from tests.support.twins import calls_on_twins
 
@@ -20,9 +21,10 @@ def world():
 
 
 def refused_with(services, room, code):
-    with pytest.raises(AnteroomError) as caught:
+    with pytest.raises(DomainError) as caught:
         services.calls.join(room.id, USER)
-    assert caught.value.status == 403 and caught.value.code == code
+    answer = ROOM_CALLS_ERRORS.http_error(caught.value)
+    assert answer.status == 403 and answer.code == code
     return caught.value
 
 
@@ -69,6 +71,6 @@ def test_any_access_ends_an_expired_call(world):
     clock.set(room.valid_from)
     services.calls.join(room.id, USER)
     clock.set(room.valid_until + TICK)
-    with pytest.raises(AnteroomError):
+    with pytest.raises(DomainError):
         services.calls.act_self(room.id, USER, "muteMic")
     assert services.calls.current_call(room.id).end_reason == "roomExpired"

@@ -5,7 +5,8 @@ import pytest
 
 from shared.calls.model import Capability, EndpointKind, capabilities_of
 from shared.calls.pstn import DialOutcome
-from shared.core.errors import AnteroomError
+from functions.errors import ROOM_CALLS_ERRORS, HttpError
+from shared.core.errors import DomainError
 from shared.events.model import CALL_ENDED, CALL_STARTED, PARTICIPANT_ADDED, PARTICIPANT_REMOVED
 from shared.rooms.model import CreateRoomRequest, Role
 from tests.support.twins import CALLER_NUMBERS, calls_on_twins
@@ -26,10 +27,11 @@ def room_id(world):
     return world.rooms.create(CreateRoomRequest(None, None, True, roster)).room.id
 
 
-def refusal(call, *args, **kwargs) -> AnteroomError:
-    with pytest.raises(AnteroomError) as caught:
+def refusal(call, *args, **kwargs) -> HttpError:
+    """The room-call API's answer to the domain error `call` raises."""
+    with pytest.raises(DomainError) as caught:
         call(*args, **kwargs)
-    return caught.value
+    return ROOM_CALLS_ERRORS.http_error(caught.value)
 
 
 def event_types(world, room_id):

@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from shared.core.errors import AnteroomError
+from functions.errors import ROOM_CALLS_ERRORS
+from shared.core.errors import Denied
 from shared.identity.memory import MemoryUsersStore
 from shared.identity.service import IdentityService
 from shared.storage.memory import MemoryTable
@@ -48,6 +49,6 @@ def signed_token(claims: dict) -> str:
 def test_correctly_signed_token_with_absurd_times_is_401(iat, exp):
     identity = IdentityService(MemoryUsersStore(MemoryTable()), RESOURCE, KEY, lambda: datetime.now(timezone.utc))
     token = signed_token({"sub": f"8:acs:{RESOURCE}_x", "acsScope": "voip", "resourceId": RESOURCE, "iat": iat, "exp": exp})
-    with pytest.raises(AnteroomError) as caught:
+    with pytest.raises(Denied) as caught:
         identity.verify(token)
-    assert caught.value.status == 401
+    assert ROOM_CALLS_ERRORS.http_error(caught.value).status == 401

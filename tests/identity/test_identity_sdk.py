@@ -8,6 +8,9 @@ from azure.communication.identity import CommunicationTokenScope
 from azure.communication.identity.aio import CommunicationIdentityClient as AsyncIdentityClient
 from azure.core.exceptions import HttpResponseError
 
+from functions.errors import IDENTITY_ERRORS
+from shared.core.errors import Denied
+
 pytestmark = pytest.mark.stack
 
 ALL_SCOPES = [
@@ -66,15 +69,15 @@ def test_revoke_and_delete_invalidate_tokens(identity_client, stack_services):
     user, token = identity_client.create_user_and_token([CommunicationTokenScope.VOIP])
     assert stack_services.identity.verify(token.token).user_id == user.raw_id
     identity_client.revoke_tokens(user)
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(Denied) as caught:
         stack_services.identity.verify(token.token)
-    assert getattr(caught.value, "status", None) == 401
+    assert IDENTITY_ERRORS.http_error(caught.value).status == 401
     fresh = identity_client.get_token(user, [CommunicationTokenScope.VOIP])
     assert stack_services.identity.verify(fresh.token).user_id == user.raw_id
     identity_client.delete_user(user)
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(Denied) as caught:
         stack_services.identity.verify(fresh.token)
-    assert getattr(caught.value, "status", None) == 401
+    assert IDENTITY_ERRORS.http_error(caught.value).status == 401
     with pytest.raises(HttpResponseError):
         identity_client.get_token(user, [CommunicationTokenScope.VOIP])
 

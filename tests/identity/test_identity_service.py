@@ -4,7 +4,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from shared.core.clock import ManualClock
-from shared.core.errors import AnteroomError
+from functions.errors import IDENTITY_ERRORS, HttpError
+from shared.core.errors import DomainError
 from shared.identity.memory import MemoryUsersStore
 from shared.identity.service import IdentityService
 from shared.storage.memory import MemoryTable
@@ -24,10 +25,11 @@ def identity(clock):
     return IdentityService(MemoryUsersStore(MemoryTable()), RESOURCE, b"k" * 32, clock)
 
 
-def refusal(call, *args) -> AnteroomError:
-    with pytest.raises(AnteroomError) as caught:
+def refusal(call, *args) -> HttpError:
+    """The Identity API's answer to the domain error `call` raises."""
+    with pytest.raises(DomainError) as caught:
         call(*args)
-    return caught.value
+    return IDENTITY_ERRORS.http_error(caught.value)
 
 
 def test_a_new_users_token_verifies_until_it_expires(identity, clock):

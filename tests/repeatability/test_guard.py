@@ -5,7 +5,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from shared.core.clock import ManualClock
-from shared.core.errors import AnteroomError
+from functions.errors import ROOMS_ERRORS
+from shared.core.errors import DomainError
+from shared.storage.retry import ConflictRetry
 from shared.repeatability import guard as guard_module
 from shared.repeatability.guard import STALE_AFTER, RepeatabilityGuard
 from shared.repeatability.memory import MemoryRepeatabilityStore
@@ -74,9 +76,9 @@ def test_a_client_error_is_replayed_too(guard):
 
 def test_the_same_id_with_another_request_is_400(guard):
     run(guard, Operation())
-    with pytest.raises(AnteroomError) as caught:
+    with pytest.raises(DomainError) as caught:
         run(guard, Operation(), fingerprint="body-2")
-    assert caught.value.status == 400
+    assert ROOMS_ERRORS.http_error(caught.value).status == 400
 
 
 @pytest.mark.parametrize("failure", [StoredResponse(503, None), RuntimeError("storage down")])
@@ -92,7 +94,7 @@ def test_after_a_failure_on_our_side_a_repeat_runs_again(guard, failure):
 
 
 def test_a_repeat_while_the_first_runs_waits_then_gets_409(guard, monkeypatch):
-    monkeypatch.setattr(guard_module, "WAIT_FOR_FIRST", 0.2)
+    monkeypatch.setattr(guard_module, "WAIT_FOR_FIRST", ConflictRetry(attempts=2, first_pause=0.1, max_pause=0.1))
     started, release = threading.Event(), threading.Event()
 
     def slow(key):
@@ -104,9 +106,9 @@ def test_a_repeat_while_the_first_runs_waits_then_gets_409(guard, monkeypatch):
     first.start()
     started.wait(10)
     try:
-        with pytest.raises(AnteroomError) as caught:
+        with pytest.raises(DomainError) as caught:
             run(guard, Operation())
-        assert caught.value.status == 409
+        assert ROOMS_ERRORS.http_error(caught.value).status == 409
     finally:
         release.set()
         first.join()

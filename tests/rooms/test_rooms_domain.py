@@ -5,11 +5,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from shared.core.clock import ManualClock
-from shared.core.errors import AnteroomError
+from functions.errors import ROOMS_ERRORS
+from shared.core.errors import DomainError, RoomNotFound
 from shared.rooms.model import (
     CreateRoomRequest,
     Role,
     UpdateRoomRequest,
+    Validity,
     check_room_id,
     new_room_id,
     parse_participant_changes,
@@ -33,9 +35,10 @@ def service(clock):
     return RoomsService(MemoryRoomsStore(MemoryTable()), clock, max_participants=5)
 
 
-def detail(error: AnteroomError):
-    assert error.status == 400
-    return error.details[0].message, error.details[0].target
+def detail(error: DomainError):
+    answer = ROOMS_ERRORS.http_error(error)
+    assert answer.status == 400
+    return answer.details[0].message, answer.details[0].target
 
 
 def create(service, **body):
@@ -69,10 +72,18 @@ def test_only_valid_from_gives_180_days_from_it(service):
     ],
 )
 def test_window_errors_match_acs(service, body, message, target):
-    with pytest.raises(AnteroomError) as caught:
+    with pytest.raises(DomainError) as caught:
         create(service, **body)
     assert detail(caught.value) == (message, target)
-    assert caught.value.to_body()["error"]["message"].startswith("The request could not be understood")
+    assert ROOMS_ERRORS.http_error(caught.value).to_body()["error"]["message"].startswith("The request could not be understood")
+
+
+def test_validity_runs_from_valid_from_up_to_but_not_including_valid_until(service):
+    room = create(service, validUntil=(NOW + timedelta(hours=1)).strftime(ISO)).room
+    tick = timedelta(microseconds=1)
+    assert room.validity_at(NOW - tick) is Validity.NOT_YET_OPEN
+    assert room.validity_at(NOW) is room.validity_at(room.valid_until - tick) is Validity.OPEN
+    assert room.validity_at(room.valid_until) is Validity.EXPIRED
 
 
 def test_exactly_180_days_is_allowed(service):
@@ -85,7 +96,7 @@ def test_update_is_merge_patch_and_rechecks_window(service):
     until = NOW + timedelta(days=10, microseconds=123456)
     updated = service.update(room.id, UpdateRoomRequest.parse({"validFrom": None, "validUntil": until.strftime(ISO), "pstnDialOutEnabled": None})).room
     assert updated.valid_until == until and updated.pstn_dial_out_enabled is True and updated.created_at == room.created_at
-    with pytest.raises(AnteroomError) as caught:
+    with pytest.raises(DomainError) as caught:
         service.update(room.id, UpdateRoomRequest.parse({"validUntil": (NOW + timedelta(weeks=29)).strftime(ISO)}))
     assert detail(caught.value)[0] == "The time range is incorrect, or larger than 180 days."
     assert service.get(room.id).room == updated  # the refused update changed nothing
@@ -93,29 +104,29 @@ def test_update_is_merge_patch_and_rechecks_window(service):
 
 @pytest.mark.parametrize("room_id", ["123", "invalid_id", "9" * 18, "99abcdefghijklmno"])
 def test_bad_room_ids_are_400(room_id):
-    with pytest.raises(AnteroomError) as caught:
+    with pytest.raises(DomainError) as caught:
         check_room_id(room_id)
     assert caught.value.message == "Invalid room ID length."
 
 
 def test_unknown_and_deleted_rooms_are_404(service):
-    with pytest.raises(AnteroomError) as caught:
+    with pytest.raises(DomainError) as caught:
         service.get(new_room_id(NOW))
-    assert caught.value.status == 404
+    assert ROOMS_ERRORS.http_error(caught.value).status == 404
     room = create(service).room
     service.delete(room.id)
-    with pytest.raises(AnteroomError):
+    with pytest.raises(DomainError):
         service.get(room.id)
     service.delete(room.id)  # a retried delete still succeeds
 
 
 def test_create_rejects_bad_raw_id_and_role():
-    with pytest.raises(AnteroomError) as caught:
+    with pytest.raises(DomainError) as caught:
         CreateRoomRequest.parse({"participants": {"wrong_mri": {"role": "Presenter"}}})
     assert caught.value.message == "Invalid format for communication identifier."
-    with pytest.raises(AnteroomError) as caught:
+    with pytest.raises(DomainError) as caught:
         CreateRoomRequest.parse({"participants": {"8:acs:a_1": {"role": "Kafka"}}})
-    assert caught.value.details[0].target == "$.participants.8:acs:a_1.role"
+    assert ROOMS_ERRORS.http_error(caught.value).details[0].target == "$.participants.8:acs:a_1.role"
 
 
 def test_participant_changes_parse():
@@ -123,7 +134,7 @@ def test_participant_changes_parse():
         {"participants": {"8:acs:a_1": {"role": "Presenter"}, "8:acs:a_2": None, "8:acs:a_3": {}, "8:acs:a_4": {"role": None}}}
     )
     assert changes == {"8:acs:a_1": Role.PRESENTER, "8:acs:a_2": None, "8:acs:a_3": Role.ATTENDEE, "8:acs:a_4": Role.ATTENDEE}
-    with pytest.raises(AnteroomError) as caught:
+    with pytest.raises(DomainError) as caught:
         parse_participant_changes({"participants": {"wrong_mri": None}})
     assert caught.value.message == "Communication identifier wrong_mri is not supported."
 
@@ -139,7 +150,7 @@ def test_roster_upsert_remove_and_noop(service):
 
 def test_roster_limit_rejects_whole_request(service):
     room = create(service, participants={f"8:acs:a_{i}": {"role": "Attendee"} for i in range(4)}).room
-    with pytest.raises(AnteroomError):
+    with pytest.raises(DomainError):
         service.update_participants(room.id, {"8:acs:b_1": Role.ATTENDEE, "8:acs:b_2": Role.ATTENDEE})
     page, _ = service.list_participants(room.id, None, None, 10)
     assert len(page.items) == 4
@@ -205,7 +216,7 @@ def test_deletions_and_roster_removals_are_published_once_committed(clock):
     room = create(service, participants={"8:acs:a_1": {"role": "Presenter"}, "8:acs:a_2": {}}).room
     service.update_participants(room.id, {"8:acs:a_3": Role.ATTENDEE, "8:acs:gone_1": None})
     service.update_participants(room.id, {"8:acs:a_2": None, "8:acs:gone_1": None})
-    with pytest.raises(AnteroomError):
+    with pytest.raises(DomainError):
         service.update_participants(room.id, {f"8:acs:b_{index}": Role.ATTENDEE for index in range(5)})
     service.delete(room.id)
     service.delete(room.id)
@@ -224,6 +235,5 @@ def test_the_sweep_purges_deleted_rooms_and_rooms_past_validity_plus_grace(servi
     clock.advance(timedelta(microseconds=1))
     assert service.sweep(grace) == 1
     assert service.find(ending.id) is None and service.find(lasting.id).room == lasting
-    with pytest.raises(AnteroomError) as caught:
+    with pytest.raises(RoomNotFound):
         service.delete(deleted.id)  # purged: now as unknown as an id that never existed
-    assert caught.value.status == 404
