@@ -227,7 +227,7 @@ def rooms(limit: int = 50) -> list[dict[str, Any]]:
         room = record.room
         roster = {raw_id: role.value for raw_id, role in store.roster(record).items()}
         call = calls.current(room.id)
-        state = "open" if room.is_open(now) else ("notYetOpen" if now < room.valid_from else "expired")
+        state = room.validity_at(now).value  # notYetOpen, open or expired
         entry = {**room.to_json(), "state": state,
                  "roster": [{"rawId": raw_id, "role": role} for raw_id, role in sorted(roster.items())],
                  "call": None}
