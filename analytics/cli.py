@@ -7,8 +7,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
-from shared.oplog import DEFAULT_TABLE_PREFIX
-
+from .app_logs import DEFAULT_TABLE_PREFIX
 from .loaders import FORMATS, Dataset, load_inputs, load_table_storage, merge_datasets
 from .readers import InputFormatError
 from .report import ReportOptions, build_report, write_report

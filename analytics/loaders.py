@@ -13,10 +13,10 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from shared.calllog import CALLS_TABLE_SUFFIX, PARTICIPANTS_TABLE_SUFFIX
-from shared.oplog import DEFAULT_TABLE_PREFIX, DIAGNOSTIC_CATEGORY, OPERATIONS_TABLE_SUFFIX, OPERATION_NAMES, ROOM_COLUMNS
-
 from . import schema
+from .app_logs import (CALLS_TABLE_SUFFIX, DEFAULT_TABLE_PREFIX, DIAGNOSTIC_CATEGORY, OPERATION_NAMES,
+                       OPERATIONS_TABLE_SUFFIX, PARTICIPANTS_TABLE_SUFFIX, ROOM_COLUMNS, read_call_records,
+                       read_operation_records, read_participant_records)
 from .readers import Field, InputFormatError, RecordColumns, csv_header, read_csv_columns, read_json_columns
 
 OPERATION_FORMATS = ("diagnostic", "eventhub", "la-json", "la-csv")
@@ -426,9 +426,6 @@ def load_table_storage(
     participants_table = participants_table or table_prefix + PARTICIPANTS_TABLE_SUFFIX
     from azure.core.exceptions import ResourceNotFoundError
     from azure.data.tables import TableServiceClient
-
-    from shared.calllog import read_call_records, read_participant_records
-    from shared.oplog import read_operation_records
 
     def rows(service: Any, table: str, reader: Any) -> list[dict[str, Any]]:
         try:

@@ -8,8 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shared.oplog import LOG_ANALYTICS_TABLE
-
+from .app_logs import LOG_ANALYTICS_TABLE
 from .readers import InputFormatError, RecordColumns, concat_columns, to_frame
 
 # Column kinds: "time" UTC timestamps, "str" free text, "cat" low-cardinality categoricals,
