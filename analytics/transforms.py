@@ -15,6 +15,8 @@ ROLE_COLUMNS = {
     "Consumer": "RoomParticipantsConsumer",
 }
 LIFESPAN_BINS = (0, 60, 24 * 60, 7 * 24 * 60, 30 * 24 * 60, 180 * 24 * 60, np.inf)
+# The drill-down's result marks: U+2714 HEAVY CHECK MARK and U+2718 HEAVY BALLOT X (text, not emoji).
+RESULT_MARKS = {True: "\u2714", False: "\u2718"}
 LIFESPAN_LABELS = ("up to 1 hour", "1 hour to 1 day", "1 to 7 days", "7 to 30 days", "30 to 180 days",
                    "over 180 days")
 
@@ -102,16 +104,18 @@ def room_drill_down(operations: pd.DataFrame, room_id: str) -> pd.DataFrame:
     """Workbook drill-down grid for one room: OperationName, Level, Result, OperationDate, OperationTime.
 
     Ordered newest first, as KQL's `order by` (descending by default); the date is `MM/dd/y` (year
-    without century) and the time `hh:mm:ss` (12-hour clock), as the workbook formats them.
+    without century) and the time `hh:mm:ss` (12-hour clock), as the workbook formats them. The
+    workbook's result and calendar icons are emoji that text fonts lack (a browser without an emoji
+    font draws a box); the result keeps a check mark or ballot X that DejaVu Sans has, the date none.
     """
     rows = operations[operations["RoomId"] == room_id].sort_values("TimeGenerated", ascending=False, kind="stable")
     times = rows["TimeGenerated"]
-    icon = np.where(rows["ResultType"] == "Succeeded", "✔️", "❌")
+    icon = np.where(rows["ResultType"] == "Succeeded", RESULT_MARKS[True], RESULT_MARKS[False])
     return pd.DataFrame({
         "OperationName": rows["OperationName"].astype("string"),
         "Level": rows["Level"].astype("string"),
         "Result": pd.Series(icon, index=rows.index) + " " + rows["ResultSignature"].astype("string"),
-        "OperationDate": "📅" + times.dt.strftime("%m/%d/") + (times.dt.year % 100).astype("string"),
+        "OperationDate": times.dt.strftime("%m/%d/") + (times.dt.year % 100).astype("string"),
         "OperationTime": times.dt.strftime("%I:%M:%S"),
         "TimeGenerated": times,
     }).reset_index(drop=True)
