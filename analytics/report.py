@@ -46,6 +46,7 @@ class Report:
     generated_at: datetime
     sources: list[str]
     sections: list[Section]
+    skipped: list[str] = field(default_factory=list)  # malformed input lines skipped, one line per file
 
     def tables(self) -> list[Table]:
         return [table for section in self.sections for table in section.tables]
@@ -195,7 +196,8 @@ def build_report(dataset: Dataset, options: ReportOptions = ReportOptions(), now
         sections += operations_sections(dataset.operations, options)
     if len(dataset.attendance):
         sections += calls_sections(dataset, options)
-    return Report(options.title, now or datetime.now(timezone.utc), list(dataset.sources), sections)
+    return Report(options.title, now or datetime.now(timezone.utc), list(dataset.sources), sections,
+                  list(dataset.skipped))
 
 
 def _cell(value: object, column: object = "") -> str:
