@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 ROLE_COLUMNS = {
     "Presenter": "RoomParticipantsPresenter",
@@ -22,8 +23,15 @@ LIFESPAN_LABELS = ("up to 1 hour", "1 hour to 1 day", "1 to 7 days", "7 to 30 da
 
 
 def _counts(frame: pd.DataFrame, column: str) -> pd.DataFrame:
-    counts = frame[column].astype("string").value_counts(dropna=False).rename_axis(column).reset_index(name="Count")
-    counts[column] = counts[column].fillna("(none)")
+    values = frame[column]
+    if isinstance(values.dtype, pd.CategoricalDtype):  # count on the codes; only the few categories become text
+        counted = values.value_counts(dropna=False)
+        counted = counted[counted > 0]
+        counted.index = pd.Index(counted.index.astype(object), dtype="string")
+    else:
+        counted = values.astype("string").value_counts(dropna=False)
+    counts = counted.rename_axis(column).reset_index(name="Count")
+    counts[column] = counts[column].astype("string").fillna("(none)")
     counts["Share"] = counts["Count"] / counts["Count"].sum() if len(frame) else 0.0
     return counts.sort_values(["Count", column], ascending=[False, True], ignore_index=True)
 
@@ -63,9 +71,9 @@ def result_counts(operations: pd.DataFrame) -> pd.DataFrame:
 
 def recent_errors(operations: pd.DataFrame, limit: int = 100) -> pd.DataFrame:
     """KQL "Rooms operational errors": the latest `limit` failed operations, newest first."""
-    failed = operations[operations["ResultType"] == "Failed"]
     columns = ["TimeGenerated", "OperationName", "OperationVersion", "ResultSignature"]
-    return failed.sort_values("TimeGenerated", ascending=False, kind="stable")[columns].head(limit).reset_index(drop=True)
+    failed = operations.loc[(operations["ResultType"] == "Failed").to_numpy(dtype=bool), columns]
+    return failed.sort_values("TimeGenerated", ascending=False, kind="stable").head(limit).reset_index(drop=True)
 
 
 def version_summary(operations: pd.DataFrame, version: str | None = None) -> pd.DataFrame:
@@ -74,7 +82,10 @@ def version_summary(operations: pd.DataFrame, version: str | None = None) -> pd.
     TotalRoomCount = distinct non-empty RoomId; the averages skip missing values, as KQL avg() does;
     SumPstnDialoutEnabled counts records with PstnDialOutEnabled true.
     """
-    frame = operations if version is None else operations[operations["OperationVersion"] == version]
+    columns = ["OperationVersion", "RoomId", "AddedRoomParticipantsCount", "RemovedRoomParticipantsCount",
+               "UpsertedRoomParticipantsCount", "RoomLifespan", "PstnDialOutEnabled"]
+    frame = operations[columns] if version is None else operations.loc[
+        (operations["OperationVersion"] == version).to_numpy(dtype=bool), columns]
     room = frame["RoomId"].where(frame["RoomId"] != "")
     grouped = frame.assign(RoomId=room, Pstn=frame["PstnDialOutEnabled"].fillna(False).astype(bool)).groupby(
         frame["OperationVersion"].astype("string"), dropna=False)
@@ -93,7 +104,8 @@ def version_summary(operations: pd.DataFrame, version: str | None = None) -> pd.
 
 def busiest_rooms(operations: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
     """Rooms with the most operations (the drill-down picker, ordered by activity)."""
-    rooms = operations[operations["RoomId"].notna() & (operations["RoomId"] != "")]
+    keep = (operations["RoomId"].notna() & (operations["RoomId"] != "")).to_numpy(dtype=bool)
+    rooms = operations.loc[keep, ["RoomId", "ResultType", "TimeGenerated"]]
     grouped = rooms.assign(Failed=(rooms["ResultType"] == "Failed")).groupby("RoomId")
     table = pd.DataFrame({"Operations": grouped.size(), "Failed": grouped["Failed"].sum(),
                           "FirstSeen": grouped["TimeGenerated"].min(), "LastSeen": grouped["TimeGenerated"].max()})
@@ -129,13 +141,29 @@ def room_states(operations: pd.DataFrame) -> pd.DataFrame:
     Adds RoomParticipantsCollaborator = RoomParticipantsCount minus the three logged roles (ACS logs
     no Collaborator column), CreatedAt (successful CreateRoom time) and Deleted (a successful DeleteRoom).
     """
-    ok = operations[(operations["ResultType"] == "Succeeded") & operations["RoomId"].notna()
-                    & (operations["RoomId"] != "")].sort_values("TimeGenerated", kind="stable")
     columns = ["RoomLifespan", "PstnDialOutEnabled", "RoomParticipantsCount", *ROLE_COLUMNS.values()]
-    grouped = ok.groupby("RoomId")
-    states = grouped[columns].last()
-    creates = ok[ok["OperationName"] == "CreateRoom"].groupby("RoomId")["TimeGenerated"].min()
-    deleted = ok[ok["OperationName"] == "DeleteRoom"].groupby("RoomId").size() > 0
+    ok = ((operations["ResultType"] == "Succeeded") & operations["RoomId"].notna()
+          & (operations["RoomId"] != "")).to_numpy(dtype=bool)
+    rows = np.flatnonzero(ok)
+    # Time order of the successful rows (stable, so equal times keep input order), then per room the
+    # position of its last row with a value, per column: only those values are taken, not whole columns.
+    rows = rows[np.argsort(operations["TimeGenerated"].array.asi8[rows], kind="stable")]
+    room, room_ids = pd.factorize(operations["RoomId"].take(rows), sort=True)
+    order = np.arange(len(rows), dtype=np.float64)
+    last = pd.DataFrame({name: np.where(operations[name].isna().to_numpy()[rows], np.nan, order) for name in columns})
+    positions = last.groupby(room, sort=True).max()
+    states = pd.DataFrame(index=pd.Index(room_ids.take(positions.index.to_numpy()), name="RoomId"))
+    for name in columns:
+        at = positions[name].to_numpy()
+        picked = operations[name].take(rows[np.where(np.isnan(at), 0, at).astype(np.int64)]) if len(rows) else \
+            operations[name].iloc[:0]
+        states[name] = (picked.where(~np.isnan(at)) if len(rows) else picked).array
+    name = operations["OperationName"].take(rows).to_numpy()
+    times = operations["TimeGenerated"].take(rows).reset_index(drop=True)
+    creates = times[name == "CreateRoom"].groupby(room[name == "CreateRoom"]).min()
+    deleted = pd.Series(True, index=np.unique(room[name == "DeleteRoom"]))
+    creates.index = room_ids.take(creates.index.to_numpy())
+    deleted.index = room_ids.take(deleted.index.to_numpy())
     states["RoomParticipantsCollaborator"] = (
         states["RoomParticipantsCount"] - states[list(ROLE_COLUMNS.values())].sum(axis=1, min_count=3)
     ).clip(lower=0)
@@ -321,12 +349,20 @@ def early_leavers(attendance: pd.DataFrame, minutes: float = 5) -> pd.DataFrame:
 def no_shows(attendance: pd.DataFrame, roster: pd.DataFrame) -> pd.DataFrame:
     """Roster users who never joined any call of their room, for rooms that had at least one call."""
     rooms_with_calls = attendance["RoomId"].dropna().unique()
-    joined = attendance[["RoomId", "Identifier"]].dropna().drop_duplicates()
-    invited = roster[roster["RoomId"].isin(rooms_with_calls)]
-    merged = invited.merge(joined, left_on=["RoomId", "RawId"], right_on=["RoomId", "Identifier"], how="left",
-                           indicator=True)
-    missing = merged[merged["_merge"] == "left_only"]
-    return missing[["RoomId", "RawId", "Role"]].sort_values(["RoomId", "RawId"], ignore_index=True)
+    invited = roster.loc[roster["RoomId"].isin(rooms_with_calls).to_numpy(dtype=bool), ["RoomId", "RawId", "Role"]]
+    came = (attendance["RoomId"].notna() & attendance["Identifier"].notna()).to_numpy(dtype=bool)
+    # An anti-join in Arrow: roster rows with no (room, identifier) match, without building merged rows.
+    left = pa.table({"RoomId": _text(invited["RoomId"]), "RawId": _text(invited["RawId"]),
+                     "Row": np.arange(len(invited), dtype=np.int64)})
+    right = pa.table({"RoomId": _text(attendance.loc[came, "RoomId"]),
+                      "Identifier": _text(attendance.loc[came, "Identifier"])})
+    rows = left.join(right, keys=["RoomId", "RawId"], right_keys=["RoomId", "Identifier"], join_type="left anti")
+    missing = invited.take(np.sort(rows.column("Row").to_numpy()))
+    return missing.sort_values(["RoomId", "RawId"], ignore_index=True)
+
+
+def _text(values: pd.Series) -> pa.Array:
+    return pa.array(values.astype("str"), type=pa.large_string())
 
 
 def attendance_by_room(attendance: pd.DataFrame, roster: pd.DataFrame, minutes: float = 5) -> pd.DataFrame:
