@@ -452,7 +452,7 @@ def complete_attendance(calls: pd.DataFrame, participants: pd.DataFrame) -> pd.D
     codes, _ = pd.factorize(pd.concat([calls["CorrelationId"].astype("str"),
                                        participants["CorrelationId"].astype("str")], ignore_index=True))
     call_codes, of_call = codes[: len(calls)], codes[len(calls):]
-    if len(np.unique(call_codes)) != len(call_codes):
+    if len(pd.unique(call_codes)) != len(call_codes):
         raise ValueError("complete_attendance needs one row per call")
     # Map factorize codes to call rows, then each participant to its call's row (-1: unknown call).
     row_of_code = np.full(int(codes.max()) + 1 if len(codes) else 0, -1, dtype=np.int64)
@@ -476,7 +476,9 @@ def complete_attendance(calls: pd.DataFrame, participants: pd.DataFrame) -> pd.D
     calls = calls.assign(CallStartTime=start, CallEndTime=end, CallDuration=(end - start).dt.total_seconds())
 
     # Participant rows with their call's columns, then one row per call that had none.
-    alone = np.setdiff1d(np.arange(len(calls)), call_row)
+    has_people = np.zeros(len(calls), dtype=bool)
+    has_people[call_row] = True
+    alone = np.flatnonzero(~has_people)
     take = np.concatenate([call_row, alone])
     rows = {column: calls[column].take(take).reset_index(drop=True)
             for column in ("CorrelationId", "ServerCallId", "RoomId", "CallStartTime", "CallEndTime", "CallDuration",

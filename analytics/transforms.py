@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 ROLE_COLUMNS = {
     "Presenter": "RoomParticipantsPresenter",
@@ -161,7 +160,7 @@ def room_states(operations: pd.DataFrame) -> pd.DataFrame:
     name = operations["OperationName"].take(rows).to_numpy()
     times = operations["TimeGenerated"].take(rows).reset_index(drop=True)
     creates = times[name == "CreateRoom"].groupby(room[name == "CreateRoom"]).min()
-    deleted = pd.Series(True, index=np.unique(room[name == "DeleteRoom"]))
+    deleted = pd.Series(True, index=pd.unique(room[name == "DeleteRoom"]))
     creates.index = room_ids.take(creates.index.to_numpy())
     deleted.index = room_ids.take(deleted.index.to_numpy())
     states["RoomParticipantsCollaborator"] = (
@@ -346,23 +345,50 @@ def early_leavers(attendance: pd.DataFrame, minutes: float = 5) -> pd.DataFrame:
         MinutesEarly=(early[rows.index].dt.total_seconds() / 60)).reset_index(drop=True)
 
 
+# Rows of roster plus attendance matched per part of the rooms, so the person ids of one part only are hashed at once.
+_MATCH_ROWS = 2_000_000
+
+
+def _roster_matches(attendance: pd.DataFrame, roster: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per roster row: whether its room had a call, whether its user joined one of them; and the
+    number of distinct users per roster row's room (its roster size), all by integer codes.
+
+    Rooms are coded once; person ids are coded per part of the rooms (by room code), so memory
+    for the codes stays bounded with the roster's size.
+    """
+    n = len(roster)
+    room_code, room_names = pd.factorize(pd.concat([roster["RoomId"].astype("str"), attendance["RoomId"].astype("str")],
+                                                   ignore_index=True))
+    roster_room, attendance_room = room_code[:n], room_code[n:]
+    had_call = np.zeros(len(room_names) + 1, dtype=bool)
+    had_call[attendance_room[attendance_room >= 0]] = True
+    in_call_room = (roster_room >= 0) & had_call[roster_room]
+    joined = np.zeros(n, dtype=bool)
+    size = np.zeros(len(room_names) + 1, dtype=np.int64)
+    parts = max(1, -(-(n + len(attendance)) // _MATCH_ROWS))
+    for part in range(parts):
+        in_roster = np.flatnonzero((roster_room >= 0) & (roster_room % parts == part))
+        in_attendance = np.flatnonzero((attendance_room >= 0) & (attendance_room % parts == part))
+        person, _ = pd.factorize(pd.concat([roster["RawId"].take(in_roster).astype("str"),
+                                            attendance["Identifier"].take(in_attendance).astype("str")],
+                                           ignore_index=True))
+        width = int(person.max()) + 2 if len(person) else 1
+        roster_person, attendance_person = person[: len(in_roster)], person[len(in_roster):]
+        came = attendance_person >= 0
+        pairs = pd.unique(attendance_room[in_attendance][came].astype(np.int64) * width + attendance_person[came])
+        keys = roster_room[in_roster].astype(np.int64) * width + roster_person
+        known = roster_person >= 0
+        joined[in_roster] = known & pd.Series(keys).isin(pairs).to_numpy()
+        distinct = pd.unique(keys[known])  # hash-based: numpy's unique is far slower here
+        np.add.at(size, (distinct // width).astype(np.int64), 1)
+    return in_call_room, joined, size[np.maximum(roster_room, 0)] * (roster_room >= 0)
+
+
 def no_shows(attendance: pd.DataFrame, roster: pd.DataFrame) -> pd.DataFrame:
     """Roster users who never joined any call of their room, for rooms that had at least one call."""
-    rooms_with_calls = attendance["RoomId"].dropna().unique()
-    invited = roster.loc[roster["RoomId"].isin(rooms_with_calls).to_numpy(dtype=bool), ["RoomId", "RawId", "Role"]]
-    came = (attendance["RoomId"].notna() & attendance["Identifier"].notna()).to_numpy(dtype=bool)
-    # An anti-join in Arrow: roster rows with no (room, identifier) match, without building merged rows.
-    left = pa.table({"RoomId": _text(invited["RoomId"]), "RawId": _text(invited["RawId"]),
-                     "Row": np.arange(len(invited), dtype=np.int64)})
-    right = pa.table({"RoomId": _text(attendance.loc[came, "RoomId"]),
-                      "Identifier": _text(attendance.loc[came, "Identifier"])})
-    rows = left.join(right, keys=["RoomId", "RawId"], right_keys=["RoomId", "Identifier"], join_type="left anti")
-    missing = invited.take(np.sort(rows.column("Row").to_numpy()))
+    in_call_room, joined, _ = _roster_matches(attendance, roster)
+    missing = roster.loc[in_call_room & ~joined, ["RoomId", "RawId", "Role"]]
     return missing.sort_values(["RoomId", "RawId"], ignore_index=True)
-
-
-def _text(values: pd.Series) -> pa.Array:
-    return pa.array(values.astype("str"), type=pa.large_string())
 
 
 def attendance_by_room(attendance: pd.DataFrame, roster: pd.DataFrame, minutes: float = 5) -> pd.DataFrame:
@@ -370,13 +396,19 @@ def attendance_by_room(attendance: pd.DataFrame, roster: pd.DataFrame, minutes: 
 
     Late and early counts are distinct users with at least one such connection.
     """
-    rooms = pd.Index(attendance["RoomId"].dropna().unique(), name="RoomId")
-    roster_size = roster.groupby("RoomId")["RawId"].nunique().reindex(rooms, fill_value=0)
-    missing = no_shows(attendance, roster).groupby("RoomId").size().reindex(rooms, fill_value=0)
-    late = late_joiners(attendance, minutes).groupby("RoomId")["Identifier"].nunique().reindex(rooms, fill_value=0)
-    early = early_leavers(attendance, minutes).groupby("RoomId")["Identifier"].nunique().reindex(rooms, fill_value=0)
-    table = pd.DataFrame({"RosterSize": roster_size, "Attended": roster_size - missing, "NoShows": missing,
-                          "LateJoiners": late, "EarlyLeavers": early})
+    rooms = pd.Index(attendance["RoomId"].dropna().astype("str").unique(), name="RoomId")
+    in_call_room, joined, size = _roster_matches(attendance, roster)
+    room_ids = roster["RoomId"].astype("str")
+    roster_size = pd.Series(size[in_call_room], index=room_ids[in_call_room].to_numpy()).groupby(level=0).first()
+    roster_size = roster_size.reindex(rooms, fill_value=0)
+    missing = room_ids[in_call_room & ~joined].value_counts().reindex(rooms, fill_value=0)
+    late = late_joiners(attendance, minutes).groupby("RoomId")["Identifier"].nunique()
+    early = early_leavers(attendance, minutes).groupby("RoomId")["Identifier"].nunique()
+    late.index, early.index = late.index.astype("str"), early.index.astype("str")
+    table = pd.DataFrame({"RosterSize": roster_size.astype("int64"), "Attended": (roster_size - missing).astype("int64"),
+                          "NoShows": missing.astype("int64"), "LateJoiners": late.reindex(rooms, fill_value=0),
+                          "EarlyLeavers": early.reindex(rooms, fill_value=0)})
+    table.index.name = "RoomId"
     table["AttendanceRate"] = (table["Attended"] / table["RosterSize"]).where(table["RosterSize"] > 0)
     return table.reset_index().sort_values(["NoShows", "RoomId"], ascending=[False, True], ignore_index=True)
 
