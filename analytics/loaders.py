@@ -480,9 +480,13 @@ def complete_attendance(calls: pd.DataFrame, participants: pd.DataFrame) -> pd.D
     has_people[call_row] = True
     alone = np.flatnonzero(~has_people)
     take = np.concatenate([call_row, alone])
-    rows = {column: calls[column].take(take).reset_index(drop=True)
-            for column in ("CorrelationId", "ServerCallId", "RoomId", "CallStartTime", "CallEndTime", "CallDuration",
-                           "CallEndReason")}
+    rows: dict[str, Any] = {}
+    for column in ("CorrelationId", "ServerCallId", "RoomId"):
+        # Call-level ids as categoricals straight from the calls' codes: no string is copied per row.
+        codes, names = pd.factorize(calls[column].astype("str"))
+        rows[column] = pd.Categorical.from_codes(codes[take], categories=pd.Index(names, dtype="str"))
+    for column in ("CallStartTime", "CallEndTime", "CallDuration", "CallEndReason"):
+        rows[column] = calls[column].take(take).reset_index(drop=True)
     people = participants.drop(columns=[c for c in participants.columns if c in rows])
     people = pd.concat([people, pd.DataFrame(index=range(len(alone)))], ignore_index=True) if len(alone) else people
     frame = pd.concat([pd.DataFrame(rows), people.reset_index(drop=True)], axis=1)
@@ -756,6 +760,7 @@ def load_inputs(
             fold = fold_events(_read_ahead(events, _event_pieces, bad, bars), bad)
             attendance.append(complete_attendance(fold.calls(), fold.participants()))
             del fold
+            pa.default_memory_pool().release_unused()
         summaries = of(("callsummary",))
         if summaries:
             attendance.append(attendance_from_summaries(_read_ahead(summaries, _summary_pieces, bad, bars), bad))
@@ -765,6 +770,7 @@ def load_inputs(
                       if operation_items else schema.empty(schema.OPERATIONS))
     finally:
         bars.close()
+    pa.default_memory_pool().release_unused()
     if len({(item.index, item.kind) for item in operation_items}) > 1:
         # The same request exported twice (two inputs, or two formats in one folder) counts once.
         operations = drop_repeated_operations(operations)

@@ -45,11 +45,12 @@ OPERATIONS: dict[str, str] = {
     "Type": "cat",
 }
 
-# One row per participant connection to a call, ACSCallSummary-style, with call-level columns repeated.
+# One row per participant connection to a call, ACSCallSummary-style, with call-level columns repeated
+# (so the call's ids are categoricals: each id is stored once per call, not once per row).
 ATTENDANCE: dict[str, str] = {
-    "CorrelationId": "str",
-    "ServerCallId": "str",
-    "RoomId": "str",
+    "CorrelationId": "cat",
+    "ServerCallId": "cat",
+    "RoomId": "cat",
     "CallStartTime": "time",
     "CallEndTime": "time",
     "CallDuration": "float",
@@ -64,7 +65,7 @@ ATTENDANCE: dict[str, str] = {
     "ParticipantEndReason": "cat",
 }
 
-ROSTER: dict[str, str] = {"RoomId": "str", "RawId": "str", "Role": "cat"}
+ROSTER: dict[str, str] = {"RoomId": "cat", "RawId": "str", "Role": "cat"}
 
 # Literal strings that mean "no value" in ACS exports (call summary samples carry "null").
 _MISSING_TEXT = ("", "null", "NULL", "None")
@@ -152,6 +153,19 @@ def _text(array: pa.ChunkedArray) -> pa.ChunkedArray:
     return array
 
 
+def _clean_dictionary(array: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A dictionary column with missing-value literals as nulls, its indices kept as they are."""
+    chunks = []
+    for chunk in array.chunks:
+        dictionary = chunk.dictionary.cast(pa.large_string())
+        indices = chunk.indices.cast(pa.int32())
+        missing = pc.is_in(dictionary, value_set=_MISSING)
+        if len(dictionary) and pc.any(missing).as_py():
+            indices = pc.if_else(pc.take(missing, indices), pa.scalar(None, pa.int32()), indices)
+        chunks.append(pa.DictionaryArray.from_arrays(indices, dictionary))
+    return pa.chunked_array(chunks, type=ARROW_TYPES["cat"])
+
+
 def _arrow_column(array: pa.ChunkedArray, kind: str) -> tuple[pa.ChunkedArray | None, pa.ChunkedArray | None]:
     """(typed column, bad mask) through Arrow compute, or (None, None) when pandas must decide."""
     source = array.type
@@ -159,6 +173,8 @@ def _arrow_column(array: pa.ChunkedArray, kind: str) -> tuple[pa.ChunkedArray | 
         return pa.nulls(len(array), ARROW_TYPES[kind]), None
     text = _is_text(source) or (pa.types.is_dictionary(source) and _is_text(source.value_type))
     try:
+        if kind == "cat" and pa.types.is_dictionary(source):
+            return _clean_dictionary(array), None  # only the dictionary's values are looked at
         if kind in ("str", "cat"):
             if not text:
                 return None, None  # numbers in text columns: pandas writes them as the exports do

@@ -248,23 +248,29 @@ def calls(attendance: pd.DataFrame) -> pd.DataFrame:
     # Grouping and counting run on integer codes of the call and person ids: strings only name the result.
     call_code, call_ids = pd.factorize(attendance["CorrelationId"])
     person_code = pd.factorize(attendance["Identifier"].fillna(attendance["ParticipantId"]))[0]
-    people = pd.DataFrame({"Call": call_code, "Person": person_code}, index=attendance.index)
-    people = people.join(attendance[["RoomId", "CallStartTime", "CallEndTime", "CallDuration", "ParticipantId"]])
-    people = people[people["Call"] >= 0]
+    (room_code,), room_names = _codes_together(attendance["RoomId"])
+    valid = call_code >= 0
+    people = pd.DataFrame({"Call": call_code, "Person": np.where(person_code >= 0, person_code, np.nan),
+                           "Room": np.where(room_code >= 0, room_code, np.nan),
+                           "CallStartTime": attendance["CallStartTime"].array, "CallEndTime": attendance["CallEndTime"].array,
+                           "CallDuration": attendance["CallDuration"].to_numpy(),
+                           "HasId": attendance["ParticipantId"].notna().to_numpy(dtype=bool),
+                           "Pstn": (attendance["EndpointType"] == "PSTN").to_numpy(dtype=bool)})[valid]
     grouped = people.groupby("Call", sort=True)
-    pstn = (attendance["EndpointType"] == "PSTN").reindex(people.index)
+    first = grouped[["Room", "CallStartTime", "CallEndTime", "CallDuration"]].first()
+    room = first["Room"].to_numpy()
     table = pd.DataFrame({
-        "RoomId": grouped["RoomId"].first(),
-        "CallStartTime": grouped["CallStartTime"].first(),
-        "CallEndTime": grouped["CallEndTime"].first(),
-        "CallDuration": grouped["CallDuration"].first(),
-        "Connections": grouped["ParticipantId"].count(),
-        "Participants": grouped["Person"].nunique(),
-        "PstnParticipants": people[pstn].groupby("Call")["Person"].nunique(),
+        "CorrelationId": pd.Series(np.asarray(call_ids, dtype=object)[first.index.to_numpy()], dtype="str").array,
+        "RoomId": pd.Series(room_names.take(np.where(np.isnan(room), -1, room).astype(np.int64), allow_fill=True),
+                            dtype="str").array,
+        "CallStartTime": first["CallStartTime"].array, "CallEndTime": first["CallEndTime"].array,
+        "CallDuration": first["CallDuration"].to_numpy(),
+        "Connections": grouped["HasId"].sum().to_numpy().astype("int64"),
+        "Participants": grouped["Person"].nunique().to_numpy().astype("int64"),
+        "PstnParticipants": people[people["Pstn"]].groupby("Call")["Person"].nunique().reindex(
+            first.index, fill_value=0).to_numpy().astype("int64"),
     })
-    table["PstnParticipants"] = table["PstnParticipants"].fillna(0).astype("int64")
-    table.insert(0, "CorrelationId", np.asarray(call_ids))
-    return table.reset_index(drop=True).sort_values("CallStartTime", kind="stable", ignore_index=True)
+    return table.sort_values("CallStartTime", kind="stable", ignore_index=True)
 
 
 def calls_per_room(call_table: pd.DataFrame) -> pd.DataFrame:
@@ -349,17 +355,35 @@ def early_leavers(attendance: pd.DataFrame, minutes: float = 5) -> pd.DataFrame:
 _MATCH_ROWS = 2_000_000
 
 
-def _roster_matches(attendance: pd.DataFrame, roster: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per roster row: whether its room had a call, whether its user joined one of them; and the
-    number of distinct users per roster row's room (its roster size), all by integer codes.
+def _codes_together(*columns: pd.Series) -> tuple[list[np.ndarray], pd.Index]:
+    """Integer codes of several columns in one code space (-1 for missing); categoricals by their categories."""
+    if all(isinstance(column.dtype, pd.CategoricalDtype) for column in columns):
+        names = [column.cat.categories.astype("str") for column in columns]
+        joint, uniques = pd.factorize(pd.Index(np.concatenate([np.asarray(n, dtype=object) for n in names])))
+        out, start = [], 0
+        for column, own in zip(columns, names):
+            mapping = np.append(joint[start:start + len(own)], -1)  # code -1 stays -1
+            out.append(mapping[column.cat.codes.to_numpy().astype(np.int64)])
+            start += len(own)
+        return out, pd.Index(uniques, dtype="str")
+    codes, uniques = pd.factorize(pd.concat([column.astype("str") for column in columns], ignore_index=True))
+    out, start = [], 0
+    for column in columns:
+        out.append(codes[start:start + len(column)].astype(np.int64))
+        start += len(column)
+    return out, pd.Index(uniques, dtype="str")
+
+
+def _roster_matches(attendance: pd.DataFrame, roster: pd.DataFrame
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, pd.Index]:
+    """By integer codes: per roster row, whether its room had a call and whether its user joined one of
+    them; per room code, its roster size (distinct users); the room codes of roster and attendance rows.
 
     Rooms are coded once; person ids are coded per part of the rooms (by room code), so memory
     for the codes stays bounded with the roster's size.
     """
     n = len(roster)
-    room_code, room_names = pd.factorize(pd.concat([roster["RoomId"].astype("str"), attendance["RoomId"].astype("str")],
-                                                   ignore_index=True))
-    roster_room, attendance_room = room_code[:n], room_code[n:]
+    (roster_room, attendance_room), room_names = _codes_together(roster["RoomId"], attendance["RoomId"])
     had_call = np.zeros(len(room_names) + 1, dtype=bool)
     had_call[attendance_room[attendance_room >= 0]] = True
     in_call_room = (roster_room >= 0) & had_call[roster_room]
@@ -367,7 +391,7 @@ def _roster_matches(attendance: pd.DataFrame, roster: pd.DataFrame) -> tuple[np.
     size = np.zeros(len(room_names) + 1, dtype=np.int64)
     parts = max(1, -(-(n + len(attendance)) // _MATCH_ROWS))
     for part in range(parts):
-        in_roster = np.flatnonzero((roster_room >= 0) & (roster_room % parts == part))
+        in_roster = np.flatnonzero(in_call_room & (roster_room % parts == part))
         in_attendance = np.flatnonzero((attendance_room >= 0) & (attendance_room % parts == part))
         person, _ = pd.factorize(pd.concat([roster["RawId"].take(in_roster).astype("str"),
                                             attendance["Identifier"].take(in_attendance).astype("str")],
@@ -381,12 +405,12 @@ def _roster_matches(attendance: pd.DataFrame, roster: pd.DataFrame) -> tuple[np.
         joined[in_roster] = known & pd.Series(keys).isin(pairs).to_numpy()
         distinct = pd.unique(keys[known])  # hash-based: numpy's unique is far slower here
         np.add.at(size, (distinct // width).astype(np.int64), 1)
-    return in_call_room, joined, size[np.maximum(roster_room, 0)] * (roster_room >= 0)
+    return in_call_room, joined, size, roster_room, attendance_room, room_names
 
 
 def no_shows(attendance: pd.DataFrame, roster: pd.DataFrame) -> pd.DataFrame:
     """Roster users who never joined any call of their room, for rooms that had at least one call."""
-    in_call_room, joined, _ = _roster_matches(attendance, roster)
+    in_call_room, joined, *_ = _roster_matches(attendance, roster)
     missing = roster.loc[in_call_room & ~joined, ["RoomId", "RawId", "Role"]]
     return missing.sort_values(["RoomId", "RawId"], ignore_index=True)
 
@@ -396,19 +420,16 @@ def attendance_by_room(attendance: pd.DataFrame, roster: pd.DataFrame, minutes: 
 
     Late and early counts are distinct users with at least one such connection.
     """
-    rooms = pd.Index(attendance["RoomId"].dropna().astype("str").unique(), name="RoomId")
-    in_call_room, joined, size = _roster_matches(attendance, roster)
-    room_ids = roster["RoomId"].astype("str")
-    roster_size = pd.Series(size[in_call_room], index=room_ids[in_call_room].to_numpy()).groupby(level=0).first()
-    roster_size = roster_size.reindex(rooms, fill_value=0)
-    missing = room_ids[in_call_room & ~joined].value_counts().reindex(rooms, fill_value=0)
-    late = late_joiners(attendance, minutes).groupby("RoomId")["Identifier"].nunique()
-    early = early_leavers(attendance, minutes).groupby("RoomId")["Identifier"].nunique()
+    in_call_room, joined, size, roster_room, attendance_room, room_names = _roster_matches(attendance, roster)
+    rooms = pd.unique(attendance_room[attendance_room >= 0])
+    missing = np.bincount(roster_room[in_call_room & ~joined], minlength=len(room_names) + 1)
+    names = pd.Index(room_names.take(rooms), name="RoomId")
+    late = late_joiners(attendance, minutes).groupby("RoomId", observed=True)["Identifier"].nunique()
+    early = early_leavers(attendance, minutes).groupby("RoomId", observed=True)["Identifier"].nunique()
     late.index, early.index = late.index.astype("str"), early.index.astype("str")
-    table = pd.DataFrame({"RosterSize": roster_size.astype("int64"), "Attended": (roster_size - missing).astype("int64"),
-                          "NoShows": missing.astype("int64"), "LateJoiners": late.reindex(rooms, fill_value=0),
-                          "EarlyLeavers": early.reindex(rooms, fill_value=0)})
-    table.index.name = "RoomId"
+    table = pd.DataFrame({"RosterSize": size[rooms], "Attended": size[rooms] - missing[rooms], "NoShows": missing[rooms],
+                          "LateJoiners": late.reindex(names, fill_value=0).to_numpy(),
+                          "EarlyLeavers": early.reindex(names, fill_value=0).to_numpy()}, index=names)
     table["AttendanceRate"] = (table["Attended"] / table["RosterSize"]).where(table["RosterSize"] > 0)
     return table.reset_index().sort_values(["NoShows", "RoomId"], ascending=[False, True], ignore_index=True)
 
