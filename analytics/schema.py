@@ -29,7 +29,7 @@ OPERATIONS: dict[str, str] = {
     "OperationVersion": "cat",
     "ResultType": "cat",
     "ResultSignature": "cat",
-    "RoomId": "str",
+    "RoomId": "cat",  # a room has several operations: each id is stored once
     "RoomLifespan": "int",
     "AddedRoomParticipantsCount": "int",
     "UpsertedRoomParticipantsCount": "int",
