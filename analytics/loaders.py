@@ -138,7 +138,8 @@ class Progress:
         bar = self._bars.get(index)
         if bar is None:
             return None
-        bar.set_postfix_str(path.name, refresh=False)
+        # An hourly PT1H.json is named by its hour folders (y=/m=/d=/h=), any other file by its name.
+        bar.set_postfix_str("/".join(path.parts[-6:-2]) if path.name == "PT1H.json" else path.name, refresh=False)
         return bar.update
 
     def close(self) -> None:
