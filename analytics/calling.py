@@ -139,8 +139,8 @@ class CallEventFold:
         return calls.merge(last, left_on="CorrelationId", right_index=True, how="left")
 
     def participants(self) -> pd.DataFrame:
-        """One row per connection, grouped by call: CorrelationId, ParticipantId, Identifier, Role,
-        ParticipantStartTime, ParticipantEndTime, ParticipantEndReason."""
+        """One row per connection: CorrelationId, ParticipantId, Identifier, Role, ParticipantStartTime,
+        ParticipantEndTime, ParticipantEndReason. Consumes the folded rows: call it once, after the last add()."""
         if not self._people:
             return pd.DataFrame({"CorrelationId": pd.Series([], dtype="str")})
         parts = pd.concat(self._people, ignore_index=True)
@@ -155,11 +155,16 @@ class CallEventFold:
             folded = _fold_people(call, call_ids, key, keys, repeated, parts["HasId"].to_numpy(dtype=bool),
                                   parts["Start"], parts["End"],
                                   {name: (parts[name], everywhere) for name, _ in _PEOPLE_TEXT})
-            parts = pd.concat([parts[~repeated], folded], ignore_index=True)
+            keep = ~repeated
+            # Column by column, so the old and new copy of only one column are held at a time.
+            people = pd.DataFrame(index=pd.RangeIndex(int(keep.sum()) + len(folded)))
+            for name in list(parts.columns):
+                people[name] = pd.concat([parts[name][keep], folded[name]], ignore_index=True).array
+                del parts[name]
             del folded
-        people = parts
+        else:
+            people = parts
         del parts
-        self._people = [people]
         return pd.DataFrame({
             "CorrelationId": people["CorrelationId"],
             "ParticipantId": people["Key"].where(people["HasId"]),

@@ -371,7 +371,7 @@ def operations_from_pieces(pieces: Iterable[Piece], bad: BadLines | None = None)
     bad = bad or BadLines()
     tables = [schema.finish_operations(table)
               for table in _batches(pieces, schema.OPERATIONS, bad, _rooms_records)]
-    return schema.to_frame(schema.concat_tables(tables, schema.OPERATIONS), schema.OPERATIONS)
+    return schema.frame_of_tables(tables, schema.OPERATIONS)
 
 
 def operations_from_records(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -511,7 +511,7 @@ def attendance_from_summaries(pieces: Iterable[Piece], bad: BadLines | None = No
     """
     bad = bad or BadLines()
     tables = list(_batches(pieces, SUMMARY_KINDS, bad))
-    summary = schema.to_frame(schema.concat_tables(tables, SUMMARY_KINDS), SUMMARY_KINDS)
+    summary = schema.frame_of_tables(tables, SUMMARY_KINDS)
     rows = pd.DataFrame({
         "CorrelationId": summary["CorrelationId"],
         "CallStartTime": summary["CallStartTime"],
@@ -649,6 +649,21 @@ def _roster_pieces(item: _Input, bad: BadLines, progress: Progress, threads: boo
     yield from read_json_pieces(item.path, _ROSTER_FIELDS, bad=bad, advance=advance, threads=threads)
 
 
+def drop_repeated_roster(roster: pd.DataFrame, part_rows: int = 2_000_000) -> pd.DataFrame:
+    """One row per (RoomId, RawId), the last kept. Users are coded per part of the rooms, so the
+    codes of a large roster never need all its ids hashed at once."""
+    room = roster["RoomId"].cat.codes.to_numpy().astype(np.int64) if isinstance(
+        roster["RoomId"].dtype, pd.CategoricalDtype) else pd.factorize(roster["RoomId"])[0].astype(np.int64)
+    repeated = np.zeros(len(roster), dtype=bool)
+    parts = max(1, -(-len(roster) // part_rows))
+    for part in range(parts):
+        rows = np.flatnonzero(room % parts == part) if parts > 1 else np.arange(len(roster))
+        person = pd.factorize(roster["RawId"].take(rows))[0].astype(np.int64)
+        keys = (room[rows] + 1) * (int(person.max()) + 2 if len(person) else 1) + person + 1
+        repeated[rows] = pd.Series(keys).duplicated(keep="last").to_numpy()
+    return roster[~repeated].reset_index(drop=True) if repeated.any() else roster
+
+
 def roster_from_pieces(pieces: Iterable[Piece], bad: BadLines | None = None) -> pd.DataFrame:
     """A roster from CSV (RoomId,RawId,Role) or JSON: Rooms API participant pages with a roomId, or flat rows.
 
@@ -662,7 +677,7 @@ def roster_from_pieces(pieces: Iterable[Piece], bad: BadLines | None = None) -> 
             continue
         columns, count = _roster_rows(piece, bad)
         tables.append(schema.normalize_columns(columns, count, schema.ROSTER))
-    return schema.to_frame(schema.concat_tables(tables, schema.ROSTER), schema.ROSTER)
+    return schema.frame_of_tables(tables, schema.ROSTER)
 
 
 def roster_from_file(path: str | os.PathLike, bad: BadLines | None = None) -> pd.DataFrame:
@@ -775,8 +790,12 @@ def load_inputs(
     if len({(item.index, item.kind) for item in operation_items}) > 1:
         # The same request exported twice (two inputs, or two formats in one folder) counts once.
         operations = drop_repeated_operations(operations)
-    roster = (schema.normalize(pd.concat(rosters, ignore_index=True).drop_duplicates(["RoomId", "RawId"], keep="last"),
-                               schema.ROSTER) if rosters else schema.empty(schema.ROSTER))
+    if not rosters:
+        roster = schema.empty(schema.ROSTER)
+    else:
+        roster = rosters[0] if len(rosters) == 1 else schema.normalize(pd.concat(rosters, ignore_index=True), schema.ROSTER)
+        del rosters
+        roster = drop_repeated_roster(roster)
     return Dataset(operations=operations, attendance=combine_attendance(attendance), roster=roster,
                    sources=[f"{item.path} ({item.kind})" for item in items], skipped=bad.summary())
 

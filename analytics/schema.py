@@ -366,6 +366,7 @@ def to_frame(table: pa.Table, kinds: Mapping[str, str]) -> pd.DataFrame:
     """
     frame = table.to_pandas(types_mapper=_PANDAS_TYPES.get, self_destruct=True, split_blocks=True)
     del table
+    pa.default_memory_pool().release_unused()
     for name, kind in kinds.items():
         if kind == "cat":
             frame[name] = tidy_categories(frame[name])
@@ -388,11 +389,17 @@ def tidy_categories(series: pd.Series) -> pd.Series:
     return series.cat.set_categories(ordered)
 
 
-def concat_tables(tables: Sequence[pa.Table], kinds: Mapping[str, str]) -> pa.Table:
-    """One table from normalized pieces (their dictionaries may differ: the frame conversion unifies them)."""
+def frame_of_tables(tables: list[pa.Table], kinds: Mapping[str, str]) -> pd.DataFrame:
+    """The pandas frame of normalized pieces (their dictionaries may differ: the conversion unifies them).
+
+    Empties `tables`: the pieces' buffers are released column by column as they convert, so the
+    Arrow and pandas copies of a column are never both held for the whole frame.
+    """
     if not tables:
-        return pa.table({name: pa.array([], ARROW_TYPES[kind]) for name, kind in kinds.items()})
-    return pa.concat_tables(tables)
+        return empty(kinds)
+    table = pa.concat_tables(tables)
+    tables.clear()
+    return to_frame(table, kinds)
 
 
 def normalize(frame: pd.DataFrame, kinds: Mapping[str, str]) -> pd.DataFrame:
