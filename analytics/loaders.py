@@ -499,7 +499,9 @@ def complete_attendance(calls: pd.DataFrame, participants: pd.DataFrame) -> pd.D
     frame["ParticipantEndTime"] = frame["ParticipantEndTime"].fillna(frame["CallEndTime"])
     frame["ParticipantDuration"] = (frame["ParticipantEndTime"] - frame["ParticipantStartTime"]).dt.total_seconds()
     if "EndpointType" not in frame:
-        frame["EndpointType"] = pd.Series(np.where(frame["ParticipantId"].notna(), "VoIP", None), dtype=object)
+        # Calling events exist for VoIP participants only; built as codes, not one string per row.
+        frame["EndpointType"] = pd.Categorical.from_codes(np.where(frame["ParticipantId"].notna(), 0, -1),
+                                                          categories=pd.Index(["VoIP"], dtype="str"))
     return schema.normalize(frame, schema.ATTENDANCE)
 
 
