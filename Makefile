@@ -10,9 +10,15 @@ CHROMIUM := /usr/bin/chromium
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
+# The report's text font (tests/analytics/test_glyphs.py checks the report's characters against the installed fonts).
+REPORT_FONT := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+
 .PHONY: run test setup bench clean
 
-setup: $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
+setup: $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP) $(REPORT_FONT)
+
+$(REPORT_FONT):
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends fonts-dejavu-core
 
 $(PY_STAMP): requirements.txt requirements-dev.txt requirements-analytics.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -7,8 +7,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
-from shared.logs.operations import DEFAULT_TABLE_PREFIX
-
+from .app_logs import DEFAULT_TABLE_PREFIX
 from .loaders import FORMATS, Dataset, load_inputs, load_table_storage, merge_datasets
 from .readers import InputFormatError
 from .report import ReportOptions, build_report, write_report
@@ -42,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--late-minutes", type=float, default=5.0, help="late joiner threshold (default 5)")
     report.add_argument("--early-minutes", type=float, default=5.0, help="early leaver threshold (default 5)")
     report.add_argument("--no-progress", action="store_true", help="no progress bars")
+    report.add_argument("--skip-bad-lines", action="store_true",
+                        help="skip malformed lines and records with unreadable values instead of stopping; "
+                             "how many were skipped, per file, is printed and shown in the report")
 
     sim = commands.add_parser("simulate", help="write seeded, realistic logs and events")
     sim.add_argument("--seed", type=int, default=1)
@@ -63,11 +65,14 @@ def _report(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     datasets: list[Dataset] = []
     if args.inputs:
-        datasets.append(load_inputs(args.inputs, input_format=args.format, progress=not args.no_progress))
+        datasets.append(load_inputs(args.inputs, input_format=args.format, progress=not args.no_progress,
+                                    skip_bad_lines=args.skip_bad_lines))
     if args.connection_string:
         datasets.append(load_table_storage(args.connection_string, table_prefix=args.table_prefix))
     dataset = datasets[0] if len(datasets) == 1 else merge_datasets(datasets)
     loaded = time.perf_counter()
+    for line in dataset.skipped:
+        print(f"warning: {line}", file=sys.stderr)
     options = ReportOptions(room_id=args.room_id, late_minutes=args.late_minutes, early_minutes=args.early_minutes)
     files = write_report(build_report(dataset, options), args.out)
     print(f"{len(dataset.operations):,} operations, {len(dataset.attendance):,} attendance rows, "

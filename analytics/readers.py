@@ -1,26 +1,36 @@
-"""Fast record readers: JSON lines, JSON arrays, Event Hubs envelopes and CSV into columns, with file:line errors."""
+"""Record readers: JSON lines, JSON documents, Event Hubs envelopes and CSV, piece by piece, into Arrow columns.
+
+A file is read as a sequence of `Piece`s: a whole small file, or about `CHUNK_BYTES` of a large one
+cut at a line break, so memory stays bounded however large the input. JSON lines of plain records
+go through pyarrow's multithreaded JSON reader with an explicit schema; a piece Arrow refuses (a
+malformed line, mixed types, one array or envelope per line) is parsed line by line with orjson,
+which names the bad line. CSV goes through pyarrow's streaming CSV reader. What happens to a
+malformed line is up to a `BadLines` policy: stop with an InputFormatError naming file and line
+(the default), or skip it and count it per file.
+"""
 from __future__ import annotations
 
 import csv
 import functools
-import io
 import json
+import mmap
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
-from tqdm.auto import tqdm
 
-CHUNK_BYTES = 16 * 1024 * 1024
-# Files at least this large get a progress bar (when progress is on at all).
-PROGRESS_MIN_BYTES = 32 * 1024 * 1024
+CHUNK_BYTES = 32 * 1024 * 1024  # a piece of a large JSON-lines file
+ARROW_BLOCK_BYTES = 4 * 1024 * 1024  # Arrow's parse blocks inside a piece: its threads take one each
+CSV_BLOCK_BYTES = 16 * 1024 * 1024
+_SCAN_BYTES = 16 * 1024 * 1024
+
+Advance = Callable[[int], None]  # progress: called with the bytes just read
 
 
 class InputFormatError(ValueError):
@@ -34,6 +44,39 @@ class InputFormatError(ValueError):
         super().__init__(f"{where}: {problem}")
 
 
+@dataclass
+class Skipped:
+    """Malformed lines skipped in one file: how many, and the first one."""
+
+    lines: int = 0
+    first_line: int | None = None
+    first_problem: str = ""
+
+
+class BadLines:
+    """What to do with a malformed line or value: raise InputFormatError (default) or skip and count it per file."""
+
+    def __init__(self, skip: bool = False) -> None:
+        self.skip = skip
+        self.files: dict[str, Skipped] = {}
+
+    def report(self, path: str | os.PathLike, line: int | None, problem: str, lines: int = 1) -> None:
+        """One malformed line (or `lines` of them, the first at `line`); raises unless skipping."""
+        if not self.skip:
+            raise InputFormatError(path, line, problem)
+        entry = self.files.setdefault(str(path), Skipped())
+        if entry.lines == 0 or (line is not None and entry.first_line is not None and line < entry.first_line):
+            entry.first_line, entry.first_problem = line, problem
+        entry.lines += lines
+
+    def summary(self) -> list[str]:
+        """One line per file with skipped lines, for the report and the command line."""
+        return [f"skipped {entry.lines:,} malformed line(s) in {path}"
+                + (f" (first at line {entry.first_line}: {entry.first_problem})" if entry.first_line else
+                   f" ({entry.first_problem})")
+                for path, entry in sorted(self.files.items())]
+
+
 @dataclass(frozen=True)
 class Field:
     """One output column, taken from the first of `paths` (nested keys) that has a value."""
@@ -44,17 +87,17 @@ class Field:
 
 
 @functools.lru_cache(maxsize=32)
-def _schema(fields: tuple[Field, ...]) -> pa.Schema:
+def arrow_schema(fields: tuple[Field, ...]) -> pa.Schema:
     """The explicit Arrow schema covering every path of `fields` (nested paths become structs)."""
     tree: dict[str, Any] = {}
-    for field in fields:
-        for path in field.paths:
+    for item in fields:
+        for path in item.paths:
             node = tree
             for key in path[:-1]:
                 node = node.setdefault(key, {})
                 if not isinstance(node, dict):
                     raise ValueError(f"path {path} crosses a leaf")
-            node[path[-1]] = field.type
+            node[path[-1]] = item.type
 
     def build(node: dict[str, Any]) -> list[pa.Field]:
         return [pa.field(key, pa.struct(build(value)) if isinstance(value, dict) else value)
@@ -63,21 +106,50 @@ def _schema(fields: tuple[Field, ...]) -> pa.Schema:
     return pa.schema(build(tree))
 
 
-def _flatten(table: pa.Table) -> pa.Table:
-    while any(pa.types.is_struct(column.type) for column in table.columns):
-        table = table.flatten()
-    return table
+@dataclass
+class Piece:
+    """Records read from one file, or from one part of a large one: raw columns, and where each record is.
+
+    `columns` maps every field name to an Arrow array (typed by the field) or to a list of Python
+    values (the orjson path), or None when a CSV has no such column.
+    """
+
+    path: Path
+    columns: dict[str, Any]
+    count: int
+    layout: str  # "lines", "array" or "csv"
+    start: int = 0  # lines: byte offset of the piece in the file; csv: index of its first row
+    record_lines: list[int] | None = None  # the line of each record, when the reader knew it cheaply
+    _first_line: int | None = field(default=None, repr=False)
+
+    def line_of(self, index: int) -> int | None:
+        """1-based line of the record at `index` (0-based) of this piece, rescanning the file only if needed."""
+        if self.record_lines is not None:
+            return self.record_lines[index]
+        if self.layout == "csv":
+            return self.start + index + 2  # after the header; exports put one record per line
+        if self.layout == "array":
+            return _array_element_line(self.path, index)
+        return _nth_non_blank_line(self.path, self.start, index)
 
 
-def _columns_from_arrow(table: pa.Table, fields: Sequence[Field]) -> dict[str, pa.ChunkedArray]:
-    import pyarrow.compute as pc
-
-    flat = _flatten(table)
-    names = set(flat.column_names)
+def columns_from_records(records: Sequence[Any], fields: Sequence[Field]) -> dict[str, list]:
+    """Extract `fields` from Python dicts (the slow, type-tolerant path for mixed or wrapped input)."""
     columns = {}
-    for field in fields:
-        arrays = [flat.column(".".join(path)) for path in field.paths if ".".join(path) in names]
-        columns[field.name] = pc.coalesce(*arrays) if len(arrays) > 1 else arrays[0]
+    for item in fields:
+        if len(item.paths) == 1 and len(item.paths[0]) == 1:
+            key = item.paths[0][0]
+            columns[item.name] = [record.get(key) if isinstance(record, dict) else None for record in records]
+            continue
+        values = []
+        for record in records:
+            value = None
+            for path in item.paths:
+                value = _lookup(record, path)
+                if value is not None:
+                    break
+            values.append(value)
+        columns[item.name] = values
     return columns
 
 
@@ -89,118 +161,42 @@ def _lookup(record: Any, path: tuple[str, ...]) -> Any:
     return record
 
 
-def columns_from_records(records: Sequence[dict], fields: Sequence[Field]) -> dict[str, list]:
-    """Extract `fields` from Python dicts (the slow, type-tolerant path for mixed or wrapped input)."""
+def _columns_from_arrow(table: pa.Table, fields: Sequence[Field]) -> dict[str, Any]:
+    import pyarrow.compute as pc
+
     columns = {}
-    for field in fields:
-        if len(field.paths) == 1:
-            path = field.paths[0]
-            if len(path) == 1:
-                key = path[0]
-                columns[field.name] = [record.get(key) if isinstance(record, dict) else None for record in records]
-            else:
-                columns[field.name] = [_lookup(record, path) for record in records]
-        else:
-            values = []
-            for record in records:
-                value = None
-                for path in field.paths:
-                    value = _lookup(record, path)
-                    if value is not None:
-                        break
-                values.append(value)
-            columns[field.name] = values
+    for item in fields:
+        arrays = []
+        for path in item.paths:
+            array: Any = table.column(path[0])
+            for key in path[1:]:
+                array = pc.struct_field(array, key)
+            arrays.append(array)
+        columns[item.name] = pc.coalesce(*arrays) if len(arrays) > 1 else arrays[0]
     return columns
 
 
-class Progress:
-    """A tqdm bar over bytes for large files; does nothing when disabled or the file is small."""
+# --- line numbers, found only when an error needs one -------------------------------------------
 
-    def __init__(self, path: Path, enabled: bool) -> None:
-        size = path.stat().st_size
-        self._bar = (
-            tqdm(total=size, unit="B", unit_scale=True, desc=path.name, leave=False)
-            if enabled and size >= PROGRESS_MIN_BYTES else None
-        )
-
-    def update(self, count: int) -> None:
-        if self._bar is not None:
-            self._bar.update(count)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
-def _line_chunks(path: Path, progress: Progress) -> Iterator[tuple[int, bytes]]:
-    """Yield (first line number, bytes) pieces of a text file, each ending at a line break."""
-    line = 1
+def _count_lines(path: Path, end: int) -> int:
+    """Line breaks in the first `end` bytes of the file."""
+    count = 0
     with path.open("rb") as handle:
-        rest = b""
-        while True:
-            block = handle.read(CHUNK_BYTES)
-            progress.update(len(block))
+        while end > 0:
+            block = handle.read(min(_SCAN_BYTES, end))
             if not block:
-                if rest.strip():
-                    yield line, rest
-                return
-            block = rest + block
-            cut = block.rfind(b"\n")
-            if cut < 0:
-                rest = block
-                continue
-            piece, rest = block[: cut + 1], block[cut + 1 :]
-            yield line, piece
-            line += piece.count(b"\n")
+                break
+            count += block.count(b"\n")
+            end -= len(block)
+    return count
 
 
-def _parse_lines(path: Path, first_line: int, piece: bytes) -> Iterator[tuple[int, Any]]:
-    """Parse each non-blank line of `piece`; raises InputFormatError at the first bad one."""
-    for offset, text in enumerate(piece.split(b"\n")):
-        if not text.strip():
-            continue
-        try:
-            yield first_line + offset, orjson.loads(text)
-        except orjson.JSONDecodeError as error:
-            raise InputFormatError(path, first_line + offset, f"not valid JSON ({error})") from None
-
-
-def _unwrap(path: Path, line: int, value: Any, envelope: str | None) -> list[dict]:
-    """The records inside one parsed JSON value: itself, an array's items, or an envelope's list."""
-    if envelope is not None and isinstance(value, dict) and envelope in value:
-        value = value[envelope]
-    items = value if isinstance(value, list) else [value]
-    for item in items:
-        if not isinstance(item, dict):
-            raise InputFormatError(path, line, f"expected a JSON object, found {type(item).__name__}")
-    return items
-
-
-@dataclass
-class RecordColumns:
-    """Columns read from one file, with what is needed to name the line of a given record."""
-
-    path: Path
-    columns: dict[str, Any]
-    count: int
-    record_lines: list[int] | None  # line of each record when known cheaply; None for plain JSON lines
-    layout: str  # "lines", "array" or "csv"
-
-    def line_of(self, index: int) -> int | None:
-        """1-based line of the record at `index` (0-based), found by rescanning only when needed."""
-        if self.record_lines is not None:
-            return self.record_lines[index]
-        if self.layout == "lines":
-            return _nth_non_blank_line(self.path, index)
-        if self.layout == "csv":
-            return index + 2  # after the header; exports put one record per line
-        return _array_element_line(self.path, index)
-
-
-def _nth_non_blank_line(path: Path, index: int) -> int | None:
+def _nth_non_blank_line(path: Path, start: int, index: int) -> int | None:
+    number = _count_lines(path, start)
     seen = -1
     with path.open("rb") as handle:
-        for number, text in enumerate(handle, start=1):
+        handle.seek(start)
+        for number, text in enumerate(handle, start=number + 1):
             if text.strip():
                 seen += 1
                 if seen == index:
@@ -221,24 +217,37 @@ def _array_element_line(path: Path, index: int) -> int | None:
     return None
 
 
-def read_json_columns(
-    path: str | os.PathLike, fields: Sequence[Field], *, envelope: str | None = None, progress: bool = True
-) -> RecordColumns:
-    """Read a JSON file of records into the columns named by `fields`.
+# --- JSON ------------------------------------------------------------------------------------
 
-    Accepts JSON lines (one object, array or `envelope` wrapper per line) and a single JSON array
-    or wrapper. JSON lines of plain objects go through Arrow's parser block by block; anything
-    Arrow refuses (mixed types, wrappers) is parsed with orjson. Raises InputFormatError naming the
-    file and line of invalid JSON or a non-object record, and OSError if the file cannot be read.
+def read_json_pieces(
+    path: str | os.PathLike, fields: Sequence[Field], *, envelope: str | None = None,
+    bad: BadLines | None = None, advance: Advance | None = None, threads: bool = True,
+) -> Iterator[Piece]:
+    """Read a JSON file of records as pieces of columns named by `fields`.
+
+    Accepts JSON lines (one object, array or `envelope` wrapper per line) and a single JSON array or
+    wrapper. Invalid JSON and records that are not objects go to `bad` (default: raise
+    InputFormatError naming file and line); a document that does not parse at all always raises.
+    `threads` lets Arrow parse a piece on several threads. Raises OSError if the file cannot be read.
     """
     path = Path(path)
+    bad = bad or BadLines()
+    size = path.stat().st_size
     # An empty file is checked by size first so that nothing is opened for it.
-    layout, envelope = _json_layout(path, envelope) if path.stat().st_size else ("empty", envelope)
+    layout, envelope = _json_layout(path, envelope) if size else ("empty", envelope)
     if layout == "empty":
-        return RecordColumns(path, columns_from_records([], fields), 0, [], "lines")
+        if advance:
+            advance(size)
+        return
     if layout == "document":
-        return _read_json_document(path, fields, envelope)
-    return _read_json_lines(path, fields, envelope, progress)
+        piece = _read_json_document(path, fields, envelope, bad)
+        if advance:
+            advance(size)
+        if piece is not None:
+            yield piece
+            return
+        # A document that is really JSON lines of arrays: read as lines below.
+    yield from _read_json_lines(path, size, fields, envelope, bad, advance, threads)
 
 
 def _json_layout(path: Path, envelope: str | None) -> tuple[str, str | None]:
@@ -272,18 +281,19 @@ def _json_layout(path: Path, envelope: str | None) -> tuple[str, str | None]:
     return "lines", envelope if isinstance(value, dict) and envelope in value else None
 
 
-def _read_json_document(path: Path, fields: Sequence[Field], envelope: str | None) -> RecordColumns:
+def _read_json_document(path: Path, fields: Sequence[Field], envelope: str | None, bad: BadLines) -> Piece | None:
+    """One JSON document as one piece; None when it is JSON lines after all (of arrays, say)."""
     data = path.read_bytes()
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as error:
         if data.lstrip()[:1] == b"[" and _looks_like_lines(data):
-            return _read_json_lines(path, fields, envelope, progress=False)
+            return None
         line = data.count(b"\n", 0, error.pos) + 1
         raise InputFormatError(path, line, f"not valid JSON ({error.msg})") from None
-    records = _unwrap(path, 1, value, envelope)
-    # Record lines are found on demand by rescanning the array (see RecordColumns.line_of).
-    return RecordColumns(path, columns_from_records(records, fields), len(records), None, "array")
+    records = _records(path, 1, value, envelope, bad)
+    # Record lines are found on demand by rescanning the array (see Piece.line_of).
+    return Piece(path, columns_from_records(records, fields), len(records), "array")
 
 
 def _looks_like_lines(data: bytes) -> bool:
@@ -295,81 +305,177 @@ def _looks_like_lines(data: bytes) -> bool:
         return False
 
 
-def _read_json_lines(path: Path, fields: Sequence[Field], envelope: str | None, progress: bool) -> RecordColumns:
-    schema = _schema(tuple(fields))
-    options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
-    bar = Progress(path, progress)
-    pieces: list[dict[str, Any]] = []
-    lines: list[int] = []
-    exact_lines = True  # stays True while every record is one object on its own line
-    count = 0
+def _records(path: Path, line: int, value: Any, envelope: str | None, bad: BadLines) -> list[dict]:
+    """The records inside one parsed JSON value (itself, an array's items, an envelope's list); others to `bad`."""
+    if envelope is not None and isinstance(value, dict) and envelope in value:
+        value = value[envelope]
+    items = value if isinstance(value, list) else [value]
+    records = [item for item in items if isinstance(item, dict)]
+    if len(records) < len(items):
+        other = next(item for item in items if not isinstance(item, dict))
+        bad.report(path, line, f"expected a JSON object, found {type(other).__name__}")
+    return records
+
+
+class _Source:
+    """The bytes of one file: read whole when small, else memory-mapped, with pages dropped once read."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.size = size
+        self._handle = None
+        self._map: mmap.mmap | None = None
+        if size <= CHUNK_BYTES:
+            self._data: Any = path.read_bytes()
+        else:
+            self._handle = path.open("rb")
+            self._map = mmap.mmap(self._handle.fileno(), 0, access=mmap.ACCESS_READ)
+            self._data = self._map
+        self.buffer = pa.py_buffer(self._data)
+
+    def find(self, needle: bytes, start: int) -> int:
+        return self._data.find(needle, start)
+
+    def rfind(self, needle: bytes, start: int, end: int) -> int:
+        return self._data.rfind(needle, start, end)
+
+    def bytes(self, start: int, end: int) -> bytes:
+        return self._data[start:end]
+
+    def count_lines(self, start: int, end: int) -> int:
+        """Line breaks in [start, end), a block at a time."""
+        total = 0
+        for position in range(start, end, _SCAN_BYTES):
+            total += self._data[position:min(end, position + _SCAN_BYTES)].count(b"\n")
+        return total
+
+    def done_with(self, start: int, end: int) -> None:
+        """Let the kernel drop pages already parsed, so resident memory does not grow with the file."""
+        if self._map is not None and hasattr(mmap, "MADV_DONTNEED"):
+            begin = start - start % mmap.PAGESIZE
+            self._map.madvise(mmap.MADV_DONTNEED, begin, end - begin)
+
+    def close(self) -> None:
+        self.buffer = None
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:  # a view is still alive somewhere; the map goes with it
+                pass
+            self._handle.close()
+
+
+def _cuts(source: _Source) -> Iterator[tuple[int, int]]:
+    """(start, end) byte ranges of about CHUNK_BYTES, each ending just after a line break (or at the end)."""
+    start = 0
+    while start < source.size:
+        end = start + CHUNK_BYTES
+        if end >= source.size:
+            end = source.size
+        else:
+            cut = source.rfind(b"\n", start, end)
+            if cut < 0:  # one line longer than a chunk: take it whole
+                cut = source.find(b"\n", end)
+                cut = source.size - 1 if cut < 0 else cut
+            end = cut + 1
+        yield start, end
+        start = end
+
+
+def _read_json_lines(path: Path, size: int, fields: Sequence[Field], envelope: str | None, bad: BadLines,
+                     advance: Advance | None, threads: bool) -> Iterator[Piece]:
+    schema = arrow_schema(tuple(fields))
+    parse = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    read = pajson.ReadOptions(block_size=ARROW_BLOCK_BYTES, use_threads=threads)
+    source = _Source(path, size)
+    lines_before = (0, 0)  # (byte offset, line breaks before it): counted only when the orjson path needs it
     try:
-        for first_line, piece in _line_chunks(path, bar):
-            table = None
+        for start, end in _cuts(source):
+            piece = None
             if envelope is None:
                 try:
-                    table = pajson.read_json(io.BytesIO(piece), parse_options=options)
+                    table = pajson.read_json(pa.BufferReader(source.buffer.slice(start, end - start)),
+                                             read_options=read, parse_options=parse)
+                    piece = Piece(path, _columns_from_arrow(table, fields), table.num_rows, "lines", start)
                 except (pa.ArrowInvalid, pa.ArrowTypeError):
-                    table = None  # mixed types, arrays per line or bad JSON: let orjson decide
-            if table is not None:
-                pieces.append(_columns_from_arrow(table, fields))
-                count += table.num_rows
-                continue
-            records, record_lines = [], []
-            for line, value in _parse_lines(path, first_line, piece):
-                items = _unwrap(path, line, value, envelope)
-                if len(items) != 1 or items[0] is not value:
-                    exact_lines = False
-                records.extend(items)
-                record_lines.extend([line] * len(items))
-            pieces.append(columns_from_records(records, fields))
-            lines.extend(record_lines)
-            count += len(records)
+                    piece = None  # malformed line, mixed types, arrays per line: orjson decides, line by line
+            if piece is None:
+                offset, count = lines_before
+                count += source.count_lines(offset, start)
+                lines_before = (start, count)
+                piece = _parse_lines(path, count + 1, source.bytes(start, end), fields, envelope, bad)
+            source.done_with(start, end)
+            if advance:
+                advance(end - start)
+            yield piece
     finally:
-        bar.close()
-    columns = {field.name: concat_columns([piece[field.name] for piece in pieces]) for field in fields}
-    return RecordColumns(path, columns, count, None if exact_lines else lines, "lines")
+        source.close()
 
 
-def concat_columns(parts: list[Any]) -> Any:
-    """Join column pieces: Arrow pieces stay Arrow, any Python list makes the whole a list."""
-    if not parts:
-        return []
-    if all(isinstance(part, (pa.ChunkedArray, pa.Array)) for part in parts):
-        chunks = []
-        for part in parts:
-            chunks.extend(part.chunks if isinstance(part, pa.ChunkedArray) else [part])
-        types = {chunk.type for chunk in chunks}
-        if len(types) == 1:
-            return pa.chunked_array(chunks)
-    values: list[Any] = []
-    for part in parts:
-        values.extend(part.to_pylist() if isinstance(part, (pa.ChunkedArray, pa.Array)) else part)
-    return values
+def _parse_lines(path: Path, first_line: int, data: bytes, fields: Sequence[Field], envelope: str | None,
+                 bad: BadLines) -> Piece:
+    """Parse each non-blank line with orjson; a bad line goes to `bad`, every record keeps its line."""
+    records: list[dict] = []
+    lines: list[int] = []
+    for number, text in enumerate(data.split(b"\n"), start=first_line):
+        if not text.strip():
+            continue
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError as error:
+            bad.report(path, number, f"not valid JSON ({error})")
+            continue
+        items = _records(path, number, value, envelope, bad)
+        records.extend(items)
+        lines.extend([number] * len(items))
+    return Piece(path, columns_from_records(records, fields), len(records), "lines", record_lines=lines)
 
 
-def read_csv_columns(path: str | os.PathLike, wanted: Sequence[str]) -> RecordColumns:
-    """Read a CSV export as strings, keeping the `wanted` columns that exist (others become empty).
-
-    Raises InputFormatError naming the line of a row with the wrong number of fields.
-    """
-    path = Path(path)
-    names = csv_header(path)
-    options = pacsv.ConvertOptions(
-        column_types={name: pa.string() for name in names}, strings_can_be_null=True,
-        null_values=[""], include_columns=[name for name in names if name in set(wanted)],
-    )
-    try:
-        table = pacsv.read_csv(path, convert_options=options)
-    except pa.ArrowInvalid as error:
-        raise InputFormatError(path, _bad_csv_line(path), f"malformed CSV ({error})") from None
-    columns = {name: table.column(name) if name in table.column_names else None for name in wanted}
-    return RecordColumns(path, columns, table.num_rows, None, "csv")
-
+# --- CSV -------------------------------------------------------------------------------------
 
 def csv_header(path: Path) -> list[str]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         return next(csv.reader(handle), [])
+
+
+def read_csv_pieces(path: str | os.PathLike, wanted: Sequence[str], *, bad: BadLines | None = None,
+                    advance: Advance | None = None) -> Iterator[Piece]:
+    """Read a CSV export as strings, in pieces, keeping the `wanted` columns that exist (others are None).
+
+    A row with the wrong number of fields goes to `bad` (default: raise InputFormatError naming its line).
+    """
+    path = Path(path)
+    bad = bad or BadLines()
+    names = csv_header(path)
+    present = [name for name in names if name in set(wanted)]
+
+    invalid_rows: list[Any] = []
+
+    def invalid(row: Any) -> str:
+        if not bad.skip:
+            return "error"
+        invalid_rows.append(row)
+        return "skip"
+
+    options = pacsv.ConvertOptions(column_types={name: pa.string() for name in names}, strings_can_be_null=True,
+                                   null_values=[""], include_columns=present)
+    try:
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+                                parse_options=pacsv.ParseOptions(invalid_row_handler=invalid),
+                                convert_options=options)
+        rows = 0
+        for batch in reader:
+            columns = {name: batch.column(name) if name in present else None for name in wanted}
+            yield Piece(path, columns, batch.num_rows, "csv", rows)
+            rows += batch.num_rows
+    except pa.ArrowInvalid as error:
+        raise InputFormatError(path, _bad_csv_line(path), f"malformed CSV ({error})") from None
+    if invalid_rows:
+        row = invalid_rows[0]
+        line = row.number if row.number and row.number > 0 else _bad_csv_line(path)  # the streaming reader may not know
+        bad.report(path, line, f"malformed CSV ({row.actual_columns} fields where the header has {row.expected_columns})",
+                   len(invalid_rows))
+    if advance:
+        advance(path.stat().st_size)
 
 
 def _bad_csv_line(path: Path) -> int | None:
@@ -380,16 +486,3 @@ def _bad_csv_line(path: Path) -> int | None:
             if len(row) != width:
                 return reader.line_num
     return None
-
-
-def to_frame(columns: dict[str, Any], count: int) -> pd.DataFrame:
-    """A DataFrame of raw columns (Arrow arrays or Python lists; None means a missing column)."""
-    data = {}
-    for name, values in columns.items():
-        if values is None:
-            data[name] = pd.Series([None] * count, dtype=object)
-        elif isinstance(values, (pa.ChunkedArray, pa.Array)):
-            data[name] = values.to_pandas()
-        else:
-            data[name] = pd.Series(values, dtype=object)
-    return pd.DataFrame(data, index=pd.RangeIndex(count))

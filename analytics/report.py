@@ -8,6 +8,9 @@ from pathlib import Path
 
 import jinja2
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from . import figures, transforms
 from .loaders import Dataset
@@ -46,6 +49,7 @@ class Report:
     generated_at: datetime
     sources: list[str]
     sections: list[Section]
+    skipped: list[str] = field(default_factory=list)  # malformed input lines skipped, one line per file
 
     def tables(self) -> list[Table]:
         return [table for section in self.sections for table in section.tables]
@@ -71,22 +75,26 @@ def _share_of(table: pd.DataFrame, column: str, value: str) -> float:
     return float(match.iloc[0]) if len(match) else 0.0
 
 
-def operations_sections(operations: pd.DataFrame, options: ReportOptions) -> list[Section]:
-    """The Rooms Insights workbook tiles, the three published KQL queries, and the rooms analytics."""
+def operations_sections(operations: pd.DataFrame, options: ReportOptions,
+                        states: pd.DataFrame | None = None) -> list[Section]:
+    """The Rooms Insights workbook tiles, the three published KQL queries, and the rooms analytics.
+
+    `states` is `transforms.room_states(operations)` when the caller has it already.
+    """
     success = transforms.success_rate(operations)
     by_operation = transforms.volume_by_operation(operations)
     by_code = transforms.volume_by_response_code(operations)
     by_version = transforms.volume_by_version(operations)
     rooms = transforms.busiest_rooms(operations)
     room_id = options.room_id or (rooms["RoomId"].iloc[0] if len(rooms) else None)
-    states = transforms.room_states(operations)
-    failed = operations[operations["ResultType"] == "Failed"]
+    states = transforms.room_states(operations) if states is None else states
+    failed = int((operations["ResultType"] == "Failed").sum())
 
     workbook = Section(
         "workbook", "Rooms API (Rooms Insights workbook)",
         "Success rate and volume by operation, response code and api-version, as the workbook's pie tiles.",
         metrics={"Operations": f"{len(operations):,}", "Success rate": _percent(_share_of(success, "ResultType", "Succeeded")),
-                 "Failed": f"{len(failed):,}", "Rooms seen": f"{operations['RoomId'].nunique():,}"},
+                 "Failed": f"{failed:,}", "Rooms seen": f"{operations['RoomId'].nunique():,}"},
         tables=[Table("success_rate", "Success rate", success), Table("volume_by_operation", "Volume by operation", by_operation),
                 Table("volume_by_response_code", "Volume by response code", by_code),
                 Table("volume_by_version", "Volume by api-version", by_version)],
@@ -139,8 +147,11 @@ def operations_sections(operations: pd.DataFrame, options: ReportOptions) -> lis
     return [workbook, kql, errors, drill, room_section]
 
 
-def calls_sections(dataset: Dataset, options: ReportOptions) -> list[Section]:
-    """Calls, concurrency, attendance against the roster, and booked validity against use."""
+def calls_sections(dataset: Dataset, options: ReportOptions, states: pd.DataFrame | None = None) -> list[Section]:
+    """Calls, concurrency, attendance against the roster, and booked validity against use.
+
+    `states` is `transforms.room_states(dataset.operations)` when the caller has it already.
+    """
     attendance = dataset.attendance
     call_table = transforms.calls(attendance)
     per_room = transforms.calls_per_room(call_table)
@@ -180,7 +191,8 @@ def calls_sections(dataset: Dataset, options: ReportOptions) -> list[Section]:
         "Roster against who joined: no-shows, late joiners, early leavers."
         + ("" if len(dataset.roster) else " No roster was loaded, so no-shows are not shown."),
         metrics=metrics, tables=tables)
-    usage = transforms.validity_vs_usage(transforms.room_states(dataset.operations), call_table)
+    states = transforms.room_states(dataset.operations) if states is None else states
+    usage = transforms.validity_vs_usage(states, call_table)
     usage_section = Section(
         "usage", "Booked validity vs use", "Minutes booked (RoomLifespan) against minutes of calls held, per room.",
         metrics={"Booked minutes": f"{usage['BookedMinutes'].sum():,.0f}", "Call minutes": f"{usage['UsedMinutes'].sum():,.0f}"},
@@ -191,11 +203,13 @@ def calls_sections(dataset: Dataset, options: ReportOptions) -> list[Section]:
 def build_report(dataset: Dataset, options: ReportOptions = ReportOptions(), now: datetime | None = None) -> Report:
     """The whole report as data. Pure: reads nothing, writes nothing, leaves `dataset` untouched."""
     sections = []
+    states = transforms.room_states(dataset.operations)
     if len(dataset.operations):
-        sections += operations_sections(dataset.operations, options)
+        sections += operations_sections(dataset.operations, options, states)
     if len(dataset.attendance):
-        sections += calls_sections(dataset, options)
-    return Report(options.title, now or datetime.now(timezone.utc), list(dataset.sources), sections)
+        sections += calls_sections(dataset, options, states)
+    return Report(options.title, now or datetime.now(timezone.utc), list(dataset.sources), sections,
+                  list(dataset.skipped))
 
 
 def _cell(value: object, column: object = "") -> str:
@@ -234,10 +248,17 @@ def write_report(report: Report, out_dir: str | os.PathLike) -> list[Path]:
     page.write_text(render_html(report), encoding="utf-8")
     written.append(page)
     for table in report.tables():
-        frame = table.frame.copy()
+        frame = table.frame.copy(deep=False)
         frame.columns = [str(column) for column in frame.columns]
         csv_path, parquet_path = out / "tables" / f"{table.name}.csv", out / "tables" / f"{table.name}.parquet"
-        frame.to_csv(csv_path, index=False)
-        frame.to_parquet(parquet_path, index=False)
+        arrow = pa.Table.from_pandas(frame, preserve_index=False)
+        # Arrow's CSV writer: the same values as pandas' to_csv, far faster on large tables with times.
+        pacsv.write_csv(arrow.cast(pa.schema([pa.field(f.name, _csv_type(f.type)) for f in arrow.schema])), csv_path)
+        pq.write_table(arrow, parquet_path)
         written += [csv_path, parquet_path]
     return written
+
+
+def _csv_type(kind: pa.DataType) -> pa.DataType:
+    """Categories are written as their values; everything else as it is."""
+    return kind.value_type if pa.types.is_dictionary(kind) else kind

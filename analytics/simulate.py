@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from shared.logs.operations import DIAGNOSTIC_CATEGORY, RoomsOperationRecord, diagnostic_blob_path, format_log_time
+from .app_logs import DIAGNOSTIC_CATEGORY, RoomsOperationRecord, diagnostic_blob_path, format_log_time
 
 SIMULATION_FORMATS = ("diagnostic", "eventhub", "la-csv", "la-json", "eventgrid", "cloudevents", "callsummary",
                       "roster")

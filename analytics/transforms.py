@@ -15,13 +15,22 @@ ROLE_COLUMNS = {
     "Consumer": "RoomParticipantsConsumer",
 }
 LIFESPAN_BINS = (0, 60, 24 * 60, 7 * 24 * 60, 30 * 24 * 60, 180 * 24 * 60, np.inf)
+# The drill-down's result marks: U+2714 HEAVY CHECK MARK and U+2718 HEAVY BALLOT X (text, not emoji).
+RESULT_MARKS = {True: "\u2714", False: "\u2718"}
 LIFESPAN_LABELS = ("up to 1 hour", "1 hour to 1 day", "1 to 7 days", "7 to 30 days", "30 to 180 days",
                    "over 180 days")
 
 
 def _counts(frame: pd.DataFrame, column: str) -> pd.DataFrame:
-    counts = frame[column].astype("string").value_counts(dropna=False).rename_axis(column).reset_index(name="Count")
-    counts[column] = counts[column].fillna("(none)")
+    values = frame[column]
+    if isinstance(values.dtype, pd.CategoricalDtype):  # count on the codes; only the few categories become text
+        counted = values.value_counts(dropna=False)
+        counted = counted[counted > 0]
+        counted.index = pd.Index(counted.index.astype(object), dtype="string")
+    else:
+        counted = values.astype("string").value_counts(dropna=False)
+    counts = counted.rename_axis(column).reset_index(name="Count")
+    counts[column] = counts[column].astype("string").fillna("(none)")
     counts["Share"] = counts["Count"] / counts["Count"].sum() if len(frame) else 0.0
     return counts.sort_values(["Count", column], ascending=[False, True], ignore_index=True)
 
@@ -61,9 +70,9 @@ def result_counts(operations: pd.DataFrame) -> pd.DataFrame:
 
 def recent_errors(operations: pd.DataFrame, limit: int = 100) -> pd.DataFrame:
     """KQL "Rooms operational errors": the latest `limit` failed operations, newest first."""
-    failed = operations[operations["ResultType"] == "Failed"]
     columns = ["TimeGenerated", "OperationName", "OperationVersion", "ResultSignature"]
-    return failed.sort_values("TimeGenerated", ascending=False, kind="stable")[columns].head(limit).reset_index(drop=True)
+    failed = operations.loc[(operations["ResultType"] == "Failed").to_numpy(dtype=bool), columns]
+    return failed.sort_values("TimeGenerated", ascending=False, kind="stable").head(limit).reset_index(drop=True)
 
 
 def version_summary(operations: pd.DataFrame, version: str | None = None) -> pd.DataFrame:
@@ -72,7 +81,10 @@ def version_summary(operations: pd.DataFrame, version: str | None = None) -> pd.
     TotalRoomCount = distinct non-empty RoomId; the averages skip missing values, as KQL avg() does;
     SumPstnDialoutEnabled counts records with PstnDialOutEnabled true.
     """
-    frame = operations if version is None else operations[operations["OperationVersion"] == version]
+    columns = ["OperationVersion", "RoomId", "AddedRoomParticipantsCount", "RemovedRoomParticipantsCount",
+               "UpsertedRoomParticipantsCount", "RoomLifespan", "PstnDialOutEnabled"]
+    frame = operations[columns] if version is None else operations.loc[
+        (operations["OperationVersion"] == version).to_numpy(dtype=bool), columns]
     room = frame["RoomId"].where(frame["RoomId"] != "")
     grouped = frame.assign(RoomId=room, Pstn=frame["PstnDialOutEnabled"].fillna(False).astype(bool)).groupby(
         frame["OperationVersion"].astype("string"), dropna=False)
@@ -91,7 +103,8 @@ def version_summary(operations: pd.DataFrame, version: str | None = None) -> pd.
 
 def busiest_rooms(operations: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
     """Rooms with the most operations (the drill-down picker, ordered by activity)."""
-    rooms = operations[operations["RoomId"].notna() & (operations["RoomId"] != "")]
+    keep = (operations["RoomId"].notna() & (operations["RoomId"] != "")).to_numpy(dtype=bool)
+    rooms = operations.loc[keep, ["RoomId", "ResultType", "TimeGenerated"]]
     grouped = rooms.assign(Failed=(rooms["ResultType"] == "Failed")).groupby("RoomId")
     table = pd.DataFrame({"Operations": grouped.size(), "Failed": grouped["Failed"].sum(),
                           "FirstSeen": grouped["TimeGenerated"].min(), "LastSeen": grouped["TimeGenerated"].max()})
@@ -102,16 +115,18 @@ def room_drill_down(operations: pd.DataFrame, room_id: str) -> pd.DataFrame:
     """Workbook drill-down grid for one room: OperationName, Level, Result, OperationDate, OperationTime.
 
     Ordered newest first, as KQL's `order by` (descending by default); the date is `MM/dd/y` (year
-    without century) and the time `hh:mm:ss` (12-hour clock), as the workbook formats them.
+    without century) and the time `hh:mm:ss` (12-hour clock), as the workbook formats them. The
+    workbook's result and calendar icons are emoji that text fonts lack (a browser without an emoji
+    font draws a box); the result keeps a check mark or ballot X that DejaVu Sans has, the date none.
     """
     rows = operations[operations["RoomId"] == room_id].sort_values("TimeGenerated", ascending=False, kind="stable")
     times = rows["TimeGenerated"]
-    icon = np.where(rows["ResultType"] == "Succeeded", "✔️", "❌")
+    icon = np.where(rows["ResultType"] == "Succeeded", RESULT_MARKS[True], RESULT_MARKS[False])
     return pd.DataFrame({
         "OperationName": rows["OperationName"].astype("string"),
         "Level": rows["Level"].astype("string"),
         "Result": pd.Series(icon, index=rows.index) + " " + rows["ResultSignature"].astype("string"),
-        "OperationDate": "📅" + times.dt.strftime("%m/%d/") + (times.dt.year % 100).astype("string"),
+        "OperationDate": times.dt.strftime("%m/%d/") + (times.dt.year % 100).astype("string"),
         "OperationTime": times.dt.strftime("%I:%M:%S"),
         "TimeGenerated": times,
     }).reset_index(drop=True)
@@ -125,13 +140,29 @@ def room_states(operations: pd.DataFrame) -> pd.DataFrame:
     Adds RoomParticipantsCollaborator = RoomParticipantsCount minus the three logged roles (ACS logs
     no Collaborator column), CreatedAt (successful CreateRoom time) and Deleted (a successful DeleteRoom).
     """
-    ok = operations[(operations["ResultType"] == "Succeeded") & operations["RoomId"].notna()
-                    & (operations["RoomId"] != "")].sort_values("TimeGenerated", kind="stable")
     columns = ["RoomLifespan", "PstnDialOutEnabled", "RoomParticipantsCount", *ROLE_COLUMNS.values()]
-    grouped = ok.groupby("RoomId")
-    states = grouped[columns].last()
-    creates = ok[ok["OperationName"] == "CreateRoom"].groupby("RoomId")["TimeGenerated"].min()
-    deleted = ok[ok["OperationName"] == "DeleteRoom"].groupby("RoomId").size() > 0
+    ok = ((operations["ResultType"] == "Succeeded") & operations["RoomId"].notna()
+          & (operations["RoomId"] != "")).to_numpy(dtype=bool)
+    rows = np.flatnonzero(ok)
+    # Time order of the successful rows (stable, so equal times keep input order), then per room the
+    # position of its last row with a value, per column: only those values are taken, not whole columns.
+    rows = rows[np.argsort(operations["TimeGenerated"].array.asi8[rows], kind="stable")]
+    room, room_ids = pd.factorize(operations["RoomId"].take(rows), sort=True)
+    order = np.arange(len(rows), dtype=np.float64)
+    last = pd.DataFrame({name: np.where(operations[name].isna().to_numpy()[rows], np.nan, order) for name in columns})
+    positions = last.groupby(room, sort=True).max()
+    states = pd.DataFrame(index=pd.Index(room_ids.take(positions.index.to_numpy()), name="RoomId"))
+    for name in columns:
+        at = positions[name].to_numpy()
+        picked = operations[name].take(rows[np.where(np.isnan(at), 0, at).astype(np.int64)]) if len(rows) else \
+            operations[name].iloc[:0]
+        states[name] = (picked.where(~np.isnan(at)) if len(rows) else picked).array
+    name = operations["OperationName"].take(rows).to_numpy()
+    times = operations["TimeGenerated"].take(rows).reset_index(drop=True)
+    creates = times[name == "CreateRoom"].groupby(room[name == "CreateRoom"]).min()
+    deleted = pd.Series(True, index=pd.unique(room[name == "DeleteRoom"]))
+    creates.index = room_ids.take(creates.index.to_numpy())
+    deleted.index = room_ids.take(deleted.index.to_numpy())
     states["RoomParticipantsCollaborator"] = (
         states["RoomParticipantsCount"] - states[list(ROLE_COLUMNS.values())].sum(axis=1, min_count=3)
     ).clip(lower=0)
@@ -217,23 +248,29 @@ def calls(attendance: pd.DataFrame) -> pd.DataFrame:
     # Grouping and counting run on integer codes of the call and person ids: strings only name the result.
     call_code, call_ids = pd.factorize(attendance["CorrelationId"])
     person_code = pd.factorize(attendance["Identifier"].fillna(attendance["ParticipantId"]))[0]
-    people = pd.DataFrame({"Call": call_code, "Person": person_code}, index=attendance.index)
-    people = people.join(attendance[["RoomId", "CallStartTime", "CallEndTime", "CallDuration", "ParticipantId"]])
-    people = people[people["Call"] >= 0]
+    (room_code,), room_names = _codes_together(attendance["RoomId"])
+    valid = call_code >= 0
+    people = pd.DataFrame({"Call": call_code, "Person": np.where(person_code >= 0, person_code, np.nan),
+                           "Room": np.where(room_code >= 0, room_code, np.nan),
+                           "CallStartTime": attendance["CallStartTime"].array, "CallEndTime": attendance["CallEndTime"].array,
+                           "CallDuration": attendance["CallDuration"].to_numpy(),
+                           "HasId": attendance["ParticipantId"].notna().to_numpy(dtype=bool),
+                           "Pstn": (attendance["EndpointType"] == "PSTN").to_numpy(dtype=bool)})[valid]
     grouped = people.groupby("Call", sort=True)
-    pstn = (attendance["EndpointType"] == "PSTN").reindex(people.index)
+    first = grouped[["Room", "CallStartTime", "CallEndTime", "CallDuration"]].first()
+    room = first["Room"].to_numpy()
     table = pd.DataFrame({
-        "RoomId": grouped["RoomId"].first(),
-        "CallStartTime": grouped["CallStartTime"].first(),
-        "CallEndTime": grouped["CallEndTime"].first(),
-        "CallDuration": grouped["CallDuration"].first(),
-        "Connections": grouped["ParticipantId"].count(),
-        "Participants": grouped["Person"].nunique(),
-        "PstnParticipants": people[pstn].groupby("Call")["Person"].nunique(),
+        "CorrelationId": pd.Series(np.asarray(call_ids, dtype=object)[first.index.to_numpy()], dtype="str").array,
+        "RoomId": pd.Series(room_names.take(np.where(np.isnan(room), -1, room).astype(np.int64), allow_fill=True),
+                            dtype="str").array,
+        "CallStartTime": first["CallStartTime"].array, "CallEndTime": first["CallEndTime"].array,
+        "CallDuration": first["CallDuration"].to_numpy(),
+        "Connections": grouped["HasId"].sum().to_numpy().astype("int64"),
+        "Participants": grouped["Person"].nunique().to_numpy().astype("int64"),
+        "PstnParticipants": people[people["Pstn"]].groupby("Call")["Person"].nunique().reindex(
+            first.index, fill_value=0).to_numpy().astype("int64"),
     })
-    table["PstnParticipants"] = table["PstnParticipants"].fillna(0).astype("int64")
-    table.insert(0, "CorrelationId", np.asarray(call_ids))
-    return table.reset_index(drop=True).sort_values("CallStartTime", kind="stable", ignore_index=True)
+    return table.sort_values("CallStartTime", kind="stable", ignore_index=True)
 
 
 def calls_per_room(call_table: pd.DataFrame) -> pd.DataFrame:
@@ -314,15 +351,68 @@ def early_leavers(attendance: pd.DataFrame, minutes: float = 5) -> pd.DataFrame:
         MinutesEarly=(early[rows.index].dt.total_seconds() / 60)).reset_index(drop=True)
 
 
+# Rows of roster plus attendance matched per part of the rooms, so the person ids of one part only are hashed at once.
+_MATCH_ROWS = 2_000_000
+
+
+def _codes_together(*columns: pd.Series) -> tuple[list[np.ndarray], pd.Index]:
+    """Integer codes of several columns in one code space (-1 for missing); categoricals by their categories."""
+    if all(isinstance(column.dtype, pd.CategoricalDtype) for column in columns):
+        names = [column.cat.categories.astype("str") for column in columns]
+        joint, uniques = pd.factorize(pd.Index(np.concatenate([np.asarray(n, dtype=object) for n in names])))
+        out, start = [], 0
+        for column, own in zip(columns, names):
+            mapping = np.append(joint[start:start + len(own)], -1)  # code -1 stays -1
+            out.append(mapping[column.cat.codes.to_numpy().astype(np.int64)])
+            start += len(own)
+        return out, pd.Index(uniques, dtype="str")
+    codes, uniques = pd.factorize(pd.concat([column.astype("str") for column in columns], ignore_index=True))
+    out, start = [], 0
+    for column in columns:
+        out.append(codes[start:start + len(column)].astype(np.int64))
+        start += len(column)
+    return out, pd.Index(uniques, dtype="str")
+
+
+def _roster_matches(attendance: pd.DataFrame, roster: pd.DataFrame
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, pd.Index]:
+    """By integer codes: per roster row, whether its room had a call and whether its user joined one of
+    them; per room code, its roster size (distinct users); the room codes of roster and attendance rows.
+
+    Rooms are coded once; person ids are coded per part of the rooms (by room code), so memory
+    for the codes stays bounded with the roster's size.
+    """
+    n = len(roster)
+    (roster_room, attendance_room), room_names = _codes_together(roster["RoomId"], attendance["RoomId"])
+    had_call = np.zeros(len(room_names) + 1, dtype=bool)
+    had_call[attendance_room[attendance_room >= 0]] = True
+    in_call_room = (roster_room >= 0) & had_call[roster_room]
+    joined = np.zeros(n, dtype=bool)
+    size = np.zeros(len(room_names) + 1, dtype=np.int64)
+    parts = max(1, -(-(n + len(attendance)) // _MATCH_ROWS))
+    for part in range(parts):
+        in_roster = np.flatnonzero(in_call_room & (roster_room % parts == part))
+        in_attendance = np.flatnonzero((attendance_room >= 0) & (attendance_room % parts == part))
+        person, _ = pd.factorize(pd.concat([roster["RawId"].take(in_roster).astype("str"),
+                                            attendance["Identifier"].take(in_attendance).astype("str")],
+                                           ignore_index=True))
+        width = int(person.max()) + 2 if len(person) else 1
+        roster_person, attendance_person = person[: len(in_roster)], person[len(in_roster):]
+        came = attendance_person >= 0
+        pairs = pd.unique(attendance_room[in_attendance][came].astype(np.int64) * width + attendance_person[came])
+        keys = roster_room[in_roster].astype(np.int64) * width + roster_person
+        known = roster_person >= 0
+        joined[in_roster] = known & pd.Series(keys).isin(pairs).to_numpy()
+        distinct = pd.unique(keys[known])  # hash-based: numpy's unique is far slower here
+        np.add.at(size, (distinct // width).astype(np.int64), 1)
+    return in_call_room, joined, size, roster_room, attendance_room, room_names
+
+
 def no_shows(attendance: pd.DataFrame, roster: pd.DataFrame) -> pd.DataFrame:
     """Roster users who never joined any call of their room, for rooms that had at least one call."""
-    rooms_with_calls = attendance["RoomId"].dropna().unique()
-    joined = attendance[["RoomId", "Identifier"]].dropna().drop_duplicates()
-    invited = roster[roster["RoomId"].isin(rooms_with_calls)]
-    merged = invited.merge(joined, left_on=["RoomId", "RawId"], right_on=["RoomId", "Identifier"], how="left",
-                           indicator=True)
-    missing = merged[merged["_merge"] == "left_only"]
-    return missing[["RoomId", "RawId", "Role"]].sort_values(["RoomId", "RawId"], ignore_index=True)
+    in_call_room, joined, *_ = _roster_matches(attendance, roster)
+    missing = roster.loc[in_call_room & ~joined, ["RoomId", "RawId", "Role"]]
+    return missing.sort_values(["RoomId", "RawId"], ignore_index=True)
 
 
 def attendance_by_room(attendance: pd.DataFrame, roster: pd.DataFrame, minutes: float = 5) -> pd.DataFrame:
@@ -330,13 +420,16 @@ def attendance_by_room(attendance: pd.DataFrame, roster: pd.DataFrame, minutes: 
 
     Late and early counts are distinct users with at least one such connection.
     """
-    rooms = pd.Index(attendance["RoomId"].dropna().unique(), name="RoomId")
-    roster_size = roster.groupby("RoomId")["RawId"].nunique().reindex(rooms, fill_value=0)
-    missing = no_shows(attendance, roster).groupby("RoomId").size().reindex(rooms, fill_value=0)
-    late = late_joiners(attendance, minutes).groupby("RoomId")["Identifier"].nunique().reindex(rooms, fill_value=0)
-    early = early_leavers(attendance, minutes).groupby("RoomId")["Identifier"].nunique().reindex(rooms, fill_value=0)
-    table = pd.DataFrame({"RosterSize": roster_size, "Attended": roster_size - missing, "NoShows": missing,
-                          "LateJoiners": late, "EarlyLeavers": early})
+    in_call_room, joined, size, roster_room, attendance_room, room_names = _roster_matches(attendance, roster)
+    rooms = pd.unique(attendance_room[attendance_room >= 0])
+    missing = np.bincount(roster_room[in_call_room & ~joined], minlength=len(room_names) + 1)
+    names = pd.Index(room_names.take(rooms), name="RoomId")
+    late = late_joiners(attendance, minutes).groupby("RoomId", observed=True)["Identifier"].nunique()
+    early = early_leavers(attendance, minutes).groupby("RoomId", observed=True)["Identifier"].nunique()
+    late.index, early.index = late.index.astype("str"), early.index.astype("str")
+    table = pd.DataFrame({"RosterSize": size[rooms], "Attended": size[rooms] - missing[rooms], "NoShows": missing[rooms],
+                          "LateJoiners": late.reindex(names, fill_value=0).to_numpy(),
+                          "EarlyLeavers": early.reindex(names, fill_value=0).to_numpy()}, index=names)
     table["AttendanceRate"] = (table["Attended"] / table["RosterSize"]).where(table["RosterSize"] > 0)
     return table.reset_index().sort_values(["NoShows", "RoomId"], ascending=[False, True], ignore_index=True)
 

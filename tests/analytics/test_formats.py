@@ -79,11 +79,11 @@ def test_operation_formats_give_the_hand_computed_figures(name):
 
     drill = t.room_drill_down(ops, "R1")
     assert drill[["OperationName", "Level", "Result", "OperationDate", "OperationTime"]].values.tolist() == [
-        ["UpdateParticipants", "Informational", "✔️ 200", "📅11/02/26", "09:10:00"],
-        ["GetRoom", "Informational", "✔️ 200", "📅11/02/26", "09:05:00"],
-        ["CreateRoom", "Informational", "✔️ 201", "📅11/02/26", "09:00:00"],
+        ["UpdateParticipants", "Informational", "\u2714 200", "11/02/26", "09:10:00"],
+        ["GetRoom", "Informational", "\u2714 200", "11/02/26", "09:05:00"],
+        ["CreateRoom", "Informational", "\u2714 201", "11/02/26", "09:00:00"],
     ]
-    assert t.room_drill_down(ops, "R3")["Result"].tolist() == ["❌ 404"]
+    assert t.room_drill_down(ops, "R3")["Result"].tolist() == ["\u2718 404"]
 
 
 def test_every_operation_format_loads_to_the_same_frame():

@@ -1,4 +1,4 @@
-"""How read_json_columns tells apart empty files, JSON lines, envelopes and single documents from a file's head."""
+"""How read_json_pieces tells apart empty files, JSON lines, envelopes and single documents from a file's head."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from analytics.loaders import DIAGNOSTIC_FIELDS, load_inputs
-from analytics.readers import InputFormatError, read_json_columns
+from analytics.readers import InputFormatError, read_json_pieces
 
 from .conftest import DATA
 
@@ -27,15 +27,14 @@ def operations(path, input_format=None):
 def test_files_blank_through_the_head_have_no_records(tmp_path, text, envelope):
     path = tmp_path / "blank.json"
     path.write_text(text, encoding="utf-8")
-    read = read_json_columns(path, DIAGNOSTIC_FIELDS, envelope=envelope, progress=False)
-    assert (read.count, read.layout, read.record_lines) == (0, "lines", [])
+    assert list(read_json_pieces(path, DIAGNOSTIC_FIELDS, envelope=envelope)) == []
 
 
 def test_a_pretty_printed_capture_is_read_as_one_document(tmp_path):
     records = capture_records()
     path = tmp_path / "capture.json"
     path.write_text(json.dumps({"records": records}, indent=2))
-    read = read_json_columns(path, DIAGNOSTIC_FIELDS, envelope="records", progress=False)
+    [read] = read_json_pieces(path, DIAGNOSTIC_FIELDS, envelope="records")
     assert (read.layout, read.count) == ("array", len(records))
     pd.testing.assert_frame_equal(operations(path), operations(CAPTURE))
 
@@ -45,7 +44,7 @@ def test_an_envelope_line_longer_than_the_head_is_still_an_envelope(tmp_path):
     padded = [{**record, "padding": "x" * 5000} for record in records]
     path = tmp_path / "capture.json"
     path.write_text(json.dumps({"records": padded}) + "\n")
-    read = read_json_columns(path, DIAGNOSTIC_FIELDS, envelope="records", progress=False)
+    [read] = read_json_pieces(path, DIAGNOSTIC_FIELDS, envelope="records")
     assert (read.layout, read.count, read.record_lines) == ("lines", len(records), [1] * len(records))
     pd.testing.assert_frame_equal(operations(path, "eventhub"), operations(CAPTURE))
 

@@ -8,9 +8,9 @@ import pytest
 
 from analytics import transforms as t
 from analytics.cli import main
+from analytics.app_logs import (CallParticipantRecord, RoomCallRecord, RoomsOperationRecord, TableCallLog,
+                                TableOperationLog)
 from analytics.loaders import load_inputs, load_table_storage
-from shared.logs.attendance import CallParticipantRecord, RoomCallRecord, TableCallLog
-from shared.logs.operations import RoomsOperationRecord, TableOperationLog
 
 from . import scenario
 from .azurite import azurite_tables
