@@ -7,7 +7,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 
 from .faults import storage_faults
-from .transport import LeanPipeline, lean_policies, table_transport
+from .transport import quiet_http_logging, storage_transport
 
 # The SDK's defaults (10 retries with back-off up to 2 minutes, 300 s timeouts) would hold a request
 # for minutes while storage is down. A client request should fail fast with 503 + Retry-After and
@@ -25,29 +25,32 @@ class TableStore:
     """One TableServiceClient per process and one TableClient per table, created on first use.
 
     Tables are created once, on the first use of each name, so a fresh Azurite needs no set-up step.
-    Every client shares one transport: the lean one and its policy list (shared/storage/transport.py)
-    where it applies, else the service client's.
+    Every client sends through the service client's transport (shared/storage/transport.py) and
+    the SDK's own policy list.
     """
 
     def __init__(self, connection_string: str) -> None:
         self._connection_string = connection_string
         self._service: TableServiceClient | None = None
-        self._transport = None
-        self._pipeline: LeanPipeline | None = None
         self._tables: dict[str, TableClient] = {}
         self._lock = threading.Lock()
 
-    def _fresh_policies(self) -> list | None:
-        """The policies the SDK gives its clients (signing, retries, hosts), as new instances.
-
-        New, because a pipeline links its policies to one another: sharing the service client's
-        instances would let its next pipeline re-link ours. None (use the SDK's defaults) if this
-        azure-data-tables version builds them differently.
-        """
-        try:
-            return self._service._configure_policies(hosts=self._service._hosts, **STORAGE_CLIENT_OPTIONS)
-        except (AttributeError, TypeError):
-            return None
+    def _service_client(self) -> TableServiceClient:
+        if self._service is None:
+            quiet_http_logging()
+            # The endpoint as the SDK reads it from the connection string (no request is sent).
+            with TableServiceClient.from_connection_string(self._connection_string) as unsent:
+                endpoint = unsent.url
+            self._service = TableServiceClient.from_connection_string(
+                self._connection_string,
+                transport=storage_transport(
+                    endpoint,
+                    connection_timeout=STORAGE_CLIENT_OPTIONS["connection_timeout"],
+                    read_timeout=STORAGE_CLIENT_OPTIONS["read_timeout"],
+                ),
+                **STORAGE_CLIENT_OPTIONS,
+            )
+        return self._service
 
     def table(self, name: str) -> TableClient:
         client = self._tables.get(name)
@@ -55,32 +58,14 @@ class TableStore:
             return client
         with self._lock:
             if name not in self._tables:
-                if self._service is None:
-                    self._service = TableServiceClient.from_connection_string(
-                        self._connection_string, **STORAGE_CLIENT_OPTIONS
-                    )
-                    self._transport = table_transport(
-                        self._service.url,
-                        connection_timeout=STORAGE_CLIENT_OPTIONS["connection_timeout"],
-                        read_timeout=STORAGE_CLIENT_OPTIONS["read_timeout"],
-                    )
-                    if self._transport is not None:
-                        policies = self._fresh_policies()
-                        if policies:
-                            self._pipeline = LeanPipeline(self._transport, lean_policies(policies))
+                service = self._service_client()
                 with storage_faults():
                     try:
-                        self._service.create_table(name)
+                        service.create_table(name)
                     except ResourceExistsError:
                         pass
-                if self._pipeline is not None:
-                    self._tables[name] = TableClient.from_connection_string(
-                        self._connection_string, name, pipeline=self._pipeline, **STORAGE_CLIENT_OPTIONS
-                    )
-                else:
-                    # Without the lean pipeline, share the service client's transport (one session and
-                    # connection pool for every table) rather than a new one per table.
-                    self._tables[name] = self._service.get_table_client(name)
+                # The SDK's table client on the service client's transport: one Session and pool.
+                self._tables[name] = service.get_table_client(name)
             return self._tables[name]
 
     def close(self) -> None:
@@ -89,9 +74,5 @@ class TableStore:
                 client.close()
             if self._service is not None:
                 self._service.close()
-            if self._transport is not None:
-                self._transport.close()
             self._tables.clear()
             self._service = None
-            self._transport = None
-            self._pipeline = None

@@ -1,0 +1,154 @@
+"""The app's Table clients on their one transport: pool size, logging, tracing, proxies, public SDK names only."""
+from __future__ import annotations
+
+import ast
+import logging
+import socket
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from shared.core.errors import StorageUnavailable
+from shared.storage.tables import TableStore
+from shared.storage.transport import DEFAULT_POOL_SIZE, HTTP_LOGGING_LOGGER
+from tests.conftest import ROOT
+
+
+def _private_azure_imports(source: str) -> list[str]:
+    """`azure...` imports in `source` that name a private module or a private name (`_x`)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "azure":
+            if any(part.startswith("_") for part in node.module.split(".")):
+                found.append(node.module)
+            found += [f"{node.module}.{alias.name}" for alias in node.names if alias.name.startswith("_")]
+        elif isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names if alias.name.split(".")[0] == "azure"
+                      and any(part.startswith("_") for part in alias.name.split("."))]
+    return found
+
+
+def test_private_azure_imports_are_found():
+    source = ("from azure.core.rest._http_response_impl import HttpResponseImpl\n"
+              "from azure.data.tables import _base_client\n"
+              "import azure.core.pipeline.transport._requests_basic\n"
+              "from azure.core.pipeline.transport import RequestsTransport\n")
+    assert _private_azure_imports(source) == ["azure.core.rest._http_response_impl", "azure.data.tables._base_client",
+                                              "azure.core.pipeline.transport._requests_basic"]
+
+
+def test_shared_imports_no_private_azure_name():
+    offenders = {str(path.relative_to(ROOT)): names for path in sorted((ROOT / "shared").rglob("*.py"))
+                 if (names := _private_azure_imports(path.read_text()))}
+    assert offenders == {}
+
+
+@pytest.fixture
+def tables(azurite):
+    store = TableStore(azurite.connection_string)
+    yield store
+    store.close()
+
+
+def _row() -> dict:
+    return {"PartitionKey": "p", "RowKey": uuid.uuid4().hex, "value": 1}
+
+
+@pytest.mark.stack
+def test_a_busy_function_thread_pool_keeps_its_connections(tables, caplog):
+    table = tables.table("TransportPool")
+    row = _row()
+    table.create_entity(row)
+    threads = 32
+    assert DEFAULT_POOL_SIZE >= threads
+    start = threading.Barrier(threads)
+    failures = []
+
+    def read() -> None:
+        start.wait()
+        try:
+            for _ in range(10):
+                table.get_entity("p", row["RowKey"])
+        except Exception as error:  # reported below
+            failures.append(error)
+
+    with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
+        workers = [threading.Thread(target=read) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+    assert failures == []
+    # urllib3 warns when it closes an answered connection because its pool is full.
+    assert [r.getMessage() for r in caplog.records if "Connection pool is full" in r.getMessage()] == []
+
+
+@pytest.mark.stack
+def test_storage_requests_are_not_logged_at_info(tables, caplog):
+    # The host logs at INFO; tests/support/stack.py quiets the "azure" loggers, so undo that here.
+    with caplog.at_level(logging.INFO), caplog.at_level(logging.INFO, logger="azure"):
+        tables.table("TransportLogging").create_entity(_row())
+    assert [r for r in caplog.records if r.name == HTTP_LOGGING_LOGGER] == []
+
+
+@pytest.mark.stack
+def test_storage_requests_are_traced(tables):
+    from azure.core.settings import settings
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    table = tables.table("TransportTracing")  # created before tracing starts
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.set_tracer_provider(TracerProvider())  # once per process: OpenTelemetry keeps the first
+    exporter = InMemorySpanExporter()
+    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
+    row = _row()
+    settings.tracing_enabled.set_value(True)
+    try:
+        table.create_entity(row)
+        table.get_entity("p", row["RowKey"])
+    finally:
+        settings.tracing_enabled.unset_value()
+    exporter.shutdown()
+    # DistributedTracingPolicy makes one span per HTTP request (the SDK's method spans come from decorators).
+    spans = exporter.get_finished_spans()
+    assert [(span.name, span.kind.name) for span in spans if span.kind.name == "CLIENT"] == [
+        ("POST", "CLIENT"), ("GET", "CLIENT")]
+
+
+def _recording_proxy() -> tuple[socket.socket, list[bytes]]:
+    """A listening socket that records the first line of each connection and closes it."""
+    server = socket.create_server(("127.0.0.1", 0))
+    lines: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            with connection:
+                lines.append(connection.recv(4096).split(b"\r\n", 1)[0])
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, lines
+
+
+def test_a_proxy_in_the_environment_is_used(monkeypatch):
+    proxy, lines = _recording_proxy()
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    store = TableStore("DefaultEndpointsProtocol=https;AccountName=anteroomproxycheck;"
+                       "AccountKey=a2V5;EndpointSuffix=core.windows.net")
+    try:
+        with pytest.raises(StorageUnavailable):
+            store.table("Probe")
+    finally:
+        store.close()
+        proxy.close()
+    assert lines and lines[0].startswith(b"CONNECT anteroomproxycheck.table.core.windows.net:443 ")
