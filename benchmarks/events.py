@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> dict:
     certificate = ensure_dev_certificate(scratch / "certs")
     os.environ["REQUESTS_CA_BUNDLE"] = str(certificate.ca_cert)  # the publisher client reads it per request
     key = base64.b64encode(secrets.token_bytes(32)).decode()
-    azurite = AzuriteTable().start()
+    azurite = AzuriteTable(certificate=certificate).start()
     topic = TopicThread(EventGridTopic(scratch / "eventgrid", key=key, certificate=certificate))
     subscriber = WebhookSubscriber().start()
     host = None

@@ -340,7 +340,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict:
     # The SDK clients and the workers' sessions here, and the hosts' Event Grid client.
     os.environ["REQUESTS_CA_BUNDLE"] = str(certificate.ca_cert)
     topic_key = base64.b64encode(secrets.token_bytes(32)).decode()
-    azurite = AzuriteTable().start()
+    azurite = AzuriteTable(certificate=certificate).start()
     topic = TopicThread(EventGridTopic(scratch / "eventgrid", key=topic_key, certificate=certificate))
     subscriber = WebhookSubscriber().start()
     hosts: list[HostProcess] = []

@@ -16,12 +16,11 @@ from typing import Any, Callable, Coroutine, Mapping, Sequence
 from urllib.parse import urlparse
 
 from .azurite import REPO_ROOT, AzuriteFolderInUse, AzuriteTable, empty_data_folder
-from .certs import DevCertificate, ensure_dev_certificate
+from .certs import DevCertificate, ensure_dev_certificate, requests_ca_bundle
 from .console.run import RunConsole
 from .control.cli import add_control_commands
 from .eventgrid import EventGridTopic
 from .eventgrid_trigger import EventGridTriggerAdapter
-from .files import write_atomically
 from .host import READY_PREFIX, FunctionHost, bind_loopback_socket, load_app
 from .pstn import PstnSimulator
 from .settings import (ACCESS_KEY, EVENTGRID_ENDPOINT, EVENTGRID_KEY, PSTN_CALLER_NUMBERS, PSTN_GATEWAY_URL,
@@ -107,6 +106,7 @@ def _build_host(args: argparse.Namespace, app_dir: Path) -> FunctionHost:
 def command_serve(args: argparse.Namespace) -> int:
     app_dir = Path(args.app_dir).resolve()
     certificate = ensure_dev_certificate(args.cert_dir or app_dir / DEFAULT_STATE_DIR / "certs")
+    _trust_dev_ca_for_requests(certificate)  # Azurite beside it serves HTTPS with this CA's certificate
     host = _build_host(args, app_dir)
     run_event_loop(serve_until_signalled(host, https_port=args.port, http_port=args.http_port,
                                          certificate=certificate, access_log=args.access_log,
@@ -137,36 +137,26 @@ def _previous_port_if_free(settings: Mapping[str, str], url_setting: str) -> int
     return port
 
 
-def _start_azurite(state_dir: Path, *, in_memory: bool, port: int, repo_root: Path = REPO_ROOT) -> AzuriteTable:
-    """Azurite on the state dir's folder (locked: a previous Azurite still saving there is waited for)."""
+def _start_azurite(state_dir: Path, certificate: DevCertificate, *, in_memory: bool, port: int,
+                   repo_root: Path = REPO_ROOT) -> AzuriteTable:
+    """Azurite on the state dir's folder (locked: a previous Azurite still saving there is waited for), over HTTPS."""
     location = None if in_memory else state_dir / "azurite"
     if port:
-        return AzuriteTable(location=location, port=port, repo_root=repo_root).start()
+        return AzuriteTable(certificate=certificate, location=location, port=port, repo_root=repo_root).start()
     previous = _previous_storage_port(state_dir)
     if previous:
         try:
-            return AzuriteTable(location=location, port=previous, repo_root=repo_root).start()
+            return AzuriteTable(certificate=certificate, location=location, port=previous, repo_root=repo_root).start()
         except AzuriteFolderInUse:
             raise
         except RuntimeError:
             logging.getLogger("localdev").info("port %d is taken; Azurite gets a new one", previous)
-    return AzuriteTable(location=location, port=0, repo_root=repo_root).start()
+    return AzuriteTable(certificate=certificate, location=location, port=0, repo_root=repo_root).start()
 
 
 def _trust_dev_ca_for_requests(certificate: DevCertificate) -> None:
-    """Let the app's requests-based clients (the Event Grid publisher) reach the local HTTPS topic.
-
-    REQUESTS_CA_BUNDLE replaces requests' CA list, so the bundle is the one already configured
-    (else the public CAs) plus the dev CA.
-    """
-    import certifi
-
-    configured = Path(os.environ.get("REQUESTS_CA_BUNDLE") or certifi.where())
-    base = configured.read_bytes() if configured.is_file() else Path(certifi.where()).read_bytes()
-    ours = certificate.ca_cert.read_bytes()
-    bundle = certificate.ca_cert.parent / "requests-ca-bundle.pem"
-    write_atomically(bundle, base if ours in base else base + b"\n" + ours, 0o644)
-    os.environ["REQUESTS_CA_BUNDLE"] = str(bundle)
+    """Let the app's requests-based clients (Table storage, the Event Grid publisher) reach Azurite and the topic."""
+    os.environ["REQUESTS_CA_BUNDLE"] = str(requests_ca_bundle(certificate))
 
 
 def _start_topic(args: argparse.Namespace, state_dir: Path, settings: Mapping[str, str], certificate: DevCertificate,
@@ -189,7 +179,9 @@ def command_run(args: argparse.Namespace) -> int:
         # stay, so clients keep working.
         empty_data_folder(state_dir / "azurite")
         shutil.rmtree(state_dir / "eventgrid" / "pending", ignore_errors=True)
-    azurite = _start_azurite(state_dir, in_memory=args.in_memory, port=args.storage_port,
+    certificate = ensure_dev_certificate(state_dir / "certs")
+    _trust_dev_ca_for_requests(certificate)
+    azurite = _start_azurite(state_dir, certificate, in_memory=args.in_memory, port=args.storage_port,
                              repo_root=Path(args.azurite_dir or REPO_ROOT))
     # Stopped at exit, after the app's own exit handlers (registered later, so run earlier) have
     # written their last log records into it: storage outlives the app, as it does in Azure.
@@ -198,8 +190,6 @@ def command_run(args: argparse.Namespace) -> int:
     try:
         settings = ensure_local_settings(state_dir, current={STORAGE_CONNECTION_STRING: azurite.connection_string},
                                          generated=generate_companion_settings())
-        certificate = ensure_dev_certificate(state_dir / "certs")
-        _trust_dev_ca_for_requests(certificate)
         if args.pstn:
             port = args.pstn_port if args.pstn_port is not None else _previous_port_if_free(settings, PSTN_GATEWAY_URL)
             pstn = PstnSimulator(settings[ACCESS_KEY], ca_file=str(certificate.ca_cert), port=port).start()

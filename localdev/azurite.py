@@ -1,4 +1,4 @@
-"""Start and stop Azurite's Table service (from the repo's node_modules) on 127.0.0.1.
+"""Start and stop Azurite's Table service (from the repo's node_modules) on 127.0.0.1, over HTTPS.
 
 Azurite runs under a guardian (localdev/azurite_guardian.py) that gives it exactly one SIGINT, so it
 saves its data, when this process stops it or dies in any way. A data folder is locked for as long
@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import IO
+
+from .certs import DevCertificate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
@@ -64,6 +66,10 @@ def free_port(host: str = LOOPBACK) -> int:
 class AzuriteTable:
     """Azurite's Table service as a grandchild, under a guardian in a session of its own.
 
+    Served over HTTPS with `certificate`'s server certificate, as Azure Storage is: the app and the
+    tests reach it through the same transport and TLS checks as Azure, so clients must trust
+    `certificate.ca_cert` (REQUESTS_CA_BUNDLE for requests). None only for an instance that is never
+    started (the folder lock of `empty_data_folder`).
     `location=None` keeps data in memory; otherwise data lives in that folder and survives
     restarts, also when this process is killed (SIGKILL, OOM): the guardian notices and makes
     Azurite save. `port=0` picks a free port. `save_timeout`: how long Azurite may take to save
@@ -71,10 +77,12 @@ class AzuriteTable:
     Azurite on the folder to save and exit. `process` is the guardian.
     """
 
-    def __init__(self, *, location: str | os.PathLike[str] | None = None, port: int = 0,
+    def __init__(self, *, certificate: DevCertificate | None, location: str | os.PathLike[str] | None = None,
+                 port: int = 0,
                  repo_root: str | os.PathLike[str] = REPO_ROOT,
                  startup_timeout: float = 30.0, save_timeout: float | None = None,
                  lock_timeout: float = 90.0) -> None:
+        self.certificate = certificate
         self.location = Path(location).resolve() if location is not None else None
         self.requested_port = port
         self.port: int | None = None
@@ -92,15 +100,17 @@ class AzuriteTable:
     def endpoint(self) -> str:
         if self.port is None:
             raise RuntimeError("Azurite is not running")
-        return f"http://{LOOPBACK}:{self.port}/{ACCOUNT_NAME}"
+        return f"https://{LOOPBACK}:{self.port}/{ACCOUNT_NAME}"
 
     @property
     def connection_string(self) -> str:
-        return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};"
+        return (f"DefaultEndpointsProtocol=https;AccountName={ACCOUNT_NAME};"
                 f"AccountKey={ACCOUNT_KEY};TableEndpoint={self.endpoint};")
 
     def _command(self, port: int) -> list[str]:
+        assert self.certificate is not None
         command = [str(self.executable), "--tableHost", LOOPBACK, "--tablePort", str(port),
+                   "--cert", str(self.certificate.server_cert), "--key", str(self.certificate.server_key),
                    "--disableTelemetry", "--skipApiVersionCheck", "--silent"]
         if self.location is None:
             command.append("--inMemoryPersistence")
@@ -111,6 +121,8 @@ class AzuriteTable:
     def start(self) -> "AzuriteTable":
         if self.process is not None:
             return self
+        if self.certificate is None:
+            raise ValueError("Azurite serves HTTPS: it needs the dev certificate (localdev.certs.ensure_dev_certificate)")
         if not self.executable.exists():
             raise AzuriteNotInstalled(
                 f"{self.executable} not found: run `npm ci` in {self.executable.parents[2]} "
@@ -252,7 +264,7 @@ def empty_data_folder(location: str | os.PathLike[str], *, lock_timeout: float =
 
     Waits for a previous Azurite to save and exit like a start does; the lock files stay.
     """
-    folder = AzuriteTable(location=location, lock_timeout=lock_timeout)
+    folder = AzuriteTable(certificate=None, location=location, lock_timeout=lock_timeout)
     assert folder.location is not None
     if not folder.location.exists():
         return

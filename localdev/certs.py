@@ -64,6 +64,22 @@ def ensure_dev_certificate(directory: str | os.PathLike[str]) -> DevCertificate:
     return paths
 
 
+def requests_ca_bundle(certificate: DevCertificate) -> Path:
+    """A CA bundle for requests-based clients: the one already configured (else the public CAs) plus the dev CA.
+
+    REQUESTS_CA_BUNDLE replaces requests' CA list, so pointing it at the dev CA alone would make
+    every public endpoint untrusted. Written next to the CA; returns its path.
+    """
+    import certifi
+
+    configured = Path(os.environ.get("REQUESTS_CA_BUNDLE") or certifi.where())
+    base = configured.read_bytes() if configured.is_file() else Path(certifi.where()).read_bytes()
+    ours = certificate.ca_cert.read_bytes()
+    bundle = certificate.ca_cert.parent / "requests-ca-bundle.pem"
+    write_atomically(bundle, base if ours in base else base + b"\n" + ours, 0o644)
+    return bundle
+
+
 def _new_key() -> ec.EllipticCurvePrivateKey:
     # P-256: fast to generate and to handshake, accepted by every TLS client here.
     return ec.generate_private_key(ec.SECP256R1())

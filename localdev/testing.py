@@ -192,21 +192,24 @@ class LocalService:
 @contextlib.contextmanager
 def local_service(app: str = "function_app:app", *, app_dir: str | os.PathLike[str] = REPO_ROOT,
                   env: Mapping[str, str] | None = None, hosts: int = 1,
-                  http: bool = False) -> Iterator[LocalService]:
-    """In-memory Azurite on a free port plus `hosts` serve processes for `app`.
+                  http: bool = False, certificate: DevCertificate | None = None) -> Iterator[LocalService]:
+    """In-memory Azurite on a free port plus `hosts` serve processes for `app`, all over HTTPS.
 
     The hosts get freshly generated Anteroom settings (keys, resource id,
-    the Azurite connection string), overridden by `env`. Everything is
-    stopped on exit, also when start-up fails half way.
+    the Azurite connection string), overridden by `env`. Azurite and the hosts
+    serve `certificate` (default: a new dev CA in a temporary folder); clients
+    trust `service.ca_file`. Everything is stopped on exit, also when start-up
+    fails half way.
     """
-    cert_dir = Path(tempfile.mkdtemp(prefix="localdev-certs-"))
-    azurite = AzuriteTable()
+    cert_dir = None if certificate is not None else Path(tempfile.mkdtemp(prefix="localdev-certs-"))
+    if certificate is None:
+        certificate = ensure_dev_certificate(cert_dir)
+    azurite = AzuriteTable(certificate=certificate)
     service: LocalService | None = None
     try:
         azurite.start()
         settings = {**generate_app_settings(azurite.connection_string), **(env or {})}
-        service = LocalService(azurite, settings, ensure_dev_certificate(cert_dir), app,
-                               Path(app_dir).resolve(), http)
+        service = LocalService(azurite, settings, certificate, app, Path(app_dir).resolve(), http)
         for _ in range(hosts):
             service.start_host()
         yield service
@@ -214,7 +217,8 @@ def local_service(app: str = "function_app:app", *, app_dir: str | os.PathLike[s
         if service is not None:
             service.stop()
         azurite.stop()
-        shutil.rmtree(cert_dir, ignore_errors=True)
+        if cert_dir is not None:
+            shutil.rmtree(cert_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager

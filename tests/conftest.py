@@ -21,6 +21,13 @@ def _trust_the_dev_ca() -> None:
     os.environ["REQUESTS_CA_BUNDLE"] = ca_file
 
 
+def dev_certificate():
+    """The tests' dev certificate (the CA trusted process-wide above), for Azurite and the hosts."""
+    from localdev.certs import ensure_dev_certificate
+
+    return ensure_dev_certificate(TEST_CERT_DIR)
+
+
 _trust_the_dev_ca()
 
 # For every context's tests, imported after the CA above is trusted: the `stack` marker on tests

@@ -10,6 +10,7 @@ import requests
 from localdev.azurite import REPO_ROOT, AzuriteTable
 from localdev.host import READY_PREFIX
 from localdev.testing import local_service
+from tests.conftest import dev_certificate
 from shared.logs.operations import DEFAULT_TABLE_NAME, read_operation_records
 from shared.storage.tables import TableStore
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.stack
 
 
 def test_records_still_queued_at_sigterm_are_written():
-    with local_service() as service:
+    with local_service(certificate=dev_certificate()) as service:
         host = service.hosts[0]
         since = datetime.now(timezone.utc) - timedelta(seconds=1)
         unsigned = requests.get(f"{service.base_url}/rooms/99999999999999996?api-version=2025-03-13",
@@ -53,7 +54,7 @@ def test_ctrl_c_on_run_writes_the_last_records_before_azurite_stops(tmp_path):
     finally:
         process.kill()
     # Azurite kept its data on disk: start it again on the same folder and look.
-    with AzuriteTable(location=state / "azurite") as azurite:
+    with AzuriteTable(certificate=dev_certificate(), location=state / "azurite") as azurite:
         records = _read_records(azurite.connection_string, "99999999999999995", since)
     assert [(r["OperationName"], r["ResultSignature"]) for r in records] == [("GetRoom", "401")]
 

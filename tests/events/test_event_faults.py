@@ -82,7 +82,7 @@ class FaultStack:
 def faults(tmp_path_factory):
     state = tmp_path_factory.mktemp("event-faults")
     certificate = ensure_dev_certificate(TEST_CERT_DIR)
-    azurite = AzuriteTable(location=state / "azurite").start()
+    azurite = AzuriteTable(certificate=certificate, location=state / "azurite").start()
     topic = start_topic(state / "eventgrid", certificate)
     settings = {
         "ANTEROOM_STORAGE_CONNECTION_STRING": azurite.connection_string,
@@ -215,7 +215,7 @@ def test_azurite_restarted_with_its_data_folder(faults):
         port, location = faults.azurite.port, faults.azurite.location
         faults.azurite.stop()
         time.sleep(1)
-        faults.azurite = AzuriteTable(location=location, port=port).start()
+        faults.azurite = AzuriteTable(certificate=faults.azurite.certificate, location=location, port=port).start()
         leave_all(room_id, people)  # the call, stored before the restart, is still there
         second_room, second_people = start_call(faults, rooms, identity)
         join_all(second_room, second_people)

@@ -76,7 +76,7 @@ class HardeningStack:
 
     def restart_storage(self) -> None:
         """Azurite back on the same port and folder, so the host's connection string still works."""
-        self.azurite = AzuriteTable(location=self.azurite.location, port=self._storage_port).start()
+        self.azurite = AzuriteTable(certificate=self.azurite.certificate, location=self.azurite.location, port=self._storage_port).start()
 
     @contextlib.contextmanager
     def services(self):
@@ -97,7 +97,7 @@ def hardening_stack(
 ) -> Iterator[HardeningStack]:
     """Azurite (in memory, or kept in `azurite_location` so it survives a restart) and one logged host."""
     certificate = ensure_dev_certificate(TEST_CERT_DIR)
-    azurite = AzuriteTable(location=azurite_location).start()
+    azurite = AzuriteTable(certificate=certificate, location=azurite_location).start()
     stack = None
     try:
         settings = {**generate_app_settings(azurite.connection_string), **(env or {})}

@@ -65,7 +65,7 @@ def pair(tmp_path_factory):
     topic = EventGridTopic(tmp_path_factory.mktemp("topic"), key=topic_key, certificate=certificate)
     runner = TopicThread(topic)
     runner.start()
-    azurite = AzuriteTable().start()
+    azurite = AzuriteTable(certificate=certificate).start()
     hosts: list[HostProcess] = []
     try:
         states = runner.call(topic.set_subscriptions([{

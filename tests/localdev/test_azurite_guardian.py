@@ -14,6 +14,7 @@ from azure.data.tables import TableServiceClient
 
 from localdev.azurite import (DATA_LOCK_FILE, GUARDIAN, GUARDIAN_LOG_FILE, OWNER_LOCK_FILE, REPO_ROOT,
                               AzuriteFolderInUse, AzuriteTable, empty_data_folder)
+from tests.conftest import TEST_CERT_DIR, dev_certificate
 
 # Stands in for Azurite: counts the SIGINTs it gets from the first one until it has "saved".
 FAKE_AZURITE = r"""
@@ -37,7 +38,8 @@ import sys, threading, time
 sys.path.insert(0, sys.argv[2])
 from azure.data.tables import TableServiceClient
 from localdev.azurite import AzuriteTable
-azurite = AzuriteTable(location=sys.argv[1]).start()
+from localdev.certs import ensure_dev_certificate
+azurite = AzuriteTable(certificate=ensure_dev_certificate(sys.argv[3]), location=sys.argv[1]).start()
 for _ in range(16):
     threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
 table = TableServiceClient.from_connection_string(azurite.connection_string).create_table("kept")
@@ -103,7 +105,7 @@ def test_azurite_saves_when_a_multithreaded_host_is_sigkilled(tmp_path):
     """The defect's root: every thread of a killed host re-sent the parent-death SIGINT, the 2nd killed Azurite unsaved."""
     folder = tmp_path / "data"
     for attempt in range(3):
-        host = subprocess.Popen([sys.executable, "-c", THREADED_HOST, str(folder), str(REPO_ROOT)],
+        host = subprocess.Popen([sys.executable, "-c", THREADED_HOST, str(folder), str(REPO_ROOT), str(TEST_CERT_DIR)],
                                 stdout=subprocess.PIPE, text=True, start_new_session=True)
         try:
             assert host.stdout.readline().strip() == "written"
@@ -111,7 +113,7 @@ def test_azurite_saves_when_a_multithreaded_host_is_sigkilled(tmp_path):
             host.wait(10)
         finally:
             host.kill()
-        with AzuriteTable(location=folder) as azurite:  # waits for the killed host's Azurite to save
+        with AzuriteTable(certificate=dev_certificate(), location=folder) as azurite:  # waits for the killed host's Azurite to save
             table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client("kept")
             assert len(list(table.list_entities())) == 2000, f"attempt {attempt}"
             table.delete_table()
@@ -131,7 +133,7 @@ def _hold_data_lock(folder: Path, seconds: float) -> subprocess.Popen:
 def test_a_start_waits_until_the_previous_azurite_on_the_folder_has_exited(tmp_path, caplog):
     holder = _hold_data_lock(tmp_path / "data", 1.5)
     started = time.monotonic()
-    with caplog.at_level("INFO", logger="localdev"), AzuriteTable(location=tmp_path / "data") as azurite:
+    with caplog.at_level("INFO", logger="localdev"), AzuriteTable(certificate=dev_certificate(), location=tmp_path / "data") as azurite:
         assert holder.poll() is not None  # it started only once the holder was gone
         assert azurite.port
     assert time.monotonic() - started >= 1.0
@@ -142,20 +144,20 @@ def test_a_start_gives_up_waiting_with_a_clear_error(tmp_path):
     holder = _hold_data_lock(tmp_path / "data", 30)
     try:
         with pytest.raises(AzuriteFolderInUse, match="still runs after 0.5 s"):
-            AzuriteTable(location=tmp_path / "data", lock_timeout=0.5).start()
+            AzuriteTable(certificate=dev_certificate(), location=tmp_path / "data", lock_timeout=0.5).start()
     finally:
         holder.kill()
         holder.wait()
     # Nothing was left locked by the failed start.
-    with AzuriteTable(location=tmp_path / "data", lock_timeout=5):
+    with AzuriteTable(certificate=dev_certificate(), location=tmp_path / "data", lock_timeout=5):
         pass
 
 
 def test_a_folder_in_use_by_a_running_azurite_is_refused_at_once(tmp_path):
-    with AzuriteTable(location=tmp_path / "data"):
+    with AzuriteTable(certificate=dev_certificate(), location=tmp_path / "data"):
         started = time.monotonic()
         with pytest.raises(AzuriteFolderInUse, match=f"another running localdev \\(pid {os.getpid()}\\)"):
-            AzuriteTable(location=tmp_path / "data").start()
+            AzuriteTable(certificate=dev_certificate(), location=tmp_path / "data").start()
         assert time.monotonic() - started < 5
         with pytest.raises(AzuriteFolderInUse):
             empty_data_folder(tmp_path / "data")
@@ -163,7 +165,7 @@ def test_a_folder_in_use_by_a_running_azurite_is_refused_at_once(tmp_path):
 
 def test_a_killed_guardian_leaves_azurite_holding_the_lock_until_it_has_saved(tmp_path):
     folder = tmp_path / "data"
-    azurite = AzuriteTable(location=folder).start()
+    azurite = AzuriteTable(certificate=dev_certificate(), location=folder).start()
     try:
         TableServiceClient.from_connection_string(azurite.connection_string).create_table("kept")
         azurite_pid = int((folder / DATA_LOCK_FILE).read_text())
@@ -182,15 +184,15 @@ def test_a_killed_guardian_leaves_azurite_holding_the_lock_until_it_has_saved(tm
             except BlockingIOError:
                 assert time.monotonic() < deadline, "Azurite did not exit after its guardian was killed"
                 time.sleep(0.02)
-    with AzuriteTable(location=folder) as azurite:
+    with AzuriteTable(certificate=dev_certificate(), location=folder) as azurite:
         assert [t.name for t in TableServiceClient.from_connection_string(azurite.connection_string).list_tables()] \
             == ["kept"]
 
 
 def test_empty_data_folder_keeps_only_the_lock_files(tmp_path):
-    with AzuriteTable(location=tmp_path / "data") as azurite:
+    with AzuriteTable(certificate=dev_certificate(), location=tmp_path / "data") as azurite:
         TableServiceClient.from_connection_string(azurite.connection_string).create_table("gone")
     empty_data_folder(tmp_path / "data")
     assert {p.name for p in (tmp_path / "data").iterdir()} <= {DATA_LOCK_FILE, OWNER_LOCK_FILE, GUARDIAN_LOG_FILE}
-    with AzuriteTable(location=tmp_path / "data") as azurite:
+    with AzuriteTable(certificate=dev_certificate(), location=tmp_path / "data") as azurite:
         assert not list(TableServiceClient.from_connection_string(azurite.connection_string).list_tables())

@@ -17,6 +17,7 @@ import requests
 from azure.data.tables import TableServiceClient
 
 from localdev.testing import local_service, serve_app
+from tests.conftest import dev_certificate
 
 SAMPLE_DIR = Path(__file__).resolve().parent
 SAMPLE_APP = "localdev_sample_app:app"
@@ -124,7 +125,8 @@ def test_aiohttp_trusts_the_ca_through_ssl_cert_file(sample_app_dir):
 
 
 def test_local_service_runs_two_hosts_on_one_azurite():
-    with local_service(SAMPLE_APP, app_dir=SAMPLE_DIR, hosts=2, env={"EXTRA": "yes"}) as service:
+    with local_service(SAMPLE_APP, app_dir=SAMPLE_DIR, hosts=2, env={"EXTRA": "yes"},
+                       certificate=dev_certificate()) as service:
         assert service.connection_string == f"endpoint={service.base_url}/;accesskey={service.access_key}"
         ports = {host.port for host in service.hosts}
         assert len(ports) == 2

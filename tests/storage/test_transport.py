@@ -1,4 +1,4 @@
-"""The app's Table clients on their one transport: pool size, logging, tracing, proxies, public SDK names only."""
+"""The app's Table clients on their one transport: HTTPS to Azurite with the dev CA, pool size, logging, tracing, proxies, public SDK names only."""
 from __future__ import annotations
 
 import ast
@@ -54,6 +54,25 @@ def tables(azurite):
 
 def _row() -> dict:
     return {"PartitionKey": "p", "RowKey": uuid.uuid4().hex, "value": 1}
+
+
+@pytest.mark.stack
+def test_azurite_is_reached_over_https_and_its_certificate_checked(azurite, tables, monkeypatch):
+    assert azurite.connection_string.startswith("DefaultEndpointsProtocol=https;")
+    table = tables.table("TransportHttps")
+    row = _row()
+    table.create_entity(row)
+    assert table.get_entity("p", row["RowKey"])["value"] == 1
+    # Without the dev CA the certificate is refused: a storage fault, as an unreachable service.
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    untrusting = TableStore(azurite.connection_string)
+    try:
+        with pytest.raises(StorageUnavailable) as refused:
+            untrusting.table("TransportHttps")
+        assert "CERTIFICATE_VERIFY_FAILED" in repr(refused.value.__cause__)
+    finally:
+        untrusting.close()
 
 
 @pytest.mark.stack

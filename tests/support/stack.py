@@ -59,7 +59,7 @@ def _settings(storage: str) -> dict:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory, starts_processes):
     certificate = ensure_dev_certificate(TEST_CERT_DIR)
-    with AzuriteTable() as azurite:
+    with AzuriteTable(certificate=certificate) as azurite:
         settings = _settings(azurite.connection_string)
         pstn = PstnSimulator(settings["ANTEROOM_ACCESS_KEY"], ca_file=str(certificate.ca_cert)).start()
         settings["ANTEROOM_PSTN_GATEWAY_URL"] = pstn.url

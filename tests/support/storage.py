@@ -9,6 +9,7 @@ from typing import Callable, Iterable, TypeVar
 import pytest
 
 from localdev.azurite import AzuriteTable
+from tests.conftest import dev_certificate
 from shared.storage.memory import MemoryTable, Write
 from shared.storage.tables import TableStore
 
@@ -18,7 +19,7 @@ Store = TypeVar("Store")
 @pytest.fixture(scope="session")
 def azurite(starts_processes):
     """Azurite's Table service in memory, started once per session for the store contract tests."""
-    with AzuriteTable() as running:
+    with AzuriteTable(certificate=dev_certificate()) as running:
         yield running
 
 
