@@ -327,6 +327,36 @@ def operation_phase(slots: list[Slot], operation: str, page_size: int, max_ops: 
     return lambda side, seconds: {operation: run_phase(calls[side], seconds, max_ops)}
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid`, all its threads, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def host_cpu_counted(phase: Phase, pid: int, spent: dict[str, list[float]]) -> Phase:
+    """`phase`, adding the host's CPU seconds and the completed calls of each timed SDK phase to `spent[operation]`.
+
+    The first SDK phase is `measure`'s warm-up (connections opened, caches filled) and not counted.
+    """
+    sdk_phases = 0
+
+    def counted(side: str, seconds: float) -> dict[str, PhaseResult]:
+        nonlocal sdk_phases
+        before = process_cpu_seconds(pid)
+        results = phase(side, seconds)
+        if side == "sdk":
+            sdk_phases += 1
+            if sdk_phases > 1:
+                cpu = process_cpu_seconds(pid) - before
+                for name, result in results.items():
+                    totals = spent.setdefault(name, [0.0, 0.0])
+                    totals[0] += cpu / len(results)
+                    totals[1] += result.ops
+        return results
+
+    return counted
+
+
 def measure(phase: Phase, operations: Sequence[str], concurrency: int, warmup: float, duration: float,
             rounds: int) -> list[dict]:
     """Warm both sides up, then alternate timed phases (raw, sdk, sdk, raw, ...) so drift and noise hit both.
@@ -364,10 +394,13 @@ def format_table(rows: list[dict]) -> str:
     lines = [header, "-" * len(header)]
     for row in rows:
         raw, sdk = row["raw"], row["sdk"]
+        host_cpu = f" | host {row['host_cpu_ms_per_call']:.2f} ms CPU/call" if row.get("host_cpu_ms_per_call") else ""
+        if row.get("loadavg"):
+            host_cpu += f", load {' '.join(row['loadavg'])}"
         lines.append(
             f"{row['operation']:<9} {row['concurrency']:>7} | {raw['ops_per_s']:>9.1f} {raw['p50_ms']:>7.2f} "
             f"{raw['p99_ms']:>7.2f} | {sdk['ops_per_s']:>9.1f} {sdk['p50_ms']:>7.2f} {sdk['p99_ms']:>7.2f} | "
-            f"{row['throughput_ratio'] or 0:>6.0%} {raw['errors'] + sdk['errors']:>6}"
+            f"{row['throughput_ratio'] or 0:>6.0%} {raw['errors'] + sdk['errors']:>6}{host_cpu}"
         )
     return "\n".join(lines)
 
@@ -453,8 +486,14 @@ def run(config: Config) -> tuple[datetime, dict]:
         try:
             for operation in config.operations:
                 for concurrency in config.concurrency:
-                    phase = operation_phase(slots[:concurrency], operation, settings.rooms_page_size, config.max_ops)
+                    spent: dict[str, list[float]] = {}
+                    phase = host_cpu_counted(
+                        operation_phase(slots[:concurrency], operation, settings.rooms_page_size, config.max_ops),
+                        host_pid, spent)
                     rows += measure(phase, [operation], concurrency, config.warmup, config.duration, config.rounds)
+                    cpu, ops = spent[operation]
+                    rows[-1]["host_cpu_ms_per_call"] = round(cpu * 1000 / ops, 3) if ops else None
+                    rows[-1]["loadavg"] = Path("/proc/loadavg").read_text().split()[:3]
                     print(format_table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
         finally:
             if profiler is not None:
