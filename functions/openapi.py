@@ -7,9 +7,9 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.automation.model import CONNECTION_STATES
 from shared.automation.service import DEFAULT_INVITATION_TIMEOUT, MAX_INVITATION_TIMEOUT
-from shared.calls.model import Capability
+from shared.calls.model import CallState, Capability, ConnectionState, EndReason, EndpointKind, EndpointState, LeaveReason
+from shared.config.settings import EVENT_SCHEMAS
 from shared.calls.service import REMOTE_ACTIONS, SELF_ACTIONS
 from shared.identity.tokens import DEFAULT_TOKEN_MINUTES, MAX_TOKEN_MINUTES, MIN_TOKEN_MINUTES, SCOPES
 from shared.calls.pstn import DialOutcome
@@ -37,16 +37,16 @@ IMF_FIXDATE = (
     r"[0-9]{2}:[0-9]{2}:[0-9]{2} GMT$"
 )
 
-# Values the code writes as string literals rather than enums (shared/calls/model.py, shared/calls/service.py).
-ENDPOINT_STATES = ["connected", "ringing", "disconnected"]
-CALL_STATES = ["active", "ended"]
-LEAVE_REASONS = ["hungUp", "phoneHungUp", "removedByParticipant", "removedFromRoom", "callEnded", "roomExpired", "roomDeleted"]
-END_REASONS = ["lastParticipantLeft", "roomExpired", "roomDeleted"]
 
 
 # -- small builders ------------------------------------------------------------------------------
 def _ref(name: str, kind: str = "schemas") -> dict:
     return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _enum(values, **extra: Any) -> dict:
+    """A string schema whose values are those of a code enum (or any iterable of strings)."""
+    return {"type": "string", "enum": [getattr(value, "value", value) for value in values], **extra}
 
 
 def _or_null(schema: dict) -> dict:
@@ -281,7 +281,7 @@ def _schemas() -> dict:
         ),
         "UpdateParticipantsResult": _object({}, description="Always the empty object."),
         # ---- Identity (communicationservicesidentity 2023-10-01) ----
-        "CommunicationIdentityTokenScope": {"type": "string", "enum": list(SCOPES)},
+        "CommunicationIdentityTokenScope": _enum(SCOPES),
         "CommunicationIdentityCreateRequest": _object(
             {
                 "createTokenWithScopes": {
@@ -327,13 +327,13 @@ def _schemas() -> dict:
                 "role": {**_or_null(_ref("Role")),
                          "description": "The live roster role; null for phones, users off the roster, and in the "
                          "answers of actions."},
-                "state": {"type": "string", "enum": ENDPOINT_STATES},
+                "state": _enum(EndpointState),
                 "isMuted": {"type": "boolean"},
                 "isVideoOn": {"type": "boolean"},
                 "isScreenSharing": {"type": "boolean"},
                 "joinedAt": acs_date_time,
                 "leftAt": acs_date_time,
-                "leaveReason": {"type": "string", "enum": LEAVE_REASONS},
+                "leaveReason": _enum(LeaveReason),
             },
             ("participantId", "identifier", "role", "state", "isMuted", "isVideoOn", "isScreenSharing"),
             dependentRequired={"leftAt": ["leaveReason"], "leaveReason": ["leftAt"]},
@@ -342,18 +342,18 @@ def _schemas() -> dict:
             {
                 "serverCallId": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
                 "roomId": {"type": "string", "pattern": GENERATED_ROOM_ID},
-                "state": {"type": "string", "enum": CALL_STATES},
+                "state": _enum(CallState),
                 "startedAt": acs_date_time,
                 "correlationId": {"type": "string", "format": "uuid", "pattern": f"^{UUID}$"},
                 "participants": {"type": "array", "items": _ref("CallParticipant"),
                                  "description": "Every endpoint of the call, ringing and disconnected ones included."},
                 "endedAt": acs_date_time,
-                "endReason": {"type": "string", "enum": END_REASONS},
+                "endReason": _enum(EndReason),
             },
             ("serverCallId", "roomId", "state", "startedAt", "correlationId", "participants"),
             dependentRequired={"endedAt": ["endReason"], "endReason": ["endedAt"]},
         ),
-        "Capability": {"type": "string", "enum": [capability.value for capability in Capability]},
+        "Capability": _enum(Capability),
         "JoinRoomCallResult": _object(
             {
                 "serverCallId": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
@@ -381,7 +381,7 @@ def _schemas() -> dict:
         ),
         "DialOutResult": _object(
             {
-                "outcome": {"type": "string", "enum": [outcome.value for outcome in DialOutcome]},
+                "outcome": _enum(DialOutcome),
                 "participant": _ref("CallParticipant"),
             },
             ("outcome",),
@@ -391,7 +391,7 @@ def _schemas() -> dict:
             {
                 "reference": {"type": "string", "pattern": f"^[0-9]{{17}}\\|{UUID}$",
                               "description": "`<roomId>|<participantId>` as given to the gateway when dialling."},
-                "action": {"type": "string", "enum": list(SELF_ACTIONS)},
+                "action": _enum(SELF_ACTIONS),
             },
             ("reference", "action"),
             closed=False,
@@ -403,7 +403,7 @@ def _schemas() -> dict:
                 "serverCallId": {"type": ["string", "null"]},
                 "from": request_date_time,
                 "until": request_date_time,
-                "schema": {"type": ["string", "null"], "enum": ["EventGridSchema", "CloudEventSchemaV1_0", None],
+                "schema": {"type": ["string", "null"], "enum": [*EVENT_SCHEMAS, None],
                            "description": "Defaults to the app's ANTEROOM_EVENTGRID_SCHEMA."},
             },
             ("endpoint",),
@@ -614,8 +614,8 @@ def _room_call_paths() -> dict:
     room_id = _path_parameter("roomId", {"type": "string", "pattern": ROOM_ID}, "The room id (17 digits).")
     participant_id = _path_parameter("participantId", {"type": "string", "format": "uuid"},
                                      "The target endpoint's participantId.")
-    self_action = _path_parameter("action", {"type": "string", "enum": list(SELF_ACTIONS)}, "What to do to oneself.")
-    remote_action = _path_parameter("action", {"type": "string", "enum": list(REMOTE_ACTIONS)}, "What to do to the participant.")
+    self_action = _path_parameter("action", _enum(SELF_ACTIONS), "What to do to oneself.")
+    remote_action = _path_parameter("action", _enum(REMOTE_ACTIONS), "What to do to the participant.")
     bearer = BEARER_SECURITY
     room_gate = ["InsufficientScope", "RoomNotOpenYet", "RoomExpired", "NotInvited"]
     acting = room_gate + ["MissingCapability"]
@@ -724,7 +724,7 @@ def _event_paths() -> dict:
 def _call_automation_schemas() -> dict:
     identifier = _object(
         {
-            "kind": {"type": "string", "enum": ["communicationUser", "phoneNumber"]},
+            "kind": _enum(EndpointKind),
             "rawId": {"type": "string"},
             "communicationUser": _object({"id": {"type": "string", "pattern": ACS_USER_RAW_ID}}, ("id",)),
             "phoneNumber": _object({"value": {"type": "string", "pattern": E164}}, ("value",)),
@@ -748,7 +748,7 @@ def _call_automation_schemas() -> dict:
                 "callConnectionId": {"type": "string"},
                 "serverCallId": {"type": "string"},
                 "targets": {"type": "array", "items": _ref("CallAutomationIdentifier"), "maxItems": 0},
-                "callConnectionState": {"type": "string", "enum": list(CONNECTION_STATES)},
+                "callConnectionState": _enum(ConnectionState),
                 "callbackUri": {"type": "string"},
                 "correlationId": {"type": "string"},
             },

@@ -15,8 +15,11 @@ from datetime import timedelta
 from typing import Callable
 from urllib.parse import urlsplit
 
-from .model import CANCELLED, REMOVED_BY_SERVER, connection_properties, visible_participants
-from ..calls.model import AutomationContext, Call, CallConnection, CallParticipant, EndpointKind
+from .model import connection_properties, visible_participants
+from ..calls.model import (
+    AutomationContext, Call, CallConnection, CallParticipant, ConnectionState, EndReason, EndpointKind, EndpointState,
+    LeaveReason,
+)
 from ..calls.service import CallsService
 from ..calls.store import CallsStore
 from ..core.clock import Clock
@@ -151,7 +154,7 @@ class CallAutomationService:
             mine = current.connection(call_connection_id)
             if mine is None or not mine.connected:
                 return None
-            connections = tuple(replace(c, state="disconnected") if c is mine else c for c in current.connections)
+            connections = tuple(replace(c, state=ConnectionState.DISCONNECTED) if c is mine else c for c in current.connections)
             return replace(current, sequence=current.sequence + 1, connections=connections), [], None
 
         self._calls.change(room_id, mutate, call)
@@ -159,7 +162,7 @@ class CallAutomationService:
     def terminate(self, call_connection_id: str) -> None:
         """End the call for everyone (every connection gets CallDisconnected)."""
         room_id, call, _ = self._locate(call_connection_id)
-        self._calls.end_call(room_id, "hungUpForEveryone", call)
+        self._calls.end_call(room_id, EndReason.HUNG_UP_FOR_EVERYONE, call)
 
     # -- participants ------------------------------------------------------------------------
     def participants(self, call_connection_id: str) -> list[CallParticipant]:
@@ -213,7 +216,7 @@ class CallAutomationService:
             raise InvalidRequest("sourceCallerIdNumber is required to add a phone number.")
         self._calls.reserve_phone_line(room_id, raw_id.removeprefix("4:"), caller, invitation_id)
         ringing = CallParticipant(
-            invitation_id, raw_id, EndpointKind.PHONE, "ringing", None, source_number=caller, automation=automation
+            invitation_id, raw_id, EndpointKind.PHONE, EndpointState.RINGING, None, source_number=caller, automation=automation
         )
 
         def mutate(current: Call | None):
@@ -239,9 +242,9 @@ class CallAutomationService:
 
         def mutate(call: Call | None):
             endpoint = call.participant(invitation_id) if call is not None and call.active else None
-            if endpoint is None or endpoint.state != "ringing":
+            if endpoint is None or endpoint.state != EndpointState.RINGING:
                 raise InvitationNotFound(invitation_id)
-            cancelled = replace(endpoint, state="disconnected", left_at=now, leave_reason=CANCELLED, automation=automation)
+            cancelled = replace(endpoint, state=EndpointState.DISCONNECTED, left_at=now, leave_reason=LeaveReason.CANCELLED, automation=automation)
             return replace(call, sequence=call.sequence + 1), [cancelled], cancelled
 
         self._calls.release_lines(room_id, [self._calls.change(room_id, mutate, as_read)[1]])
@@ -257,7 +260,7 @@ class CallAutomationService:
             endpoint = call.connected_endpoint_of(raw_id) if call is not None and call.active else None
             if endpoint is None:
                 raise ParticipantNotFound("Participant not found.")
-            after, gone = self._calls.disconnect(call, [replace(endpoint, automation=automation)], REMOVED_BY_SERVER)
+            after, gone = self._calls.disconnect(call, [replace(endpoint, automation=automation)], LeaveReason.REMOVED_BY_SERVER)
             return after, gone, gone
 
         self._calls.release_lines(room_id, self._calls.change(room_id, mutate, as_read)[1])
@@ -293,7 +296,7 @@ class CallAutomationService:
             call = self._calls.current_call(room_id)
             due = [
                 p.participant_id for p in (call.participants if call is not None else ())
-                if p.state == "ringing" and p.automation is not None and p.automation.expires_at is not None
+                if p.state == EndpointState.RINGING and p.automation is not None and p.automation.expires_at is not None
                 and p.automation.expires_at <= now
             ]
             if due:
@@ -305,8 +308,8 @@ class CallAutomationService:
             if call is None or not call.active:
                 return None
             ended = [
-                replace(p, state="disconnected", left_at=now, leave_reason="noAnswer")
-                for p in call.participants if p.participant_id in participant_ids and p.state == "ringing"
+                replace(p, state=EndpointState.DISCONNECTED, left_at=now, leave_reason=LeaveReason.NO_ANSWER)
+                for p in call.participants if p.participant_id in participant_ids and p.state == EndpointState.RINGING
             ]
             return (replace(call, sequence=call.sequence + 1), ended, ended) if ended else None
 

@@ -59,6 +59,53 @@ class EndpointKind(str, enum.Enum):
     PHONE = "phoneNumber"
 
 
+class CallState(enum.StrEnum):
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+class EndpointState(enum.StrEnum):
+    CONNECTED = "connected"
+    RINGING = "ringing"  # invited (or dialled), not yet joined
+    DISCONNECTED = "disconnected"
+
+
+class ConnectionState(enum.StrEnum):
+    """Of ACS's CallConnectionStateModel, the states a Call Automation connection here reaches."""
+
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"  # it hung up, or the call ended
+
+
+class EndReason(enum.StrEnum):
+    """Why a call ended."""
+
+    LAST_PARTICIPANT_LEFT = "lastParticipantLeft"
+    ROOM_EXPIRED = "roomExpired"
+    ROOM_DELETED = "roomDeleted"
+    HUNG_UP_FOR_EVERYONE = "hungUpForEveryone"  # Call Automation's terminate
+
+
+class LeaveReason(enum.StrEnum):
+    """Why an endpoint left the call, or why an invitation ended without joining it."""
+
+    HUNG_UP = "hungUp"
+    PHONE_HUNG_UP = "phoneHungUp"
+    REMOVED_BY_PARTICIPANT = "removedByParticipant"
+    REMOVED_BY_SERVER = "removedByServer"  # by Call Automation
+    REMOVED_FROM_ROOM = "removedFromRoom"
+    CALL_ENDED = "callEnded"  # still ringing when the last connected endpoint left
+    ROOM_EXPIRED = EndReason.ROOM_EXPIRED.value
+    ROOM_DELETED = EndReason.ROOM_DELETED.value
+    HUNG_UP_FOR_EVERYONE = EndReason.HUNG_UP_FOR_EVERYONE.value
+    # How a ringing invitation ended: the dial outcomes other than answered, a cancel, a gateway failure.
+    DECLINED = "declined"
+    BUSY = "busy"
+    NO_ANSWER = "noAnswer"
+    CANCELLED = "cancelled"
+    GATEWAY_FAILED = "gatewayFailed"
+
+
 def new_server_call_id() -> str:
     # ACS serverCallIds are opaque base64 strings; ours encode a random locator.
     return base64.urlsafe_b64encode(f"anteroom:call:{uuid.uuid4()}".encode()).decode().rstrip("=")
@@ -93,11 +140,14 @@ class CallConnection:
     callback_uri: str
     connected_at: datetime
     operation_context: str | None = None
-    state: str = "connected"  # or "disconnected" once it hung up
+    state: ConnectionState = ConnectionState.CONNECTED
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", ConnectionState(self.state))
 
     @property
     def connected(self) -> bool:
-        return self.state == "connected"
+        return self.state == ConnectionState.CONNECTED
 
     def to_json(self) -> dict:
         return {
@@ -115,21 +165,27 @@ class CallParticipant:
     participant_id: str
     raw_id: str
     kind: EndpointKind
-    state: str  # "connected", "ringing" (invited, not yet joined) or "disconnected"
+    state: EndpointState
     joined_at: datetime | None
     muted: bool = False
     video_on: bool = False
     screen_sharing: bool = False
     left_at: datetime | None = None
-    leave_reason: str | None = None
+    leave_reason: LeaveReason | None = None
     source_number: str | None = None
     joined_role: Role | None = None  # the role when it joined: events name it even after a roster change
     automation: AutomationContext | None = None  # the Call Automation operation that last acted on it
     etag: str = ""
 
+    def __post_init__(self) -> None:
+        # A state or reason outside the enums (which the API document lists) fails where it is made.
+        object.__setattr__(self, "state", EndpointState(self.state))
+        if self.leave_reason is not None:
+            object.__setattr__(self, "leave_reason", LeaveReason(self.leave_reason))
+
     @property
     def connected(self) -> bool:
-        return self.state == "connected"
+        return self.state == EndpointState.CONNECTED
 
     def to_json(self, role: Role | None) -> dict:
         body = {
@@ -153,21 +209,26 @@ class CallParticipant:
 class Call:
     room_id: str
     server_call_id: str
-    state: str  # "active" or "ended"
+    state: CallState
     started_at: datetime
     started_by: str
     connected: int
     sequence: int
     correlation_id: str
     ended_at: datetime | None = None
-    end_reason: str | None = None
+    end_reason: EndReason | None = None
     etag: str = ""
     participants: tuple[CallParticipant, ...] = field(default_factory=tuple)
     connections: tuple[CallConnection, ...] = field(default_factory=tuple)  # Call Automation connections
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", CallState(self.state))
+        if self.end_reason is not None:
+            object.__setattr__(self, "end_reason", EndReason(self.end_reason))
+
     @property
     def active(self) -> bool:
-        return self.state == "active"
+        return self.state == CallState.ACTIVE
 
     def participant(self, participant_id: str) -> CallParticipant | None:
         return next((p for p in self.participants if p.participant_id == participant_id), None)

@@ -10,7 +10,11 @@ from .model import (
     AutomationContext,
     Call,
     CallParticipant,
+    CallState,
     Capability,
+    EndReason,
+    EndpointState,
+    LeaveReason,
     EndpointKind,
     capabilities_of,
     missing_capability,
@@ -110,7 +114,7 @@ class CallsService:
         the sweep."""
         validity = record.room.validity_at(self._clock())
         if validity is Validity.EXPIRED:
-            self.end_call(record.room.id, "roomExpired")
+            self.end_call(record.room.id, EndReason.ROOM_EXPIRED)
         return validity
 
     def _open_room(self, room_id: str) -> RoomRecord:
@@ -186,20 +190,20 @@ class CallsService:
         return CALL_WRITES.run(attempt, "The call is changing too fast; retry later.")
 
     # -- departures and lines (also used by Call Automation) ---------------------------------
-    def disconnect(self, call: Call, leaving: list[CallParticipant], reason: str) -> tuple[Call, list[CallParticipant]]:
+    def disconnect(self, call: Call, leaving: list[CallParticipant], reason: LeaveReason) -> tuple[Call, list[CallParticipant]]:
         """Take endpoints off the call; when the last connected one goes, the call ends."""
         now = self._clock()
-        gone = [replace(p, state="disconnected", left_at=now, leave_reason=reason, screen_sharing=False) for p in leaving]
+        gone = [replace(p, state=EndpointState.DISCONNECTED, left_at=now, leave_reason=reason, screen_sharing=False) for p in leaving]
         connected = call.connected - sum(1 for p in leaving if p.connected)
         after = replace(call, connected=connected, sequence=call.sequence + 1)
         if connected <= 0:
             # Invitations still ringing end with the call.
             gone += [
-                replace(p, state="disconnected", left_at=now, leave_reason="callEnded")
+                replace(p, state=EndpointState.DISCONNECTED, left_at=now, leave_reason=LeaveReason.CALL_ENDED)
                 for p in call.participants
-                if p.state == "ringing" and p not in leaving
+                if p.state == EndpointState.RINGING and p not in leaving
             ]
-            after = replace(after, state="ended", connected=0, ended_at=now, end_reason="lastParticipantLeft")
+            after = replace(after, state=CallState.ENDED, connected=0, ended_at=now, end_reason=EndReason.LAST_PARTICIPANT_LEFT)
         return after, gone
 
     def release_lines(self, room_id: str, endpoints: list[CallParticipant]) -> None:
@@ -239,19 +243,19 @@ class CallsService:
                     return None  # already in: joining again is a no-op
                 if call.connected >= MAX_CALL_PARTICIPANTS:
                     raise CallFull(MAX_CALL_PARTICIPANTS)
-                invited = next((p for p in call.participants if p.raw_id == user_id and p.state == "ringing"), None)
-                endpoint = replace(invited, state="connected", joined_at=now, joined_role=caller.role) if invited else CallParticipant(
-                    str(uuid.uuid4()), user_id, EndpointKind.VOIP, "connected", now, joined_role=caller.role
+                invited = next((p for p in call.participants if p.raw_id == user_id and p.state == EndpointState.RINGING), None)
+                endpoint = replace(invited, state=EndpointState.CONNECTED, joined_at=now, joined_role=caller.role) if invited else CallParticipant(
+                    str(uuid.uuid4()), user_id, EndpointKind.VOIP, EndpointState.CONNECTED, now, joined_role=caller.role
                 )
                 after = replace(call, connected=call.connected + 1, sequence=call.sequence + 1)
                 return after, [endpoint], endpoint
             endpoint = CallParticipant(
-                str(uuid.uuid4()), user_id, EndpointKind.VOIP, "connected", now, joined_role=caller.role
+                str(uuid.uuid4()), user_id, EndpointKind.VOIP, EndpointState.CONNECTED, now, joined_role=caller.role
             )
             started = Call(
                 room_id=room_id,
                 server_call_id=new_server_call_id(),
-                state="active",
+                state=CallState.ACTIVE,
                 started_at=now,
                 started_by=user_id,
                 connected=1,
@@ -295,13 +299,13 @@ class CallsService:
             try:
                 caller = self._invited(record, caller_id, refusal="The user is no longer invited to this room.")
             except NotInvited:
-                self.drop_users(room_id, {caller_id}, "removedFromRoom")  # off the roster: off the call too
+                self.drop_users(room_id, {caller_id}, LeaveReason.REMOVED_FROM_ROOM)  # off the roster: off the call too
                 raise
         call = self._active_call(room_id)
         endpoint = self._endpoint(call, caller)
         self._require(caller, SELF_ACTIONS[action], record)
         if action == "leave":
-            return self._leave(room_id, endpoint.participant_id, "hungUp" if not phone else "phoneHungUp", call)
+            return self._leave(room_id, endpoint.participant_id, LeaveReason.PHONE_HUNG_UP if phone else LeaveReason.HUNG_UP, call)
         return self._set_flags(room_id, endpoint.participant_id, _FLAG_CHANGES[action])
 
     def act_on(self, room_id: str, user_id: str, participant_id: str, action: str) -> CallParticipant:
@@ -314,11 +318,11 @@ class CallsService:
         self._endpoint(call, caller)
         self._require(caller, REMOTE_ACTIONS[action], record)
         target = call.participant(participant_id)
-        if target is None or target.state == "disconnected":
+        if target is None or target.state == EndpointState.DISCONNECTED:
             raise ParticipantNotFound()
         if action == "mute":
             return self._set_flags(room_id, participant_id, {"muted": True})
-        return self._leave(room_id, participant_id, "removedByParticipant", call)
+        return self._leave(room_id, participant_id, LeaveReason.REMOVED_BY_PARTICIPANT, call)
 
     def _set_flags(self, room_id: str, participant_id: str, flags: dict) -> CallParticipant:
         def attempt(_number: int) -> CallParticipant:
@@ -346,12 +350,12 @@ class CallsService:
 
         return self.change(room_id, mutate, as_read)[1]
 
-    def _leave(self, room_id: str, participant_id: str, reason: str, as_read: Call | None = None) -> CallParticipant:
+    def _leave(self, room_id: str, participant_id: str, reason: LeaveReason, as_read: Call | None = None) -> CallParticipant:
         def mutate(call: Call | None):
             if call is None or not call.active:
                 return None
             endpoint = call.participant(participant_id)
-            if endpoint is None or endpoint.state == "disconnected":
+            if endpoint is None or endpoint.state == EndpointState.DISCONNECTED:
                 return None
             after, gone = self.disconnect(call, [endpoint], reason)
             return after, gone, gone[0]
@@ -386,10 +390,10 @@ class CallsService:
         def mutate(call: Call | None):
             if call is None or not call.active:
                 raise NoActiveCall()
-            if any(p.raw_id == raw_id and p.state != "disconnected" for p in call.participants):
+            if any(p.raw_id == raw_id and p.state != EndpointState.DISCONNECTED for p in call.participants):
                 raise AlreadyInCall(raw_id)
             ringing = CallParticipant(
-                invitation_id or str(uuid.uuid4()), raw_id, EndpointKind.VOIP, "ringing", None, automation=automation
+                invitation_id or str(uuid.uuid4()), raw_id, EndpointKind.VOIP, EndpointState.RINGING, None, automation=automation
             )
             return replace(call, sequence=call.sequence + 1), [ringing], ringing
 
@@ -418,7 +422,7 @@ class CallsService:
                 if call is None or not call.active:
                     raise NoActiveCall("The call ended while the phone was ringing.")
                 phone = CallParticipant(
-                    participant_id, phone_raw_id(phone_number), EndpointKind.PHONE, "connected", now,
+                    participant_id, phone_raw_id(phone_number), EndpointKind.PHONE, EndpointState.CONNECTED, now,
                     source_number=caller_id_number,
                 )
                 return replace(call, connected=call.connected + 1, sequence=call.sequence + 1), [phone], phone
@@ -458,19 +462,19 @@ class CallsService:
         reference = f"{room_id}|{ringing.participant_id}"
         try:
             outcome = self._pstn.place_call(ringing.source_number, ringing.raw_id.removeprefix("4:"), reference)
-            reason = None if outcome is DialOutcome.ANSWERED else outcome.value
+            reason = None if outcome is DialOutcome.ANSWERED else LeaveReason(outcome.value)
         except GatewayUnavailable:
-            reason = "gatewayFailed"
+            reason = LeaveReason.GATEWAY_FAILED
         now = self._clock()
 
         def mutate(call: Call | None):
             endpoint = call.participant(ringing.participant_id) if call is not None and call.active else None
-            if endpoint is None or endpoint.state != "ringing":
+            if endpoint is None or endpoint.state != EndpointState.RINGING:
                 return None  # cancelled, or the call ended: nothing left to settle
             if reason is None:
-                joined = replace(endpoint, state="connected", joined_at=now)
+                joined = replace(endpoint, state=EndpointState.CONNECTED, joined_at=now)
                 return replace(call, connected=call.connected + 1, sequence=call.sequence + 1), [joined], joined
-            failed = replace(endpoint, state="disconnected", left_at=now, leave_reason=reason)
+            failed = replace(endpoint, state=EndpointState.DISCONNECTED, left_at=now, leave_reason=reason)
             return replace(call, sequence=call.sequence + 1), [failed], failed
 
         settled = self.change(room_id, mutate)
@@ -487,7 +491,7 @@ class CallsService:
         return self.act_self(room_id, endpoint.raw_id, action, phone=True)
 
     # -- consequences of room changes, and the sweep ------------------------------------------
-    def end_call(self, room_id: str, reason: str, as_read: Call | None = None) -> Call | None:
+    def end_call(self, room_id: str, reason: EndReason, as_read: Call | None = None) -> Call | None:
         """End the room's active call for everyone (validity over, room deleted, hang up for all).
 
         `as_read`: the call as the caller just read it, as for `change`.
@@ -495,8 +499,8 @@ class CallsService:
         def mutate(call: Call | None):
             if call is None or not call.active:
                 return None
-            leaving = [p for p in call.participants if p.state != "disconnected"]
-            after, gone = self.disconnect(call, leaving, reason)
+            leaving = [p for p in call.participants if p.state != EndpointState.DISCONNECTED]
+            after, gone = self.disconnect(call, leaving, LeaveReason(reason.value))
             after = replace(after, end_reason=reason)
             return after, gone, gone
 
@@ -506,12 +510,12 @@ class CallsService:
         self.release_lines(room_id, outcome[1])
         return outcome[0]
 
-    def drop_users(self, room_id: str, raw_ids: set[str], reason: str) -> None:
+    def drop_users(self, room_id: str, raw_ids: set[str], reason: LeaveReason) -> None:
         """Take users off the call at once when they leave the roster."""
         def mutate(call: Call | None):
             if call is None or not call.active:
                 return None
-            leaving = [p for p in call.participants if p.raw_id in raw_ids and p.state != "disconnected"]
+            leaving = [p for p in call.participants if p.raw_id in raw_ids and p.state != EndpointState.DISCONNECTED]
             if not leaving:
                 return None
             after, gone = self.disconnect(call, leaving, reason)
@@ -521,11 +525,11 @@ class CallsService:
 
     def room_deleted(self, room_id: str) -> None:
         """RoomObserver: the room is gone, so is its call."""
-        self.end_call(room_id, "roomDeleted")
+        self.end_call(room_id, EndReason.ROOM_DELETED)
 
     def users_removed(self, room_id: str, raw_ids: set[str]) -> None:
         """RoomObserver: users off the roster are off the call."""
-        self.drop_users(room_id, raw_ids, "removedFromRoom")
+        self.drop_users(room_id, raw_ids, LeaveReason.REMOVED_FROM_ROOM)
 
     def sweep(self) -> int:
         """End calls whose room expired or was deleted; returns how many ended."""
@@ -533,7 +537,7 @@ class CallsService:
         for room_id in self._store.active_call_rooms():
             record = self._rooms.find(room_id)
             if record is None:
-                ended += self.end_call(room_id, "roomDeleted") is not None
+                ended += self.end_call(room_id, EndReason.ROOM_DELETED) is not None
             elif self.settle_validity(record) is Validity.EXPIRED:
                 ended += 1
         return ended

@@ -16,6 +16,7 @@ from ..core.keys import load_signing_key
 PREFIX = "ANTEROOM_"
 # The app names its tables `<ANTEROOM_TABLE_PREFIX><suffix>`; this is the prefix when none is set.
 DEFAULT_TABLE_PREFIX = "anteroom"
+EVENT_SCHEMAS = ("EventGridSchema", "CloudEventSchemaV1_0")  # the delivery schemas Event Grid offers for these events
 # The issuer of Call Automation callback tokens when ANTEROOM_CALLBACK_TOKEN_ISSUER is not set: ACS's own
 # (docs: "Secure webhook endpoint" for Call Automation).
 ACS_CALLBACK_ISSUER = "https://acscallautomation.communication.azure.com"
@@ -153,8 +154,8 @@ class Settings:
         if bool(eventgrid_endpoint) != bool(eventgrid_key):
             problems.append(f"{PREFIX}EVENTGRID_ENDPOINT and {PREFIX}EVENTGRID_KEY go together")
         schema = env.get(PREFIX + "EVENTGRID_SCHEMA", "EventGridSchema").strip()
-        if schema not in ("EventGridSchema", "CloudEventSchemaV1_0"):
-            problems.append(f"{PREFIX}EVENTGRID_SCHEMA must be EventGridSchema or CloudEventSchemaV1_0")
+        if schema not in EVENT_SCHEMAS:
+            problems.append(f"{PREFIX}EVENTGRID_SCHEMA must be {' or '.join(EVENT_SCHEMAS)}")
         arm_resource_id = env.get(PREFIX + "ARM_RESOURCE_ID", "").strip() or (
             f"/subscriptions/{resource_id}/resourceGroups/anteroom/providers/"
             "Microsoft.Communication/communicationServices/anteroom"
