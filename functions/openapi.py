@@ -3,17 +3,25 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from typing import Any
 
 import azure.functions as func
 
-from shared.automation.service import DEFAULT_INVITATION_TIMEOUT, MAX_INVITATION_TIMEOUT
-from shared.calls.model import CallState, Capability, ConnectionState, EndReason, EndpointKind, EndpointState, LeaveReason
+from shared.automation.service import CALL_CONNECTION_ID_PATTERN, DEFAULT_INVITATION_TIMEOUT, MAX_INVITATION_TIMEOUT
+from shared.calls.model import (
+    MAX_CALL_PARTICIPANTS, SERVER_CALL_ID_PATTERN, CallState, Capability, ConnectionState, EndReason, EndpointKind,
+    EndpointState, LeaveReason,
+)
 from shared.config.settings import EVENT_SCHEMAS
 from shared.calls.service import REMOTE_ACTIONS, SELF_ACTIONS
 from shared.identity.tokens import DEFAULT_TOKEN_MINUTES, MAX_TOKEN_MINUTES, MIN_TOKEN_MINUTES, SCOPES
 from shared.calls.pstn import DialOutcome
-from shared.rooms.model import Role
+from shared.core.identifiers import ACS_USER_RAW_ID_PATTERN, E164_PATTERN, PHONE_RAW_ID_PREFIX, UUID_PATTERN
+from shared.core.timefmt import ACS_DATE_TIME_PATTERN, IMF_FIXDATE_PATTERN
+from shared.identity.service import user_id_pattern
+from shared.logs.operations import CORRELATION_ID_PATTERN
+from shared.rooms.model import GENERATED_ROOM_ID_PATTERN, MAX_VALIDITY, ROOM_ID_PATTERN, Role
 
 from .call_automation import CALL_AUTOMATION_API
 from .pipeline import IDENTITY_API, ROOMS_API, ApiVersions
@@ -24,19 +32,25 @@ OPENAPI_VERSION = "3.1.0"
 HMAC_SECURITY = [{"acsHmac": []}]
 BEARER_SECURITY = [{"accessToken": []}]
 
-# Patterns of what the code emits or checks; JSON Schema patterns are ECMA-262, so [0-9] and not \d.
-ROOM_ID = "^[0-9]{17}$"  # shared/rooms/model.py is_room_id: exactly 17 ASCII digits
-GENERATED_ROOM_ID = "^99[0-9]{15}$"  # shared/rooms/model.py new_room_id
-ACS_USER_RAW_ID = "^8:(acs|dod-acs|gcch-acs|spool):[A-Za-z0-9][A-Za-z0-9._-]{0,255}$"  # shared/core/identifiers.py
-E164 = r"^\+[1-9][0-9]{1,14}$"
-UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-# shared/core/timefmt.py format_acs: UTC as +00:00, microseconds with trailing zeros trimmed, none when zero.
-ACS_DATE_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{0,5}[1-9])?\+00:00$"
-IMF_FIXDATE = (
-    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
-    r"[0-9]{2}:[0-9]{2}:[0-9]{2} GMT$"
-)
 
+
+def _whole(pattern: str) -> str:
+    """A pattern of the code (a fullmatch there) anchored for JSON Schema, whose patterns search."""
+    return f"^{pattern.removeprefix('^').removesuffix('$')}$"
+
+
+# Written once in the modules that make or check each value, anchored here.
+ROOM_ID = _whole(ROOM_ID_PATTERN)
+GENERATED_ROOM_ID = _whole(GENERATED_ROOM_ID_PATTERN)
+ACS_USER_RAW_ID = _whole(ACS_USER_RAW_ID_PATTERN)
+E164 = _whole(E164_PATTERN)
+PHONE_RAW_ID = _whole(re.escape(PHONE_RAW_ID_PREFIX) + E164_PATTERN)
+UUID = _whole(UUID_PATTERN)
+SERVER_CALL_ID = _whole(SERVER_CALL_ID_PATTERN)
+CALL_CONNECTION_ID = _whole(CALL_CONNECTION_ID_PATTERN)
+USER_ID = _whole(user_id_pattern(UUID_PATTERN))  # ANTEROOM_RESOURCE_ID is a GUID
+PHONE_REFERENCE = _whole(ROOM_ID_PATTERN + re.escape("|") + UUID_PATTERN)  # shared/calls/service.py phone_event
+MS_CV = _whole(CORRELATION_ID_PATTERN)
 
 
 # -- small builders ------------------------------------------------------------------------------
@@ -187,7 +201,7 @@ def _schemas() -> dict:
     phone_identifier = _object(
         {
             "kind": {"const": "phoneNumber"},
-            "rawId": {"type": "string", "pattern": "^4:" + E164[1:]},
+            "rawId": {"type": "string", "pattern": PHONE_RAW_ID},
             "phoneNumber": _object({"value": {"type": "string", "pattern": E164}}, ("value",)),
         },
         ("kind", "rawId", "phoneNumber"),
@@ -211,7 +225,7 @@ def _schemas() -> dict:
         "AcsDateTime": {
             "type": "string",
             "format": "date-time",
-            "pattern": ACS_DATE_TIME,
+            "pattern": ACS_DATE_TIME_PATTERN,
             "description": "RFC 3339 in UTC written as `+00:00`; microseconds with trailing zeros trimmed, "
             "no fraction when zero.",
             "examples": ["2023-06-26T05:46:17.815913+00:00", "2023-06-30T00:00:00+00:00"],
@@ -230,7 +244,8 @@ def _schemas() -> dict:
         "CreateRoomRequest": _object(
             {
                 "validFrom": {**request_date_time, "description": "When the room opens; default now."},
-                "validUntil": {**request_date_time, "description": "When the room closes; default validFrom + 180 days."},
+                "validUntil": {**request_date_time, "description": f"When the room closes; default validFrom + {MAX_VALIDITY.days} days, "
+                           f"at most {MAX_VALIDITY.days} days after validFrom."},
                 "pstnDialOutEnabled": {"type": ["boolean", "null"], "description": "Default false."},
                 "participants": _or_null(participant_map),
             },
@@ -301,7 +316,7 @@ def _schemas() -> dict:
             closed=False,
         ),
         "CommunicationIdentity": _object(
-            {"id": {"type": "string", "pattern": f"^8:acs:{UUID}_{UUID}$", "description": "8:acs:<resource id>_<user id>"}},
+            {"id": {"type": "string", "pattern": USER_ID, "description": "8:acs:<resource id>_<user id>"}},
             ("id",),
         ),
         "CommunicationIdentityAccessToken": _object(
@@ -322,7 +337,7 @@ def _schemas() -> dict:
                                     "description": "A CommunicationIdentifierModel with kind and rawId."},
         "CallParticipant": _object(
             {
-                "participantId": {"type": "string", "format": "uuid", "pattern": f"^{UUID}$"},
+                "participantId": {"type": "string", "format": "uuid", "pattern": UUID},
                 "identifier": _ref("CommunicationIdentifier"),
                 "role": {**_or_null(_ref("Role")),
                          "description": "The live roster role; null for phones, users off the roster, and in the "
@@ -340,11 +355,11 @@ def _schemas() -> dict:
         ),
         "RoomCall": _object(
             {
-                "serverCallId": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+                "serverCallId": {"type": "string", "pattern": SERVER_CALL_ID},
                 "roomId": {"type": "string", "pattern": GENERATED_ROOM_ID},
                 "state": _enum(CallState),
                 "startedAt": acs_date_time,
-                "correlationId": {"type": "string", "format": "uuid", "pattern": f"^{UUID}$"},
+                "correlationId": {"type": "string", "format": "uuid", "pattern": UUID},
                 "participants": {"type": "array", "items": _ref("CallParticipant"),
                                  "description": "Every endpoint of the call, ringing and disconnected ones included."},
                 "endedAt": acs_date_time,
@@ -356,8 +371,8 @@ def _schemas() -> dict:
         "Capability": _enum(Capability),
         "JoinRoomCallResult": _object(
             {
-                "serverCallId": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
-                "participantId": {"type": "string", "format": "uuid", "pattern": f"^{UUID}$"},
+                "serverCallId": {"type": "string", "pattern": SERVER_CALL_ID},
+                "participantId": {"type": "string", "format": "uuid", "pattern": UUID},
                 "role": _ref("Role"),
                 "capabilities": {"type": "array", "items": _ref("Capability"), "uniqueItems": True,
                                  "description": "What the caller may do now, sorted."},
@@ -389,7 +404,7 @@ def _schemas() -> dict:
         ),
         "PstnEventRequest": _object(
             {
-                "reference": {"type": "string", "pattern": f"^[0-9]{{17}}\\|{UUID}$",
+                "reference": {"type": "string", "pattern": PHONE_REFERENCE,
                               "description": "`<roomId>|<participantId>` as given to the gateway when dialling."},
                 "action": _enum(SELF_ACTIONS),
             },
@@ -428,7 +443,7 @@ def _expires_in_minutes() -> dict:
 
 
 def _headers() -> dict:
-    ms_cv = {"type": "string", "pattern": "^[A-Za-z0-9+/]{22}$"}
+    ms_cv = {"type": "string", "pattern": MS_CV}
     error_code = {"type": "string"}
     return {
         "MS-CV": _header(ms_cv, "Correlation id of the request (the operation log's CorrelationId).", False),
@@ -475,7 +490,7 @@ def _rooms_paths() -> dict:
          "schema": {"type": "string", "format": "uuid"},
          "description": "Makes the create repeatable: a repeat gets the first answer again."},
         {"name": "Repeatability-First-Sent", "in": "header", "required": False,
-         "schema": {"type": "string", "pattern": IMF_FIXDATE},
+         "schema": {"type": "string", "pattern": IMF_FIXDATE_PATTERN},
          "description": "IMF-fixdate of the first attempt; required with Repeatability-Request-ID."},
     ]
     versions = "rooms-api-supported-versions"
@@ -815,14 +830,14 @@ def _call_automation_schemas() -> dict:
 
 def _call_automation_paths() -> dict:
     version = _api_version_parameter(CALL_AUTOMATION_API)
-    connection = _path_parameter("callConnectionId", {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+    connection = _path_parameter("callConnectionId", {"type": "string", "pattern": CALL_CONNECTION_ID},
                                  "The call connection id Connect answered.")
     raw_id = _path_parameter("participantRawId", {"type": "string"}, "The participant's raw id (`4:+1...`, `8:acs:...`).")
     repeatability = [
         {"name": "Repeatability-Request-ID", "in": "header", "required": False, "schema": {"type": "string", "format": "uuid"},
          "description": "The SDK sends one on every action: a repeat gets the first answer again."},
         {"name": "Repeatability-First-Sent", "in": "header", "required": False,
-         "schema": {"type": "string", "pattern": IMF_FIXDATE}, "description": "IMF-fixdate of the first attempt."},
+         "schema": {"type": "string", "pattern": IMF_FIXDATE_PATTERN}, "description": "IMF-fixdate of the first attempt."},
     ]
     versions = "call-automation-api-supported-versions"
     not_found = {"e404": ["8522"]}

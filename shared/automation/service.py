@@ -34,7 +34,7 @@ from ..core.errors import (
     RoomNotFound,
     TooManyConnections,
 )
-from ..core.identifiers import is_acs_user, phone_raw_id
+from ..core.identifiers import OPAQUE_ID_PATTERN, PHONE_RAW_ID_PREFIX, is_acs_user, opaque_id, phone_raw_id
 from ..rooms.model import Validity, is_room_id
 from ..rooms.service import RoomsService
 
@@ -44,10 +44,13 @@ DEFAULT_INVITATION_TIMEOUT = 60  # seconds an invitation rings when the request 
 MAX_INVITATION_TIMEOUT = 180  # ACS's maximum invitationTimeoutInSeconds
 
 
+CALL_CONNECTION_ID_PATTERN = OPAQUE_ID_PATTERN
+
+
 def call_connection_id(room_id: str, unique: str) -> str:
     """The connection id for a room and a UUID: opaque to clients, like ACS's, but it carries the
     room, so no lookup table is needed."""
-    return base64.urlsafe_b64encode(f"{room_id}:{unique}".encode()).decode().rstrip("=")
+    return opaque_id(f"{room_id}:{unique}")
 
 
 def room_of_connection(call_connection_id: str) -> str:
@@ -72,7 +75,7 @@ def parse_identifier(model: object, field: str) -> tuple[str, EndpointKind]:
         return phone_raw_id(phone["value"]), EndpointKind.PHONE
     if isinstance(user, dict) and isinstance(user.get("id"), str):
         return user["id"], EndpointKind.VOIP
-    if isinstance(raw_id, str) and raw_id.startswith("4:"):
+    if isinstance(raw_id, str) and raw_id.startswith(PHONE_RAW_ID_PREFIX):
         return raw_id, EndpointKind.PHONE
     if is_acs_user(raw_id):
         return raw_id, EndpointKind.VOIP
@@ -214,7 +217,7 @@ class CallAutomationService:
         caller = source_caller_id_number.get("value") if isinstance(source_caller_id_number, dict) else None
         if not isinstance(caller, str):
             raise InvalidRequest("sourceCallerIdNumber is required to add a phone number.")
-        self._calls.reserve_phone_line(room_id, raw_id.removeprefix("4:"), caller, invitation_id)
+        self._calls.reserve_phone_line(room_id, raw_id.removeprefix(PHONE_RAW_ID_PREFIX), caller, invitation_id)
         ringing = CallParticipant(
             invitation_id, raw_id, EndpointKind.PHONE, EndpointState.RINGING, None, source_number=caller, automation=automation
         )

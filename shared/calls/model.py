@@ -1,13 +1,13 @@
 """Room-call domain: capabilities per role (ACS's role table as data), call and participant models."""
 from __future__ import annotations
 
-import base64
 import enum
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..core.errors import DialOutDisabled, MissingCapability
+from ..core.identifiers import OPAQUE_ID_PATTERN, PHONE_RAW_ID_PREFIX, opaque_id
 from ..rooms.model import Role
 from ..core.timefmt import format_acs
 
@@ -106,9 +106,12 @@ class LeaveReason(enum.StrEnum):
     GATEWAY_FAILED = "gatewayFailed"
 
 
+SERVER_CALL_ID_PATTERN = OPAQUE_ID_PATTERN
+
+
 def new_server_call_id() -> str:
     # ACS serverCallIds are opaque base64 strings; ours encode a random locator.
-    return base64.urlsafe_b64encode(f"anteroom:call:{uuid.uuid4()}".encode()).decode().rstrip("=")
+    return opaque_id(f"anteroom:call:{uuid.uuid4()}")
 
 
 @dataclass(frozen=True)
@@ -243,5 +246,5 @@ class Call:
 def identifier_json(raw_id: str, kind: EndpointKind) -> dict:
     """A CommunicationIdentifierModel with kind and rawId, as ACS returns identifiers."""
     if kind is EndpointKind.PHONE:
-        return {"kind": "phoneNumber", "rawId": raw_id, "phoneNumber": {"value": raw_id.removeprefix("4:")}}
+        return {"kind": "phoneNumber", "rawId": raw_id, "phoneNumber": {"value": raw_id.removeprefix(PHONE_RAW_ID_PREFIX)}}
     return {"kind": "communicationUser", "rawId": raw_id, "communicationUser": {"id": raw_id}}

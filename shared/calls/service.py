@@ -37,7 +37,7 @@ from ..core.errors import (
     RoomExpired,
     RoomNotOpenYet,
 )
-from ..core.identifiers import is_acs_user, is_e164, phone_raw_id
+from ..core.identifiers import PHONE_RAW_ID_PREFIX, is_acs_user, is_e164, phone_raw_id
 from .pstn import DialOutcome, PstnLines, PstnNetwork
 from ..rooms.changes import RoomChanges
 from ..rooms.model import Role, Validity
@@ -461,7 +461,7 @@ class CallsService:
         """
         reference = f"{room_id}|{ringing.participant_id}"
         try:
-            outcome = self._pstn.place_call(ringing.source_number, ringing.raw_id.removeprefix("4:"), reference)
+            outcome = self._pstn.place_call(ringing.source_number, ringing.raw_id.removeprefix(PHONE_RAW_ID_PREFIX), reference)
             reason = None if outcome is DialOutcome.ANSWERED else LeaveReason(outcome.value)
         except GatewayUnavailable:
             reason = LeaveReason.GATEWAY_FAILED
