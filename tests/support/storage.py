@@ -12,6 +12,8 @@ from localdev.azurite import AzuriteTable
 from shared.storage.memory import MemoryTable, Write
 from shared.storage.tables import TableStore
 
+from .answers import ANSWERS
+
 Store = TypeVar("Store")
 
 
@@ -19,6 +21,7 @@ Store = TypeVar("Store")
 def azurite(starts_processes):
     """Azurite's Table service in memory, started once per session for the store contract tests."""
     with AzuriteTable() as running:
+        ANSWERS.tooling(running.endpoint, "Azurite")
         yield running
 
 
