@@ -23,6 +23,7 @@ from shared.bootstrap import Services, get_services
 from .errors import (
     ErrorTable,
     HttpError,
+    internal_error,
     missing_api_version,
     payload_too_large,
     unsupported_api_version,
@@ -309,6 +310,16 @@ HMAC = "hmac"  # ACS access-key signatures: management APIs and trusted servers
 BEARER = "bearer"  # user access tokens from the Identity API: the room-call client API
 
 
+@dataclass(frozen=True)
+class AcsOperation:
+    """What `acs_operation` wraps a handler in, kept on the function for the OpenAPI document."""
+
+    name: str
+    versions: ApiVersions | None
+    errors: ErrorTable
+    auth: str
+
+
 def _bearer_claims(http: func.HttpRequest, services: Services) -> TokenClaims:
     scheme, _, token = (http.headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -366,9 +377,9 @@ def acs_operation(
                 refusal = errors.http_error(error)
                 if refusal is None:
                     log.exception("%s failed (correlation id %s)", operation, correlation_id)
-                    status = 500
-                    body = {"error": {"code": "InternalServerError", "message": "The server had an internal error."}}
-                    response = _response(status, body, {**headers, "x-ms-error-code": "InternalServerError"})
+                    bug = internal_error()
+                    status = bug.status
+                    response = _response(status, bug.to_body(), {**headers, "x-ms-error-code": bug.code})
                 else:
                     status = refusal.status
                     headers.pop("api-supported-versions", None)
@@ -384,6 +395,7 @@ def acs_operation(
         function.__name__ = handler.__name__
         function.__qualname__ = handler.__qualname__
         function.__doc__ = handler.__doc__
+        function.acs_operation = AcsOperation(operation, versions, errors, auth)
         return function
 
     return decorate
