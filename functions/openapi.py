@@ -9,7 +9,9 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.automation.service import CALL_CONNECTION_ID_PATTERN, DEFAULT_INVITATION_TIMEOUT, MAX_INVITATION_TIMEOUT
+from shared.automation.service import (
+    CALL_CONNECTION_ID_PATTERN, DEFAULT_INVITATION_TIMEOUT, MAX_INVITATION_TIMEOUT, MUTE_TARGETS,
+)
 from shared.calls.model import (
     MAX_CALL_PARTICIPANTS, SERVER_CALL_ID_PATTERN, CallState, Capability, ConnectionState, EndReason, EndpointKind,
     EndpointState, LeaveReason,
@@ -556,7 +558,7 @@ def _call_automation_schemas() -> dict:
         ),
         "MuteParticipantsRequest": _object(
             {"targetParticipants": {"type": "array", "items": _ref("CallAutomationIdentifierInput"),
-                                    "minItems": 1, "maxItems": 1},
+                                    "minItems": MUTE_TARGETS, "maxItems": MUTE_TARGETS},
              "operationContext": context},
             ("targetParticipants",), closed=False,
         ),

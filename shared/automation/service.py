@@ -42,6 +42,7 @@ MAX_CONNECTIONS_PER_CALL = 10  # our limit: connections live on the call entity
 KEPT_DISCONNECTED = 10  # hung-up connections still answered (as disconnected); older ones are dropped
 DEFAULT_INVITATION_TIMEOUT = 60  # seconds an invitation rings when the request names none
 MAX_INVITATION_TIMEOUT = 180  # ACS's maximum invitationTimeoutInSeconds
+MUTE_TARGETS = 1  # ACS mutes exactly one participant per request
 
 
 CALL_CONNECTION_ID_PATTERN = OPAQUE_ID_PATTERN
@@ -271,7 +272,7 @@ class CallAutomationService:
     def mute(self, call_connection_id: str, targets: object, operation_context: str | None) -> None:
         """Mute one participant (ACS takes exactly one target); ParticipantsUpdated follows."""
         room_id, as_read, connection = self._locate(call_connection_id)
-        if not isinstance(targets, list) or len(targets) != 1:
+        if not isinstance(targets, list) or len(targets) != MUTE_TARGETS:
             raise InvalidRequest("targetParticipants must name exactly one participant.")
         raw_id, _ = parse_identifier(targets[0], "targetParticipants")
         automation = self._context(connection, operation_context, None)
