@@ -243,6 +243,10 @@ def test_phone_that_does_not_answer(stack, automation, receiver, live_room, beha
     assert failed.participant.raw_id == f"4:{phone}" and failed.operation_context == behaviour
     assert (failed.result_information.code, failed.result_information.sub_code) == (code, sub_code)
     assert [p.identifier.raw_id for p in connection.list_participants()] == [presenter.raw_id]
+    # The room call keeps the ended invitation, with the dial outcome as its documented leaveReason.
+    ended = endpoint_of(presenter.call(room.id), f"4:{phone}")
+    reason = {"decline": "declined", "busy": "busy", "noAnswer": "noAnswer"}[behaviour]
+    assert (ended["state"], ended["leaveReason"]) == ("disconnected", reason)
 
 
 def test_cancel_add_while_ringing(stack, automation, receiver, live_room):
@@ -260,6 +264,7 @@ def test_cancel_add_while_ringing(stack, automation, receiver, live_room):
     time.sleep(6)  # the phone answers after 4 s: too late, it stays out of the call
     assert receiver.of(properties.call_connection_id, "AddParticipantSucceeded") == []
     assert [p.identifier.raw_id for p in connection.list_participants()] == [presenter.raw_id]
+    assert endpoint_of(presenter.call(room.id), f"4:{phone}")["leaveReason"] == "cancelled"
     assert status_of(lambda: connection.cancel_add_participant_operation(added.invitation_id)) == (404, "8522")
 
 
@@ -350,6 +355,11 @@ def status_of(action) -> tuple[int, str]:
     with pytest.raises(HttpResponseError) as caught:
         action()
     return caught.value.status_code, caught.value.error.code
+
+
+def endpoint_of(room_call: requests.Response, raw_id: str) -> dict:
+    """The endpoint of `raw_id` in a `GET /roomCalls/{roomId}` answer."""
+    return next(p for p in room_call.json()["participants"] if p["identifier"]["rawId"] == raw_id)
 
 
 def room_call_raw_ids(presenter, room_id: str) -> list[str]:
