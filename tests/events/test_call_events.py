@@ -23,6 +23,7 @@ from localdev.certs import ensure_dev_certificate
 from localdev.testing import HostProcess
 from tests.conftest import TEST_CERT_DIR
 
+from tests.support.answers import ANSWERS
 from tests.support.calls import new_user, roster
 from tests.support.events import TopicSubscriptions, start_topic, wait_for_room_events
 
@@ -154,6 +155,8 @@ def cloud_events_stack(stack, tmp_path_factory):
            "ANTEROOM_EVENTGRID_SCHEMA": "CloudEventSchemaV1_0",
            "ANTEROOM_EVENTGRID_ENDPOINT": topic.topic.endpoint, "ANTEROOM_EVENTGRID_KEY": topic.topic.key}
     host = HostProcess("function_app:app", ROOT, env, certificate.ca_cert.parent).start()
+    ANSWERS.serve(host.base_url, str(certificate.ca_cert))
+    ANSWERS.tooling(topic.topic.endpoint.split("/api/")[0], "Event Grid topic")
     subscriptions = TopicSubscriptions(topic)
     try:
         yield host, env, subscriptions
