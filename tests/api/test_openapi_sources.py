@@ -5,18 +5,20 @@ import re
 import uuid
 from datetime import datetime, timedelta, timezone
 
+from openapi_spec_validator import validate
+
 from functions.openapi import build_document
 from shared.automation.service import call_connection_id
 from shared.calls.model import new_server_call_id
 from shared.core.timefmt import format_acs, format_imf_fixdate
 from shared.identity.memory import MemoryUsersStore
-from shared.storage.memory import MemoryTable
 from shared.identity.service import IdentityService
 from shared.logs.operations import new_correlation_id
 from shared.rooms.model import new_room_id
+from shared.storage.memory import MemoryTable
 
-SCHEMAS = build_document()["components"]["schemas"]
-HEADERS = build_document()["components"]["headers"]
+DOCUMENT = build_document()
+SCHEMAS, HEADERS = DOCUMENT["components"]["schemas"], DOCUMENT["components"]["headers"]
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
 
@@ -36,10 +38,14 @@ def test_ids_and_times_the_code_makes_match_their_documented_patterns():
 
 
 def test_path_and_header_patterns_accept_what_the_code_makes():
-    paths = build_document()["paths"]
+    paths = DOCUMENT["paths"]
     connection = next(p for p in paths["/calling/callConnections/{callConnectionId}"]["get"]["parameters"]
                       if p["name"] == "callConnectionId")
     assert _matches(connection["schema"]["pattern"], call_connection_id(new_room_id(T0), str(uuid.uuid4())))
     first_sent = next(p for p in paths["/rooms"]["post"]["parameters"] if p["name"] == "Repeatability-First-Sent")
     assert _matches(first_sent["schema"]["pattern"], format_imf_fixdate(T0))
 
+
+
+def test_the_built_document_is_valid_openapi():
+    validate(DOCUMENT)
