@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from tests.support.answers import ANSWERS
+
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "devstoreaccount1"
 # Azurite's fixed, publicly documented development key (not a secret).
@@ -53,10 +55,9 @@ def azurite_tables(start_timeout: float = 60.0) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"Azurite did not listen on port {port} within {start_timeout} s")
                 time.sleep(0.1)
-            yield (
-                f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-                f"TableEndpoint=http://127.0.0.1:{port}/{ACCOUNT};"
-            )
+            endpoint = f"http://127.0.0.1:{port}/{ACCOUNT}"
+            ANSWERS.tooling(endpoint, "Azurite")
+            yield f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};TableEndpoint={endpoint};"
         finally:
             process.terminate()
             try:
