@@ -1,4 +1,9 @@
-"""OpenAPI 3.1 description of every HTTP route of the app, served at `GET /openapi.json`."""
+"""OpenAPI 3.1 description of every HTTP route of the app, served at `GET /openapi.json`.
+
+Built from what the handlers run with: the routes the blueprints register and their
+acs_operation (api-version, security, error table), each route's error codes from its API's error
+table, and the patterns, enums and limits of the modules that make or check each value.
+"""
 from __future__ import annotations
 
 import functools
@@ -617,7 +622,7 @@ class Described:
     body: dict | None = None
     description: str | None = None
     parameters: tuple[dict, ...] = ()  # besides the route's and api-version
-    path_parameters: dict[str, dict] = field(default_factory=dict)  # overrides of PATH_PARAMETERS
+    path_parameters: dict[str, dict] = field(default_factory=dict)  # instead of _path_parameters()'s
     headers: dict[str, dict] = field(default_factory=dict)  # of the success answer
     responses: dict | None = None  # functions outside the pipeline only
 
