@@ -105,10 +105,14 @@ def _header(schema: dict, description: str, required: bool) -> dict:
     return {"description": description, "required": required, "schema": schema}
 
 
+# The host answers these itself when a request never reaches the app (malformed, an empty path
+# segment matching no route, a body over the host's limit): without the pipeline's headers.
+HOST_REFUSED = (400, 404, 413)
+
+
 def _common_headers(status: int) -> dict:
-    # The host's own 404 (an empty path segment matches no route) comes without the pipeline's headers.
     return {
-        "MS-CV": _ref("MS-CV-required" if status != 404 else "MS-CV", "headers"),
+        "MS-CV": _ref("MS-CV" if status in HOST_REFUSED else "MS-CV-required", "headers"),
         "x-ms-client-request-id": _ref("x-ms-client-request-id", "headers"),
     }
 
@@ -126,8 +130,9 @@ def _success(description: str, schema: dict | None, *, versions: str | None, sta
 def _error(status: int, codes: list[str], description: str) -> dict:
     """An error answer whose `error.code` is one of `codes`."""
     headers = _common_headers(status)
-    # x-ms-error-code is left out on 400s carrying details (as ACS does) and on the host's own 404.
-    headers["x-ms-error-code"] = _ref("x-ms-error-code" if status in (400, 404) else "x-ms-error-code-required", "headers")
+    # x-ms-error-code is left out on 400s carrying details (as ACS does) and on the host's own answers.
+    headers["x-ms-error-code"] = _ref("x-ms-error-code" if status in HOST_REFUSED else "x-ms-error-code-required",
+                                      "headers")
     if status in (429, 503):
         headers["Retry-After"] = _ref("Retry-After", "headers")
     schema = {
@@ -837,7 +842,8 @@ def _refusals(acs: AcsOperation, refusals: tuple[type[domain.DomainError], ...])
     """The error answers of a pipeline operation: its refusals by the API's table, the api-version
     refusals of a versioned API, and those every operation has."""
     codes: dict[int, list[str]] = {}
-    answers = [acs.errors.row(kind) for kind in refusals]
+    # Any request may be malformed: the host refuses it with the pipeline's plain BadRequest.
+    answers = [COMMON_ERRORS.row(domain.InvalidRequest), *(acs.errors.row(kind) for kind in refusals)]
     if acs.versions is not None:
         answers += [missing_api_version(), unsupported_api_version("", "")]
     for answer in answers:
