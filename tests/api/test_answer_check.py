@@ -37,27 +37,34 @@ def _call(leave_reason: str) -> dict:
     }
 
 
-# path -> (status, body) the stand-in answers
+NO = {"error": {"code": "Teapot", "message": "No."}}
+# (method, path) -> (status, body, extra headers) the stand-in answers
 ANSWERS_OF_THE_STAND_IN = {
-    f"/roomCalls/{ROOM}": (200, _call("hungUp")),  # as documented
-    f"/roomCalls/{'9' * 17}": (200, _call("teleported")),  # a leaveReason no enum has
-    f"/roomCalls/{ROOM}/join": (418, {"error": {"code": "Teapot", "message": "No."}}),  # a status never documented
+    ("GET", f"/roomCalls/{ROOM}"): (200, _call("hungUp"), {}),  # as documented
+    ("GET", f"/roomCalls/{'9' * 17}"): (200, _call("teleported"), {}),  # a leaveReason no enum has
+    ("POST", f"/roomCalls/{ROOM}/join"): (418, NO, {}),  # a status never documented
+    # Requests the document has no operation for: a method a path lacks, a path it lacks.
+    ("TRACE", "/rooms"): (405, NO, {"Allow": "GET, POST"}),
+    ("PUT", "/rooms"): (200, NO, {}),
+    ("GET", "/nowhere"): (404, NO, {}),
 }
 
 
 class _StandIn(BaseHTTPRequestHandler):
     def _answer(self) -> None:
-        status, body = ANSWERS_OF_THE_STAND_IN[self.path]
+        status, body, headers = ANSWERS_OF_THE_STAND_IN[self.command, self.path]
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("MS-CV", MS_CV)
         self.send_header("x-ms-error-code", "Teapot")
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
-    do_GET = do_POST = _answer
+    do_GET = do_POST = do_PUT = do_TRACE = _answer
 
     def log_message(self, *args) -> None:
         pass
@@ -127,3 +134,12 @@ def test_tooling_is_skipped_by_base_url_and_other_origins_are_counted(stand_in, 
     requests.post(f"{stand_in}/roomCalls/{ROOM}/join", timeout=10)
     assert (check.validated, check.skipped) == (0, {"stand-in tooling": 1})
     assert check.take_pending() == []
+
+
+def test_answers_to_requests_without_an_operation_follow_the_host_rules(stand_in, check):
+    assert requests.request("TRACE", f"{stand_in}/rooms", timeout=10).status_code == 405
+    assert requests.get(f"{stand_in}/nowhere", timeout=10).status_code == 404
+    assert check.take_pending() == []
+    requests.put(f"{stand_in}/rooms", timeout=10)
+    [caught] = check.take_pending()
+    assert "PUT" in caught and "must answer 405 with Allow ['GET', 'POST']" in caught

@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 import ssl
 import threading
 import urllib.request
@@ -31,8 +32,10 @@ from urllib.parse import parse_qsl, urlsplit
 import aiohttp
 import pytest
 import requests.sessions
+from jsonschema import Draft202012Validator
 from openapi_core import OpenAPI
 from openapi_core.exceptions import OpenAPIError
+from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
 from openapi_core.testing import MockRequest, MockResponse
 
 SERVICE_URL_VARIABLE = "ANTEROOM_ANSWERS_SERVICE"  # a base URL to check, for a pytest subprocess
@@ -59,6 +62,42 @@ class Answer:
         return f"{self.method} {self.url} answered {self.status}: {excerpt}"
 
 
+class Document:
+    """A served OpenAPI document: openapi-core's view of it for the operations, and the rules for
+    answers to requests it has no operation for (a method a path lacks: 405 naming in Allow the
+    methods the document has for every template the path matches; a path it lacks: 404; both with
+    an ACS error body)."""
+
+    def __init__(self, document: dict) -> None:
+        self.spec = OpenAPI.from_dict(document)
+        self._error_body = Draft202012Validator(
+            {"$ref": "#/components/schemas/CommunicationErrorResponse", "components": document["components"]}
+        )
+        self._methods = [
+            (re.compile(re.sub(r"\\{\w+\\}", "[^/]+", re.escape(path))), {m.upper() for m in item if m != "parameters"})
+            for path, item in document["paths"].items()
+        ]
+
+    def off_document(self, path: str, answer: "Answer") -> str | None:
+        """Why the answer to a request without an operation breaks the rules, or None."""
+        allowed = set().union(*(methods for pattern, methods in self._methods if pattern.fullmatch(path)))
+        if allowed:
+            sent = {m.strip().upper() for m in _header(answer.headers, "Allow").split(",") if m.strip()}
+            if answer.status != 405 or sent != allowed:
+                return f"a method the path does not document must answer 405 with Allow {sorted(allowed)}"
+        elif answer.status != 404:
+            return "a path the document does not have must answer 404"
+        try:
+            problems = [error.message for error in self._error_body.iter_errors(json.loads(answer.body))]
+        except ValueError:
+            problems = ["the body is not JSON"]
+        return f"not an ACS error body: {'; '.join(problems)}" if problems else None
+
+
+def _header(headers: dict[str, str], name: str) -> str:
+    return next((value for key, value in headers.items() if key.lower() == name.lower()), "")
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
@@ -81,7 +120,7 @@ class AnswerCheck:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._documents: dict[str, OpenAPI] = {}  # app base URL -> its served document
+        self._documents: dict[str, Document] = {}  # app base URL -> its served document
         self._tooling: dict[str, str] = {}  # tooling base URL -> what it is
         self.validated = 0
         self.skipped: collections.Counter[str] = collections.Counter()
@@ -100,7 +139,7 @@ class AnswerCheck:
             with urllib.request.urlopen(base + "/openapi.json", timeout=30, context=context) as served:
                 document = json.load(served)
         with self._lock:
-            self._documents[base.lower()] = OpenAPI.from_dict(document)
+            self._documents[base.lower()] = Document(document)
 
     def forget(self, base_url: str) -> None:
         with self._lock:
@@ -111,7 +150,7 @@ class AnswerCheck:
         with self._lock:
             self._tooling[base_url.rstrip("/").lower()] = name
 
-    def _classify(self, url: str) -> tuple[str, OpenAPI] | str | None:
+    def _classify(self, url: str) -> tuple[str, Document] | str | None:
         """(base, document) for the app; the tooling's name; None for another origin."""
         lowered = url.lower()
         for base, document in self._documents.items():
@@ -146,18 +185,18 @@ class AnswerCheck:
                 self._pending.append(problem)
 
     @staticmethod
-    def mismatch(document: OpenAPI, base: str, answer: Answer) -> str | None:
+    def mismatch(document: Document, base: str, answer: Answer) -> str | None:
         """Why `answer` does not match `document`, or None when it does."""
         parts = urlsplit(answer.url)
-        base_path = urlsplit(base).path
-        request = MockRequest(
-            _origin(base), answer.method, parts.path.removeprefix(base_path) or "/",
-            args=dict(parse_qsl(parts.query, keep_blank_values=True)),
-        )
-        content_type = next((v for k, v in answer.headers.items() if k.lower() == "content-type"), None)
+        path = parts.path.removeprefix(urlsplit(base).path) or "/"
+        request = MockRequest(_origin(base), answer.method, path, args=dict(parse_qsl(parts.query, keep_blank_values=True)))
+        content_type = _header(answer.headers, "Content-Type") or None
         response = MockResponse(answer.body, status_code=answer.status, headers=answer.headers, content_type=content_type)
         try:
-            document.validate_response(request, response)
+            document.spec.validate_response(request, response)
+        except (OperationNotFound, PathNotFound):
+            problem = document.off_document(path, answer)
+            return f"{answer.describe()}\n  {problem}" if problem else None
         except OpenAPIError as error:
             reasons = "; ".join(_reasons(error))
             return f"{answer.describe()}\n  not as /openapi.json describes it: {reasons}"
