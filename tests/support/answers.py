@@ -3,10 +3,11 @@
 The app's base URLs are registered with `ANSWERS.serve(base_url, ca_file)` (the stack fixture does it):
 each answer from one of them is validated with openapi-core against the document that host serves at
 `/openapi.json`: the status must be documented for the operation, and headers and body must match its
-response (error bodies included). Answers from the local tooling (PSTN simulator, Event Grid topic,
-console, control plane, Azurite), which the document does not describe, are skipped by base URL once
-registered with `ANSWERS.tooling(base_url, name)`. Answers from any other origin are counted and named
-in the summary, not checked.
+response (error bodies included); a request the document has no operation for must get the host's
+405 (a method the path lacks) or 404 (a path it lacks) with an ACS error body. Answers from the local
+tooling (PSTN simulator, Event Grid topic, console, control plane, Azurite), which the document does
+not describe, are skipped by base URL once registered with `ANSWERS.tooling(base_url, name)`.
+Answers from any other origin are counted and named in the summary, not checked.
 
 Two hooks see the answers: a response hook on every requests Session (the sync SDK clients' transport
 is one) and a client middleware on every aiohttp ClientSession (the async SDK clients' transport).
