@@ -34,7 +34,7 @@ from shared.rooms.model import GENERATED_ROOM_ID_PATTERN, MAX_VALIDITY, ROOM_ID_
 from shared.core import errors as domain
 
 from . import call_automation, calls, events, identity, rooms
-from .call_automation import CALL_AUTOMATION_API
+from .call_automation import CALL_AUTOMATION_API, ROOM_CALL_LOCATOR
 from .errors import (
     COMMON_ERRORS,
     internal_error,
@@ -43,7 +43,7 @@ from .errors import (
     unsupported_api_version,
     unsupported_media_type,
 )
-from .pipeline import BEARER, HMAC, IDENTITY_API, ROOMS_API, AcsOperation, ApiVersions
+from .pipeline import BEARER, HMAC, IDENTITY_API, REPEATABILITY_ACCEPTED, ROOMS_API, AcsOperation, ApiVersions
 
 bp = func.Blueprint()
 
@@ -192,7 +192,7 @@ def _schemas() -> dict:
     }
     user_identifier = _object(
         {
-            "kind": {"const": "communicationUser"},
+            "kind": {"const": EndpointKind.VOIP.value},
             "rawId": {"type": "string", "pattern": ACS_USER_RAW_ID},
             "communicationUser": _object({"id": {"type": "string", "pattern": ACS_USER_RAW_ID}}, ("id",)),
         },
@@ -200,7 +200,7 @@ def _schemas() -> dict:
     )
     phone_identifier = _object(
         {
-            "kind": {"const": "phoneNumber"},
+            "kind": {"const": EndpointKind.PHONE.value},
             "rawId": {"type": "string", "pattern": PHONE_RAW_ID},
             "phoneNumber": _object({"value": {"type": "string", "pattern": E164}}, ("value",)),
         },
@@ -535,7 +535,7 @@ def _call_automation_schemas() -> dict:
         "ConnectRequest": _object(
             {
                 "callLocator": _object(
-                    {"roomId": {"type": "string"}, "kind": {"type": "string", "const": "roomCallLocator"}},
+                    {"roomId": {"type": "string"}, "kind": {"type": "string", "const": ROOM_CALL_LOCATOR}},
                     ("roomId",), closed=False,
                 ),
                 "callbackUri": {"type": "string", "format": "uri"},
@@ -689,7 +689,7 @@ def _described() -> dict[str, Described]:
             parameters=_repeatability(True, "Makes the create repeatable: a repeat gets the first answer again."),
             headers={
                 "Location": _header({"type": "string", "format": "uri"}, "URL of the new room.", True),
-                "Repeatability-Result": _header({"type": "string", "const": "accepted"},
+                "Repeatability-Result": _header({"type": "string", "const": REPEATABILITY_ACCEPTED},
                                                 "Sent when the request carried repeatability headers.", False),
             },
         ),

@@ -33,6 +33,7 @@ from .errors import (
 log = logging.getLogger("anteroom.api")
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+REPEATABILITY_ACCEPTED = "accepted"  # Repeatability-Result of every answer to a repeatable request
 _JSON_MEDIA_TYPES = ("application/json", "application/merge-patch+json")
 # The Rooms SDK writes the api-version of continuation requests as its enum member's repr.
 _SDK_ENUM_SPELLING = re.compile(r"ApiVersion\.V(\d{4})_(\d{2})_(\d{2})((?:_[A-Z]+)?)")
@@ -155,7 +156,7 @@ class ApiRequest:
             repeat.request_id, fingerprint(self.http.method, path, self.body),
             reserve=reserve, execute=execute_answering_refusals, recover=recover,
         )
-        return replace(answer, headers={**answer.headers, "Repeatability-Result": "accepted"})
+        return replace(answer, headers={**answer.headers, "Repeatability-Result": REPEATABILITY_ACCEPTED})
 
     def link_to_next_page(self, cursor: dict) -> str:
         """An absolute nextLink to this same path carrying an opaque cursor, as ACS does."""
