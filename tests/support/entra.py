@@ -27,16 +27,20 @@ from .events import TopicSubscriptions, start_topic
 
 ROOT = Path(__file__).resolve().parents[2]
 # Settings a developer's shell or another fixture may hold that would give the host a key.
-_KEYED = ("ANTEROOM_", "AZURE_", "IDENTITY_", "MSI_", "APPLICATIONINSIGHTS_", "AzureWebJobsStorage")
+KEYED_SETTINGS = ("ANTEROOM_", "AZURE_", "IDENTITY_", "MSI_", "APPLICATIONINSIGHTS_", "AzureWebJobsStorage")
 
 
-def keyless_settings(storage_url: str, topic_endpoint: str | None) -> dict[str, str]:
-    settings = {
-        "ANTEROOM_STORAGE_ACCOUNT_URL": storage_url,
+def new_app_secrets() -> dict[str, str]:
+    """The settings every app needs besides storage: a fresh access key, resource id and signing key."""
+    return {
         "ANTEROOM_ACCESS_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         "ANTEROOM_RESOURCE_ID": str(uuid.uuid4()),
         "ANTEROOM_TOKEN_SIGNING_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
     }
+
+
+def keyless_settings(storage_url: str, topic_endpoint: str | None) -> dict[str, str]:
+    settings = {"ANTEROOM_STORAGE_ACCOUNT_URL": storage_url, **new_app_secrets()}
     if topic_endpoint:
         settings["ANTEROOM_EVENTGRID_ENDPOINT"] = topic_endpoint
     return settings
@@ -54,7 +58,7 @@ class KeylessHost:
     _reader: threading.Thread | None = None
 
     def start(self) -> "KeylessHost":
-        inherited = {name: value for name, value in os.environ.items() if not name.startswith(_KEYED)}
+        inherited = {name: value for name, value in os.environ.items() if not name.startswith(KEYED_SETTINGS)}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "localdev", "serve", "--port", "0",
              "--cert-dir", str(self.certificate.ca_cert.parent)],
