@@ -3,12 +3,15 @@ the URLs they need, and one message naming every problem."""
 from __future__ import annotations
 
 import base64
+import json
 import uuid
+from pathlib import Path
 
 import pytest
 
 from shared.config.settings import Settings, SettingsError
 
+ROOT = Path(__file__).resolve().parents[2]
 KEY = base64.b64encode(b"k" * 32).decode()
 TABLE_ENDPOINT = "https://anteroomdata.table.core.windows.net"
 TOPIC = "https://anteroom.westeurope-1.eventgrid.azure.net/api/events"
@@ -121,3 +124,40 @@ def test_one_message_names_every_problem():
     ]
     assert [problem for problem in expected if problem not in message] == []
     assert len(message.split("; ")) == len(expected)
+
+
+class _Recording(dict):
+    """The environment, noting every variable the settings read."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def get(self, name, default=None):
+        self.read.add(name)
+        return super().get(name, default)
+
+
+def _settings_read() -> set[str]:
+    env = _Recording(_env())
+    Settings.from_env(env)
+    return env.read
+
+
+def test_the_readme_documents_every_setting():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    assert sorted(name for name in _settings_read() if f"`{name}`" not in section) == []
+    assert "Storage Table Data Contributor" in section and "EventGrid Data Sender" in section
+
+
+def test_the_example_local_settings_list_every_setting_and_start_as_they_are():
+    example = json.loads((ROOT / "local.settings.example.json").read_text(encoding="utf-8"))["Values"]
+    host_set = {"WEBSITE_HOSTNAME"}  # Core Tools and Azure set it
+    assert sorted(_settings_read() - host_set - set(example)) == []
+    # Filled in where they are placeholders, the alternatives left empty are no contradiction.
+    filled = {name: (KEY if value.startswith("<base64 of 32") else value) for name, value in example.items()}
+    filled.update(ANTEROOM_RESOURCE_ID=str(uuid.uuid4()), ANTEROOM_CALLBACK_SIGNING_KEY="",
+                  WEBSITE_HOSTNAME="localhost:7071")
+    settings = Settings.from_env(filled)
+    assert settings.storage_connection_string == "UseDevelopmentStorage=true" and not settings.uses_entra
