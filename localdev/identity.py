@@ -94,6 +94,7 @@ class ManagedIdentityEndpoint:
     header: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     refusing: bool = False
     issued: list[str] = field(default_factory=list)  # the resource of each token handed out
+    refused: list[str | None] = field(default_factory=list)  # the client id of each refused request
     _server: ThreadingHTTPServer | None = field(default=None, init=False, repr=False)
     _thread: threading.Thread | None = field(default=None, init=False, repr=False)
 
@@ -119,6 +120,7 @@ class ManagedIdentityEndpoint:
             return 400, {"statusCode": 400, "message": "api-version 2019-08-01 and resource are required."}
         asked_for = query.get("client_id")
         if self.refusing or (asked_for is not None and asked_for != self.client_id):
+            self.refused.append(asked_for)
             return 400, {"statusCode": 400, "message": "No User Assigned or Delegated Managed Identity found "
                                                        "for specified ClientId/ResourceId/PrincipalId."}
         resource = resource_of(query["resource"])

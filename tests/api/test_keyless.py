@@ -97,7 +97,6 @@ def test_an_identity_without_a_token_answers_503_and_the_log_names_the_problem(k
     env = {**keyless.host.env, "AZURE_CLIENT_ID": "00000000-0000-0000-0000-0000000000aa"}
     host = KeylessHost(env, ensure_dev_certificate(TEST_CERT_DIR)).start()
     try:
-        issued_before = len(keyless.identity.issued)
         rooms = RoomsClient.from_connection_string(f"endpoint={host.base_url}/;accesskey={env['ANTEROOM_ACCESS_KEY']}",
                                                    retry_total=0)
         with pytest.raises(HttpResponseError) as refused:
@@ -108,9 +107,25 @@ def test_an_identity_without_a_token_answers_503_and_the_log_names_the_problem(k
         assert answer.json() == {"error": {
             "code": "ServiceUnavailable",
             "message": "The service cannot authenticate to its storage right now; retry later."}}
+        # Every API that needs storage answers alike: identities, tokens, room lists, room calls.
+        identity = CommunicationIdentityClient.from_connection_string(
+            f"endpoint={host.base_url}/;accesskey={env['ANTEROOM_ACCESS_KEY']}", retry_total=0)
+        for attempt in (identity.create_user, lambda: list(rooms.list_rooms()),
+                        lambda: rooms.get_room("99999999999999999")):
+            with pytest.raises(HttpResponseError) as refused:
+                attempt()
+            assert (refused.value.status_code, refused.value.response.json()["error"]["code"]) == \
+                (503, "ServiceUnavailable")
+        # A user's token from the working host (same keys) is accepted, the join needs storage.
+        user, token = CommunicationIdentityClient.from_connection_string(keyless.acs_connection_string) \
+            .create_user_and_token([CommunicationTokenScope.VOIP])
+        caller = CallUser(user.raw_id, token.token, host.base_url, str(ensure_dev_certificate(TEST_CERT_DIR).ca_cert))
+        joined = caller.join("99999999999999999")
+        assert (joined.status_code, joined.json()["error"]["code"], joined.headers["Retry-After"]) == \
+            (503, "ServiceUnavailable", "5")
         output = host.wait_for_output("no Entra token for storage")
         assert "No User Assigned or Delegated Managed Identity found" in output
-        assert len(keyless.identity.issued) == issued_before  # no token was handed out...
+        assert env["AZURE_CLIENT_ID"] in keyless.identity.refused  # asked for, never given...
         for token_shape in ("eyJ", "access_token"):  # ...and none is in the log
             assert token_shape not in output
     finally:
