@@ -185,16 +185,18 @@ def build_services(settings: Settings, clock: Clock = utc_now, credential: Token
 
 _lock = threading.Lock()
 _services: Services | None = None
+_telemetry_on = False
 
 
 def get_services() -> Services:
     """The process's services, built from the environment on the first call (never at import)."""
-    global _services
+    global _services, _telemetry_on
     if _services is None:
         with _lock:
             if _services is None:
                 settings = Settings.from_env()
-                configure_telemetry(settings)  # before any client: their calls become spans
+                if not _telemetry_on:  # once: a second configuration would stack a second exporter
+                    _telemetry_on = configure_telemetry(settings)  # before any client: their calls become spans
                 _services = build_services(settings)
                 # A worker that exits normally (a scale-in, Ctrl-C on the local host) still
                 # writes the last second of operation and attendance records.
