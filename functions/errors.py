@@ -19,6 +19,7 @@ from shared.core.errors import (
     InsufficientScope,
     InvalidArgument,
     InvalidRequest,
+    IdentityUnavailable,
     InvitationNotFound,
     MissingCapability,
     NoActiveCall,
@@ -174,6 +175,7 @@ _EVERY_API: dict[type[DomainError], Row] = {
     OriginalRequestInProgress: _answer(409, "Conflict"),
     ChangeContended: _unavailable,
     StorageUnavailable: _unavailable,
+    IdentityUnavailable: _unavailable,
 }
 
 ROOMS_ERRORS = ErrorTable({

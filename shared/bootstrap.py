@@ -11,6 +11,8 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
+from azure.core.credentials import TokenCredential
+
 from .auth.hmac import HmacVerifier
 from .auth.throttle import Throttle
 from .automation.callbacks import CallbackDispatcher, CallbackPublisher, HttpCallbackSender
@@ -57,6 +59,7 @@ class Services:
     outbox: Outbox
     dispatcher: Dispatcher | None
     throttle: Throttle | None = None  # None when ANTEROOM_THROTTLE_REQUESTS is 0
+    credential: TokenCredential | None = None  # the Entra identity, when a service is reached with one
 
     def close(self) -> None:
         """Write the queued log records, then stop the publishing threads.
@@ -70,10 +73,46 @@ class Services:
         if self.dispatcher is not None:
             self.dispatcher.close()
         self.tables.close()
+        close = getattr(self.credential, "close", None)
+        if close is not None:
+            close()
 
 
-def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
-    tables = TableStore(settings.storage_connection_string)
+def default_credential(settings: Settings) -> TokenCredential:
+    """DefaultAzureCredential: the managed identity in Azure (the user-assigned one AZURE_CLIENT_ID
+    names), a developer's Azure CLI or azd sign-in elsewhere."""
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
+
+
+def configure_telemetry(settings: Settings) -> bool:
+    """Send traces, logs and metrics to Application Insights when its connection string is set.
+
+    azure-monitor-opentelemetry sets the process's OpenTelemetry providers and turns on azure-core
+    tracing, so every storage and Event Grid call becomes a span under the request's. Called
+    once per process, before any client is built. Returns whether telemetry is on.
+    """
+    if settings.telemetry_connection_string is None:
+        return False
+    from azure.monitor.opentelemetry import configure_azure_monitor
+
+    # Ingestion with Entra auth (local auth off on the component) is the exporter's own
+    # APPLICATIONINSIGHTS_AUTHENTICATION_STRING (`ClientId=<identity>;Authorization=AAD`).
+    configure_azure_monitor(connection_string=settings.telemetry_connection_string, logger_name="anteroom")
+    return True
+
+
+def build_services(settings: Settings, clock: Clock = utc_now, credential: TokenCredential | None = None) -> Services:
+    """Every service, wired. `credential` is the Entra identity used where no key is configured
+    (storage without a connection string, Event Grid without a topic key); DefaultAzureCredential
+    when not given."""
+    if credential is None and settings.uses_entra:
+        credential = default_credential(settings)
+    if settings.storage_account_url is not None:
+        tables = TableStore(account_url=settings.storage_account_url, credential=credential)
+    else:
+        tables = TableStore(settings.storage_connection_string)
     rooms_table = settings.table_name("Rooms")
     room_changes = RoomChanges()  # roster removals and deletions reach live calls at once
     rooms = RoomsService(TableRoomsStore(tables, rooms_table), clock, settings.max_room_participants, room_changes)
@@ -81,7 +120,8 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
     dispatcher = None  # no Event Grid topic configured: no call events are kept
     if settings.eventgrid_endpoint:
         sink = EventGridSink(
-            settings.eventgrid_endpoint, settings.eventgrid_key, settings.eventgrid_schema, settings.arm_resource_id
+            settings.eventgrid_endpoint, settings.eventgrid_key or credential, settings.eventgrid_schema,
+            settings.arm_resource_id,
         )
         dispatcher = Dispatcher(outbox, sink)
     call_log = TableCallLog(
@@ -139,20 +179,25 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
             Throttle(settings.throttle_requests, settings.throttle_window_seconds)
             if settings.throttle_requests else None
         ),
+        credential=credential,
     )
 
 
 _lock = threading.Lock()
 _services: Services | None = None
+_telemetry_on = False
 
 
 def get_services() -> Services:
     """The process's services, built from the environment on the first call (never at import)."""
-    global _services
+    global _services, _telemetry_on
     if _services is None:
         with _lock:
             if _services is None:
-                _services = build_services(Settings.from_env())
+                settings = Settings.from_env()
+                if not _telemetry_on:  # once: a second configuration would stack a second exporter
+                    _telemetry_on = configure_telemetry(settings)  # before any client: their calls become spans
+                _services = build_services(settings)
                 # A worker that exits normally (a scale-in, Ctrl-C on the local host) still
                 # writes the last second of operation and attendance records.
                 atexit.register(_services.close)

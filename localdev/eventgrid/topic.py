@@ -19,6 +19,7 @@ from aiohttp import web
 from ..certs import DevCertificate
 from ..files import write_atomically
 from ..host import LOOPBACK, bind_loopback_socket, quiet_malformed_request_logs, server_ssl_context
+from ..identity import LOCAL_TOKEN_SECRET
 from .delivery import (NON_RETRIABLE_STATUSES, SUCCESS_STATUSES, DeliveryLog, DeliveryStore, PendingDelivery,
                        isoformat, retry_delay, utc_now)
 from .publishing import EVENT_GRID_SCHEMA, MAX_REQUEST_BYTES, PublishError, authenticate, bad_request, parse_batch
@@ -64,7 +65,8 @@ class EventGridTopic:
                  function_invoker: FunctionInvoker | None = None, concurrency: int = 32,
                  response_timeout: float = 30.0, reload_interval: float = 1.0,
                  revalidate_interval: float = REVALIDATE_SECONDS, revalidate_for: float = REVALIDATE_FOR_SECONDS,
-                 resource_id: str | None = None) -> None:
+                 resource_id: str | None = None, token_secret: bytes = LOCAL_TOKEN_SECRET) -> None:
+        self.token_secret = token_secret  # Entra tokens of localdev/identity.py signed with it are accepted
         self.state_dir = Path(state_dir).resolve()
         self.keys = [k for k in (key, secondary_key) if k]
         self.port = port
@@ -267,7 +269,7 @@ class EventGridTopic:
     async def _publish(self, request: web.Request) -> web.Response:
         try:
             authenticate(request.headers, self.keys, topic_path=TOPIC_PATH, request_host=request.host,
-                         now=utc_now())
+                         now=utc_now(), token_secret=self.token_secret)
             events = parse_batch(await _read_limited(request, MAX_REQUEST_BYTES),
                                  request.headers.get("Content-Type", ""))
         except PublishError as error:

@@ -23,6 +23,7 @@ from localdev.certs import ensure_dev_certificate
 from localdev.eventgrid import EventGridTopic, TopicThread
 from localdev.eventgrid.delivery import RETRY_SCHEDULE
 from localdev.eventgrid.subscriber import WebhookSubscriber
+from localdev.identity import EVENTGRID_RESOURCE, STORAGE_RESOURCE, LocalTokenCredential, issue_token
 from tests.conftest import TEST_CERT_DIR
 
 TIME_SCALE = 0.002  # Event Grid's 10 s first retry becomes 20 ms
@@ -187,6 +188,45 @@ def test_wrong_missing_expired_or_foreign_credentials_get_401(running, key):
     assert _post(running, "[]", {"aeg-sas-token": tampered}).status_code == 401
     assert _post(running, "[]", {}).status_code == 401
     assert _post(running, "[]", {"Authorization": "Bearer abc"}).status_code == 401
+
+
+def test_an_entra_token_for_event_grid_publishes(running, subscriber):
+    running.subscribe(webhook("entra-sub", subscriber.url))
+    running.publisher(LocalTokenCredential()).send([grid_event(id="with-a-token")])
+    assert subscriber.wait_for_count(1)[0]["id"] == "with-a-token"
+
+
+def test_missing_wrong_audience_expired_or_badly_signed_tokens_get_401(running, subscriber):
+    running.subscribe(webhook("entra-sub", subscriber.url))
+    client = str(uuid.uuid4())
+    good, _ = issue_token(EVENTGRID_RESOURCE, client)
+    header, payload, signature = good.split(".")
+    tokens = {
+        "no token": ("", "The Authorization header has no token."),
+        "storage's audience": (issue_token(STORAGE_RESOURCE, client)[0],
+                               "The access token's audience is not https://eventgrid.azure.net."),
+        "expired": (issue_token(EVENTGRID_RESOURCE, client, now=time.time() - 7200)[0],
+                    "The access token has expired."),
+        "another secret": (issue_token(EVENTGRID_RESOURCE, client, secret=b"a secret of 32 bytes or more that is not localdev's")[0],
+                           "The access token's signature is not valid."),
+        "claims changed after signing": (f"{header}.{payload[:-2]}AA.{signature}", None),
+        "another issuer": (issue_token(EVENTGRID_RESOURCE, client, issuer="https://login.example.com/")[0],
+                           "The access token was not issued by this tenant."),
+        "not a JWT": ("abc", "The access token is malformed."),
+    }
+    for why, (token, message) in tokens.items():
+        answer = _post(running, '[{"id": "x", "subject": "s", "eventType": "T", "eventTime": "2026-01-01T00:00:00Z", '
+                                '"data": {}, "dataVersion": "1"}]', {"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 401, why
+        error = answer.json()["error"]
+        assert error["code"] == "Unauthorized", why
+        if message:
+            assert error["message"] == message, why
+    answer = _post(running, "[]", {})
+    assert answer.json()["error"]["message"] == \
+        "The request has no aeg-sas-key, aeg-sas-token, SharedAccessSignature or Bearer token."
+    running.publisher().send([grid_event(id="after-the-refusals")])  # the key still works beside tokens
+    assert [event["id"] for event in subscriber.wait_for_count(1)] == ["after-the-refusals"]
 
 
 @pytest.mark.parametrize("body, content_type, detail", [
