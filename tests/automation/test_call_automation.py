@@ -311,6 +311,23 @@ def test_hang_up_leaves_the_call_to_the_others(stack, automation, receiver, live
     receiver.wait_for(other.call_connection_id, "CallDisconnected")
 
 
+@pytest.mark.parametrize("for_everyone", [False, True], ids=["hang_up", "terminate"])
+def test_an_ended_connection_is_not_found(stack, automation, receiver, live_room, for_everyone):
+    # ACS's own live tests (Azure.Communication.CallAutomation, CallAutomationClientLiveTests) expect
+    # 404 from GetCallConnectionProperties once the connection hung up; every operation agrees here.
+    room, presenter, _ = live_room
+    properties, connection = connect(automation, receiver, room.id)
+    _, other = connect(automation, receiver, room.id)  # keeps the call going after a plain hang-up
+    connection.hang_up(is_for_everyone=for_everyone)
+    receiver.wait_for(properties.call_connection_id, "CallDisconnected")
+    assert status_of(connection.get_call_properties) == (404, "8522")
+    assert status_of(lambda: connection.list_participants().next()) == (404, "8522")
+    assert status_of(lambda: connection.add_participant(CommunicationUserIdentifier(presenter.raw_id))) == (404, "8522")
+    connection.hang_up(is_for_everyone=False)  # a retried hang-up still succeeds
+    if not for_everyone:
+        assert other.get_call_properties().call_connection_state == "connected"
+
+
 def test_callbacks_are_retried_until_delivered(stack, automation, receiver, live_room):
     room, _, _ = live_room
     receiver.fail_next = 2
