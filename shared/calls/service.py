@@ -31,6 +31,7 @@ from ..core.errors import (
     NotInvited,
     ParticipantNotFound,
     RoomExpired,
+    RoomNotFound,
     RoomNotOpenYet,
 )
 from ..core.identifiers import is_acs_user, is_e164, phone_raw_id
@@ -273,15 +274,20 @@ class CallsService:
     def view(self, room_id: str, user_id: str) -> tuple[Call, dict[str, Role], RoomRecord]:
         """The room's current or last call as a roster user sees it, with every endpoint's live role.
 
-        Raises NoCallYet for a room that never had one.
+        A deleted room's last call stays readable (ended, `roomDeleted`) by those on its roster at
+        the deletion, until the sweep purges the room. Raises NoCallYet for a live room that never
+        had a call, RoomNotFound for a deleted one.
         """
-        record = self._rooms.get(room_id)
-        self.settle_validity(record)
+        record = self._rooms.get_even_deleted(room_id)
+        if record.deleted:
+            self.end_call(room_id, "roomDeleted")  # already ended, unless the deletion's own end was lost
+        else:
+            self.settle_validity(record)
         roster = self._rooms.roster_of(record)
         self._invited(record, user_id, roster)
         call = self._store.current(room_id)
         if call is None:
-            raise NoCallYet(room_id)
+            raise RoomNotFound(room_id) if record.deleted else NoCallYet(room_id)
         return call, roster, record
 
     def act_self(self, room_id: str, caller_id: str, action: str, *, phone: bool = False) -> CallParticipant:

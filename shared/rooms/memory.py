@@ -53,7 +53,7 @@ class MemoryRoomsStore:
         return self._replace(record, replace(record, room=room))
 
     def mark_deleted(self, record: RoomRecord, now: datetime) -> None:
-        self._replace(record, replace(record, deleted=True))
+        self._replace(record, replace(record, deleted=True, deleted_at=now))
 
     def purge(self, room_id: str) -> None:
         """Delete every row of the room's partition (its call's and outbox's too, as on Table storage)."""

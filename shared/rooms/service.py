@@ -86,6 +86,16 @@ class RoomsService:
             raise RoomNotFound(room_id)
         return record
 
+    def get_even_deleted(self, room_id: str) -> RoomRecord:
+        """The room as stored, deleted or not: a deleted room stays until the sweep purges it, so
+        its last call can still be read. Raises InvalidRequest for a malformed id, RoomNotFound for
+        an id unknown or purged."""
+        check_room_id(room_id)
+        record = self._store.get(room_id)
+        if record is None:
+            raise RoomNotFound(room_id)
+        return record
+
     def find(self, room_id: str) -> RoomRecord | None:
         """The live room with this id, or None (no validation; for recovering repeatable creates)."""
         record = self._store.get(room_id)
@@ -109,7 +119,7 @@ class RoomsService:
         return ROOM_WRITES.run(attempt, "The room is changing too often; retry later.")
 
     def delete(self, room_id: str) -> RoomRecord | None:
-        """Delete a room: it is not found from now on, and the sweep removes its rows later.
+        """Delete a room: it is not found from now on, and the sweep removes its rows `grace` later.
 
         Deleting an already deleted room succeeds again until the sweep (so a retried DELETE does
         not fail); an id that never existed raises RoomNotFound. Returns the room's record for the log.
@@ -177,14 +187,17 @@ class RoomsService:
         return self._store.roster(record)
 
     def sweep(self, grace: timedelta) -> int:
-        """Purge rooms past validity plus `grace`, and deleted ones; returns how many went."""
+        """Purge rooms past validity plus `grace`, and rooms deleted more than `grace` ago (their
+        last call stays readable as long as an expired room's); returns how many went."""
         now = self._clock()
+        cutoff = now - grace
         purged = 0
-        for room_id in self._store.expired_room_ids(now - grace):
+        for room_id in self._store.expired_room_ids(cutoff):
             record = self._store.get(room_id)
             if record is None:
                 continue
-            if record.deleted or record.room.valid_until < now - grace:
+            deleted_long_ago = record.deleted and (record.deleted_at is None or record.deleted_at < cutoff)
+            if deleted_long_ago or record.room.valid_until < cutoff:
                 self._store.purge(room_id)
                 purged += 1
         self._store.sweep_retired_generations(now)

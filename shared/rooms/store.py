@@ -52,6 +52,7 @@ class RoomRecord:
     etag: str
     deleted: bool = False
     retired: tuple[tuple[str, datetime], ...] = ()
+    deleted_at: datetime | None = None  # when it was deleted (None for rooms deleted before this was kept)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class TableRoomsStore:
             "ValidUntil": room.valid_until,
             "PstnDialOutEnabled": room.pstn_dial_out_enabled,
             "Deleted": record.deleted,
+            "DeletedAt": record.deleted_at,
             "Generation": record.generation,
             "Presenters": counts.presenters,
             "Attendees": counts.attendees,
@@ -161,6 +163,7 @@ class TableRoomsStore:
             etag=entity.metadata["etag"],
             deleted=bool(entity.get("Deleted", False)),
             retired=retired,
+            deleted_at=assume_utc(entity.get("DeletedAt")),
         )
 
     # -- rooms ------------------------------------------------------------------------------
@@ -221,8 +224,8 @@ class TableRoomsStore:
         return self._replace(replace(record, room=room))
 
     def mark_deleted(self, record: RoomRecord, now: datetime) -> None:
-        """Mark the room deleted (it answers 404 from now on); `purge` removes its rows."""
-        self._replace(replace(record, deleted=True))
+        """Mark the room deleted at `now` (it answers 404 from now on); `purge` removes its rows."""
+        self._replace(replace(record, deleted=True, deleted_at=now))
 
     def purge(self, room_id: str) -> None:
         """Delete every entity of the room, the room entity last so an interrupted purge is redone."""

@@ -138,14 +138,22 @@ def test_roster_removal_drops_the_user_from_the_call(stack, rooms_client, identi
     assert goes.me(room.id, "muteMic").status_code == 403
 
 
-def test_room_deletion_ends_the_call(stack, rooms_client, identity_client, stack_services):
-    user = new_user(stack, identity_client)
+def test_room_deletion_ends_the_call_which_stays_readable(stack, rooms_client, identity_client):
+    user, stranger = new_user(stack, identity_client), new_user(stack, identity_client)
     room = rooms_client.create_room(participants=roster((user, ParticipantRole.PRESENTER)))
-    user.join(room.id)
+    server_call_id = user.join(room.id).json()["serverCallId"]
     rooms_client.delete_room(room_id=room.id)
-    call = stack_services.calls.current_call(room.id)
-    assert call.state == "ended" and call.end_reason == "roomDeleted"
-    assert user.join(room.id).status_code == 404
+    read = user.call(room.id)
+    assert read.status_code == 200, read.text
+    call = read.json()
+    assert (call["serverCallId"], call["state"], call["endReason"]) == (server_call_id, "ended", "roomDeleted")
+    assert [(p["state"], p["leaveReason"]) for p in call["participants"]] == [("disconnected", "roomDeleted")]
+    assert stranger.call(room.id).json()["error"]["code"] == "NotInvited"  # still only the roster's
+    assert user.join(room.id).status_code == 404  # the room itself is gone
+    assert user.me(room.id, "muteMic").status_code == 404
+    never_called = rooms_client.create_room(participants=roster((user, ParticipantRole.PRESENTER)))
+    rooms_client.delete_room(room_id=never_called.id)
+    assert user.call(never_called.id).status_code == 404
 
 
 def test_last_leave_ends_the_call_and_next_join_starts_a_new_one(stack, rooms_client, identity_client):

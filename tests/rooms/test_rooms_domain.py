@@ -229,6 +229,8 @@ def test_the_sweep_purges_deleted_rooms_and_rooms_past_validity_plus_grace(servi
     service.delete(deleted.id)
     ending = create(service, validUntil=(NOW + timedelta(days=1)).strftime(ISO)).room
     lasting = create(service).room
+    clock.set(NOW + grace)
+    assert service.sweep(grace) == 0  # a deleted room stays as long as an expired one
     clock.set(NOW + timedelta(days=1) + grace)
     assert service.sweep(grace) == 1
     assert service.find(ending.id) is not None

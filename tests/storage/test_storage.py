@@ -52,11 +52,16 @@ def test_sweep_purges_rooms_past_validity_plus_grace(clocked):
     assert len(partition_rows(services, keeper.room.id)) == 2
 
 
-def test_deleted_room_rows_go_with_the_sweep(clocked):
-    services, _ = clocked
+def test_deleted_room_rows_go_with_the_sweep_once_the_grace_is_over(clocked):
+    services, clock = clocked
+    grace = timedelta(hours=services.settings.expired_room_grace_hours)
     record = services.rooms.create(CreateRoomRequest(None, None, False, {"8:acs:del_1": Role.ATTENDEE}))
     services.rooms.delete(record.room.id)
-    services.rooms.sweep(timedelta(hours=24))
+    clock.advance(grace - timedelta(seconds=1))
+    services.rooms.sweep(grace)
+    assert len(partition_rows(services, record.room.id)) == 2  # kept, for its last call to be read
+    clock.advance(timedelta(seconds=2))
+    services.rooms.sweep(grace)
     assert partition_rows(services, record.room.id) == []
 
 
