@@ -13,6 +13,7 @@ from .model import (
     Capability,
     EndpointKind,
     capabilities_of,
+    check_display_name,
     missing_capability,
     new_server_call_id,
 )
@@ -217,13 +218,18 @@ class CallsService:
         if not set(scopes) & set(CALL_SCOPES):
             raise InsufficientScope(CALL_SCOPES)
 
-    def join(self, room_id: str, user_id: str) -> tuple[Call, CallParticipant, Caller, RoomRecord]:
+    def join(
+        self, room_id: str, user_id: str, display_name: object = None
+    ) -> tuple[Call, CallParticipant, Caller, RoomRecord]:
         """Join (or start) the room's call. Only roster users, only inside the validity window.
+
+        `display_name` (optional) must pass `check_display_name`; joining again keeps the first one.
 
         The join commits only if the room is unchanged since its roster was read (see `change`): a
         removal from the roster racing the join either sees the user in the call and drops them, or
         makes the join read the roster again and refuse.
         """
+        display_name = check_display_name(display_name)
         now = self._clock()
         checked: list[tuple[RoomRecord, Caller]] = []
 
@@ -241,13 +247,17 @@ class CallsService:
                 if call.connected >= MAX_CALL_PARTICIPANTS:
                     raise CallFull(MAX_CALL_PARTICIPANTS)
                 invited = next((p for p in call.participants if p.raw_id == user_id and p.state == "ringing"), None)
-                endpoint = replace(invited, state="connected", joined_at=now, joined_role=caller.role) if invited else CallParticipant(
-                    str(uuid.uuid4()), user_id, EndpointKind.VOIP, "connected", now, joined_role=caller.role
+                endpoint = replace(
+                    invited, state="connected", joined_at=now, joined_role=caller.role, display_name=display_name
+                ) if invited else CallParticipant(
+                    str(uuid.uuid4()), user_id, EndpointKind.VOIP, "connected", now, joined_role=caller.role,
+                    display_name=display_name,
                 )
                 after = replace(call, connected=call.connected + 1, sequence=call.sequence + 1)
                 return after, [endpoint], endpoint
             endpoint = CallParticipant(
-                str(uuid.uuid4()), user_id, EndpointKind.VOIP, "connected", now, joined_role=caller.role
+                str(uuid.uuid4()), user_id, EndpointKind.VOIP, "connected", now, joined_role=caller.role,
+                display_name=display_name,
             )
             started = Call(
                 room_id=room_id,

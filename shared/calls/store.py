@@ -97,6 +97,7 @@ class TableCallsStore:
             "SourceNumber": p.source_number,
             "JoinedRole": p.joined_role.value if p.joined_role else None,
             "Automation": json.dumps(p.automation.to_json()) if p.automation else None,
+            "DisplayName": p.display_name,
         }
 
     @staticmethod
@@ -115,6 +116,7 @@ class TableCallsStore:
             source_number=entity.get("SourceNumber"),
             joined_role=Role(entity["JoinedRole"]) if entity.get("JoinedRole") else None,
             automation=AutomationContext.from_json(json.loads(entity["Automation"])) if entity.get("Automation") else None,
+            display_name=entity.get("DisplayName"),
             etag=entity.metadata["etag"],
         )
 

@@ -84,6 +84,30 @@ def test_join_answer_and_first_join_starts_the_call(stack, rooms_client, identit
     assert again["participantId"] == second["participantId"]  # joining twice is idempotent
 
 
+@pytest.mark.parametrize("bad", ["", "   ", "x" * 257, 42, ["Ada"], "Ada\u0000", "Ada\nLovelace", "\u202eadA"],
+                         ids=["empty", "blank", "257 characters", "number", "list", "nul", "newline", "bidi override"])
+def test_an_invalid_display_name_is_refused_and_nothing_stored(stack, rooms_client, identity_client, bad):
+    user = new_user(stack, identity_client)
+    room = rooms_client.create_room(participants=roster((user, ParticipantRole.PRESENTER)))
+    refused = user.join(room.id, {"displayName": bad})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["code"] == "BadRequest" and refused.json()["error"]["target"] == "displayName"
+    assert user.call(room.id).status_code == 404  # no call was started
+
+
+def test_a_display_name_given_at_join_is_shown(stack, rooms_client, identity_client):
+    named, unnamed = new_user(stack, identity_client), new_user(stack, identity_client)
+    room = rooms_client.create_room(participants=roster((named, ParticipantRole.PRESENTER), (unnamed, ParticipantRole.ATTENDEE)))
+    longest = "Zoë " + "ñ" * 252  # 256 characters, ACS's limit
+    joined = named.join(room.id, {"displayName": longest})
+    assert joined.status_code == 200, joined.text
+    assert [p.get("displayName") for p in joined.json()["call"]["participants"]] == [longest]
+    assert unnamed.join(room.id).status_code == 200  # the name is optional
+    assert named.join(room.id, {"displayName": "Someone else"}).status_code == 200  # joining again keeps the first
+    shown = {p["identifier"]["rawId"]: p.get("displayName") for p in unnamed.call(room.id).json()["participants"]}
+    assert shown == {named.raw_id: longest, unnamed.raw_id: None}
+
+
 def test_invite_only(stack, rooms_client, identity_client):
     member, stranger = new_user(stack, identity_client), new_user(stack, identity_client)
     room = rooms_client.create_room(participants=roster((member, ParticipantRole.ATTENDEE)))
