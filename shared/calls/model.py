@@ -5,7 +5,7 @@ import base64
 import enum
 import unicodedata
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from ..core.errors import DialOutDisabled, InvalidRequest, MissingCapability
@@ -48,6 +48,17 @@ def capabilities_of(role: Role | None, pstn_dial_out_enabled: bool) -> frozenset
     if not pstn_dial_out_enabled:
         granted = granted - {Capability.ADD_PHONE_NUMBER}
     return granted
+
+
+def within_capabilities(endpoint: "CallParticipant", granted: frozenset[Capability]) -> "CallParticipant":
+    """The endpoint with every media state `granted` does not cover turned off: the microphone muted
+    without unmuteMic, video off without turnVideoOn, sharing off without shareScreen."""
+    return replace(
+        endpoint,
+        muted=endpoint.muted or Capability.UNMUTE_MIC not in granted,
+        video_on=endpoint.video_on and Capability.TURN_VIDEO_ON in granted,
+        screen_sharing=endpoint.screen_sharing and Capability.SHARE_SCREEN in granted,
+    )
 
 
 def missing_capability(

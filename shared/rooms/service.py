@@ -17,7 +17,7 @@ from .model import (
     new_room_id,
 )
 from ..storage.retry import ConflictRetry
-from .changes import RoomChanges
+from .changes import RoomChanges, StagedWrites
 from .store import Page, RoomIdTaken, RoomRecord, RoomsStore
 
 # Concurrent changes to one room retry on ETag conflicts; enough attempts that dozens of
@@ -158,9 +158,10 @@ class RoomsService:
 
         Removing someone not on the roster is a no-op. Concurrent calls for one room serialise on
         the room's ETag and each is retried until it applies, so no change is lost. The roster limit
-        applies to the roster the change leaves (a request may remove many and add a few).
+        applies to the roster the change leaves (a request may remove many and add a few). What the
+        observers stage (a live call turning off what a new role lacks) commits with the roster.
         """
-        def attempt(number: int) -> tuple[RoomRecord, set[str]]:
+        def attempt(number: int) -> tuple[RoomRecord, set[str], list[StagedWrites]]:
             record = as_read if number == 0 and as_read is not None else self.get(room_id)
             old = self._store.roster(record)
             new = dict(old)
@@ -170,10 +171,16 @@ class RoomsService:
                 else:
                     new[raw_id] = role
             self._check_roster_size(len(new))
-            updated = record if new == old else self._store.commit_roster(record, old, new, self._clock())
-            return updated, {raw_id for raw_id in old if raw_id not in new}
+            if new == old:
+                return record, set(), []
+            staged = self._changes.roster_changing(record, old, new)
+            joined = [operation for writes in staged for operation in writes.operations]
+            updated = self._store.commit_roster(record, old, new, self._clock(), joined)
+            return updated, {raw_id for raw_id in old if raw_id not in new}, staged
 
-        updated, removed = ROOM_WRITES.run(attempt, "The room's roster is changing too often; retry later.")
+        updated, removed, staged = ROOM_WRITES.run(attempt, "The room's roster is changing too often; retry later.")
+        for writes in staged:
+            writes.committed()
         if removed:
             self._changes.users_removed(room_id, removed)
         upserted = sum(1 for role in changes.values() if role is not None)

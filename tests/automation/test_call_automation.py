@@ -197,6 +197,22 @@ def test_a_participant_muting_itself_reaches_the_application(stack, automation, 
     assert len(updates) == 4 and [p.is_muted for p in updates[-1][1].participants] == [True]
 
 
+def test_a_role_change_that_mutes_reaches_the_application(stack, automation, receiver, rooms_client, identity_client, live_room):
+    room, presenter, _ = live_room
+    attendee = new_user(stack, identity_client)
+    rooms_client.add_or_update_participants(room_id=room.id, participants=roster((attendee, ParticipantRole.ATTENDEE)))
+    assert attendee.join(room.id).status_code == 200  # joins unmuted
+    properties, connection = connect(automation, receiver, room.id)
+    connection_id = properties.call_connection_id
+    first = receiver.wait_for(connection_id, "ParticipantsUpdated")[0][1]
+    assert {(p.identifier.raw_id, p.is_muted) for p in first.participants} == {(presenter.raw_id, False), (attendee.raw_id, False)}
+    rooms_client.add_or_update_participants(room_id=room.id, participants=roster((attendee, ParticipantRole.CONSUMER)))
+    update = receiver.wait_for(connection_id, "ParticipantsUpdated", 2)[-1][1]
+    assert {(p.identifier.raw_id, p.is_muted) for p in update.participants} == {(presenter.raw_id, False), (attendee.raw_id, True)}
+    assert update.sequence_number > first.sequence_number
+    assert connection.get_participant(CommunicationUserIdentifier(attendee.raw_id)).is_muted is True
+
+
 def test_callbacks_carry_a_token_that_the_published_keys_verify(stack, automation, receiver, live_room):
     room, _, _ = live_room
     properties, _ = connect(automation, receiver, room.id)

@@ -16,7 +16,7 @@ from shared.rooms.model import (
     new_room_id,
     parse_participant_changes,
 )
-from shared.rooms.changes import RoomChanges
+from shared.rooms.changes import RoomChanges, StagedWrites
 from shared.rooms.service import RoomsService
 from shared.rooms.memory import MemoryRoomsStore
 from shared.storage.memory import MemoryTable
@@ -201,6 +201,9 @@ class Followers:
 
     def __init__(self) -> None:
         self.told: list[tuple] = []
+
+    def roster_changing(self, record, old, new):
+        return StagedWrites()
 
     def room_deleted(self, room_id):
         self.told.append(("deleted", room_id))
