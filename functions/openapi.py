@@ -649,6 +649,8 @@ def _room_call_paths() -> dict:
                               e404=["NotFound"]),
                 },
                 security=bearer, parameters=[room_id],
+                description="Also a deleted room's last call (endReason roomDeleted), to the users on its roster, "
+                            "until the room is purged (ANTEROOM_EXPIRED_ROOM_GRACE_HOURS after the deletion).",
             ),
         },
         "/roomCalls/{roomId}/me/{action}": {
