@@ -558,6 +558,8 @@ class CallsService:
         """RoomObserver: a role change turns off, in the roster change's own transaction, the media
         state the new role has no capability for (a Collaborator made Attendee stops sharing, an
         Attendee made Consumer is muted with video off), with the events and callbacks it owes."""
+        if not any(raw_id in old and old[raw_id] != role for raw_id, role in new.items()):
+            return StagedWrites()  # no one's role changed (users added or removed only): no call to read
         call = self._store.current(record.room.id)
         if call is None or not call.active:
             return StagedWrites()
