@@ -9,7 +9,7 @@ import azure.functions as func
 
 from shared.automation.model import CONNECTION_STATES
 from shared.automation.service import DEFAULT_INVITATION_TIMEOUT, MAX_INVITATION_TIMEOUT
-from shared.calls.model import Capability
+from shared.calls.model import MAX_DISPLAY_NAME_LENGTH, Capability
 from shared.calls.service import REMOTE_ACTIONS, SELF_ACTIONS
 from shared.identity.tokens import DEFAULT_TOKEN_MINUTES, MAX_TOKEN_MINUTES, MIN_TOKEN_MINUTES, SCOPES
 from shared.calls.pstn import DialOutcome
@@ -169,6 +169,7 @@ def _api_version_parameter(versions: ApiVersions) -> dict:
 # -- components ------------------------------------------------------------------------------------
 def _schemas() -> dict:
     acs_date_time = {"$ref": "#/components/schemas/AcsDateTime"}
+    display_name = {"type": "string", "minLength": 1, "maxLength": MAX_DISPLAY_NAME_LENGTH}
     request_date_time = {"type": ["string", "null"], "format": "date-time"}
     participant_map = {
         "type": "object",
@@ -331,6 +332,7 @@ def _schemas() -> dict:
                 "isMuted": {"type": "boolean"},
                 "isVideoOn": {"type": "boolean"},
                 "isScreenSharing": {"type": "boolean"},
+                "displayName": display_name,
                 "joinedAt": acs_date_time,
                 "leftAt": acs_date_time,
                 "leaveReason": {"type": "string", "enum": LEAVE_REASONS},
@@ -364,6 +366,11 @@ def _schemas() -> dict:
                 "call": _ref("RoomCall"),
             },
             ("serverCallId", "participantId", "role", "capabilities", "call"),
+        ),
+        "JoinRoomCallRequest": _object(
+            {"displayName": {**display_name, "description": "The name others see (optional; at most "
+                             f"{MAX_DISPLAY_NAME_LENGTH} characters, no control characters)."}},
+            closed=False,
         ),
         "InvitationRequest": _object(
             {"rawId": {"type": "string", "pattern": ACS_USER_RAW_ID, "description": "A user on the room's roster."}},
@@ -629,7 +636,7 @@ def _room_call_paths() -> dict:
                                     _ref("JoinRoomCallResult"), versions=None),
                     **_errors(versioned=False, e400=["BadRequest"], e403=room_gate + ["CallFull"], e404=["NotFound"]),
                 },
-                security=bearer, parameters=[room_id],
+                security=bearer, parameters=[room_id], body=_body(_ref("JoinRoomCallRequest"), required=False),
                 description="Only users on the room's roster, only between validFrom and validUntil.",
             ),
         },
@@ -642,6 +649,8 @@ def _room_call_paths() -> dict:
                               e404=["NotFound"]),
                 },
                 security=bearer, parameters=[room_id],
+                description="Also a deleted room's last call (endReason roomDeleted), to the users on its roster, "
+                            "until the room is purged (ANTEROOM_EXPIRED_ROOM_GRACE_HOURS after the deletion).",
             ),
         },
         "/roomCalls/{roomId}/me/{action}": {
