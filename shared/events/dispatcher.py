@@ -15,8 +15,6 @@ from .outbox import Outbox, events_from_entity
 
 log = logging.getLogger("anteroom.events")
 ROOM_LOCK_STRIPES = 64
-EVENT_GRID_SCHEMA = "EventGridSchema"
-CLOUD_EVENTS_SCHEMA = "CloudEventSchemaV1_0"
 
 
 class EventSink(Protocol):
