@@ -1,8 +1,10 @@
 """A simulated PSTN network for local runs and tests: rings numbers, answers by rule, acts as the phone.
 
 It is the app's PSTN gateway (`ANTEROOM_PSTN_GATEWAY_URL`): the app `POST`s `/calls` with
-`{source, target, reference}` and gets `{"outcome": ...}` back. What a number does is decided by
-rules, deterministically: every number answers unless a rule says otherwise.
+`{source, target, reference}` and gets `{"outcome": ...}` back once the number rang, and
+`DELETE`s `/calls/<reference>` to hang up a leg it ended (ringing: cancelled; connected: ended;
+404 when no leg of that reference is up). What a number does is decided by rules,
+deterministically: every number answers unless a rule says otherwise.
 
 Rules come from a JSON file (`{"decline": [...], "busy": [...], "noAnswer": [...]}`) and can be
 changed at run time with `PUT /numbers/<E.164>` `{"behaviour": "answer"|"decline"|"busy"|"noAnswer"}`;
@@ -43,8 +45,8 @@ class PlacedCall:
     reference: str
     source: str
     target: str
-    outcome: str
-    state: str  # "connected" while the phone is on the call, "ended" after, "failed" if never answered
+    outcome: str | None  # None while it rings; "cancelled" when the app hung up before it answered
+    state: str  # "ringing", then "connected" while the phone is on the call, "ended" after, "failed" if never answered
 
 
 def load_rules(path: str | Path | None) -> dict[str, str]:
@@ -87,15 +89,28 @@ class PstnSimulator:
     # -- the gateway side (called by the app) -------------------------------------------------
     async def _place_call(self, request: web.Request) -> web.Response:
         body = await request.json()
-        await asyncio.sleep(self.ring_seconds.get(body["target"], 0))
-        behaviour = self.rules.get(body["target"], "answer")
-        outcome = _OUTCOMES[behaviour]
+        call = PlacedCall(body["reference"], body["source"], body["target"], None, "ringing")
         with self._lock:
-            self.calls.append(
-                PlacedCall(body["reference"], body["source"], body["target"], outcome,
-                           "connected" if outcome == "answered" else "failed")
-            )
+            self.calls.append(call)
+        await asyncio.sleep(self.ring_seconds.get(body["target"], 0))
+        outcome = _OUTCOMES[self.rules.get(body["target"], "answer")]
+        with self._lock:
+            if call.state == "ended":  # the app hung up while it rang: the phone never answers
+                call.outcome = "cancelled"
+                return web.json_response({"outcome": "noAnswer"})
+            call.outcome, call.state = outcome, "connected" if outcome == "answered" else "failed"
         return web.json_response({"outcome": outcome})
+
+    async def _hang_up(self, request: web.Request) -> web.Response:
+        reference = request.match_info["reference"]
+        with self._lock:
+            call = next((c for c in reversed(self.calls)
+                         if c.reference == reference and c.state in ("ringing", "connected")), None)
+            if call is not None:
+                call.state = "ended"
+        if call is None:
+            return web.json_response({"error": f"no leg of {reference} is up"}, status=404)
+        return web.Response(status=204)
 
     async def _set_rule(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -159,6 +174,7 @@ class PstnSimulator:
         application = web.Application()
         application.router.add_post("/calls", self._place_call)
         application.router.add_get("/calls", self._list_calls)
+        application.router.add_delete("/calls/{reference}", self._hang_up)
         application.router.add_put("/numbers/{number}", self._set_rule)
         application.router.add_post("/phones/{number}/{action}", self._phone_action)
         return application

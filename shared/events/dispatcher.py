@@ -109,6 +109,14 @@ class Dispatcher:
             self._outbox.mark_delivered(room_id, pending)
             return len(pending)
 
+    def _settle(self, room_id: str, delivered: list, failed: list) -> int:
+        """Record one pass over a room's rows: these done, those to try again later; answers how many were done."""
+        if delivered:
+            self._outbox.mark_delivered(room_id, delivered)
+        if failed:
+            self._outbox.mark_failed(room_id, failed)
+        return len(delivered)
+
     def sweep(self) -> int:
         sent = 0
         for room_id in self._outbox.rooms_with_due_events():
