@@ -48,6 +48,7 @@ def _announce_topic(topic: EventGridTopic) -> None:
     _say(f"Event Grid topic: {topic.endpoint}")
     _say(f"Event Grid key: {topic.key}")
     _say(f"Event Grid subscriptions: {topic.subscriptions_file}")
+    _say(f"Event Grid admin: {topic.base_url} (GET /subscriptions, /deliveries, /deadletters)")
 
 
 async def serve_until_signalled(host: FunctionHost, *, https_port: int | None,

@@ -100,8 +100,30 @@ def test_run_delivers_the_apps_call_events_to_a_subscribed_webhook(tmp_path):
             events = hook.wait_for(lambda received: {e["type"] for e in received} >= {
                 "Microsoft.Communication.CallStarted", "Microsoft.Communication.CallParticipantAdded"}, 30)
             assert {e["data"]["room"]["id"] for e in events} == {room.id}
+        # What a client needs beyond the connection string is printed, and the same in instance.json.
+        description = _description(tmp_path / "state")
+        tokens = description["callbackTokens"]
+        assert announced["callback tokens"] == \
+            f"audience {tokens['audience']}, issuer {tokens['issuer']}, keys {tokens['jwksUri']}"
+        assert tokens["audience"] == description["resourceId"] and tokens["jwksUri"] == base_url + "/calling/keys"
+        settings = json.loads((tmp_path / "state" / "settings.json").read_text())
+        assert announced["PSTN caller numbers"].split(", ") == description["callerNumbers"] == \
+            settings["ANTEROOM_PSTN_CALLER_NUMBERS"].split(",")
+        admin = announced["Event Grid admin"].split(" ")[0]
+        assert admin == description["eventGrid"]["admin"] == announced["Event Grid topic"].removesuffix("/api/events")
+        listed = requests.get(admin + "/subscriptions", verify=ca_file, timeout=10).json()
+        assert [(s["name"], s["state"]) for s in listed] == [("calls", "active")]
     finally:
         _stop_run(process)
+
+
+def _description(state_dir: Path) -> dict:
+    """instance.json, once `run` has written it (after the readiness line)."""
+    deadline = time.monotonic() + 30
+    while not (state_dir / "instance.json").exists():
+        assert time.monotonic() < deadline, "no instance.json"
+        time.sleep(0.1)
+    return json.loads((state_dir / "instance.json").read_text())
 
 
 def test_eventgrid_command_serves_only_the_topic(tmp_path, monkeypatch):
