@@ -57,6 +57,9 @@ SELF_ACTIONS: dict[str, Capability | None] = {
     "stopScreenShare": Capability.SHARE_SCREEN,
 }
 REMOTE_ACTIONS: dict[str, Capability] = {"mute": Capability.MUTE_OTHERS, "remove": Capability.REMOVE_PARTICIPANT}
+# What bringing someone into the call needs: ringing a roster user, dialling a phone.
+INVITE_CAPABILITY = Capability.ADD_COMMUNICATION_USER
+DIAL_OUT_CAPABILITY = Capability.ADD_PHONE_NUMBER
 _FLAG_CHANGES = {
     "muteMic": {"muted": True},
     "unmuteMic": {"muted": False},
@@ -372,7 +375,7 @@ class CallsService:
         caller = self._invited(record, user_id)
         call = self._active_call(room_id)
         self._endpoint(call, caller)
-        self._require(caller, Capability.ADD_COMMUNICATION_USER, record)
+        self._require(caller, INVITE_CAPABILITY, record)
         return self.ring_user(room_id, record, raw_id, as_read=call)
 
     def ring_user(
@@ -402,7 +405,7 @@ class CallsService:
         record = self._open_room(room_id)
         caller = self._invited(record, user_id)
         self._endpoint(self._active_call(room_id), caller)
-        self._require(caller, Capability.ADD_PHONE_NUMBER, record)
+        self._require(caller, DIAL_OUT_CAPABILITY, record)
         return self.place_phone_call(room_id, phone_number, caller_id_number)
 
     def place_phone_call(self, room_id: str, phone_number: str, caller_id_number: str) -> DialOut:
