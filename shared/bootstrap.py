@@ -21,6 +21,7 @@ from .automation.signing import CallbackSigner
 from .calls.attendance import AttendanceRecorder
 from .calls.changes import CallChangeListener
 from .calls.events import CallEventsPublisher
+from .calls.hangups import HangUpDispatcher, PhoneHangUps
 from .calls.pstn import HttpPstnGateway, TablePstnLines
 from .calls.service import CallsService
 from .calls.store import TableCallsStore
@@ -28,7 +29,7 @@ from .config.settings import Settings
 from .core.clock import Clock, utc_now
 from .core.keys import load_signing_key
 from .events.dispatcher import Dispatcher, EventGridSink
-from .events.outbox import CALLBACK_PREFIX, Outbox, TableOutbox
+from .events.outbox import CALLBACK_PREFIX, HANG_UP_PREFIX, Outbox, TableOutbox
 from .identity.service import IdentityService
 from .identity.store import TableUsersStore
 from .logs.attendance import CALLS_TABLE_SUFFIX, PARTICIPANTS_TABLE_SUFFIX, TableCallLog
@@ -58,6 +59,7 @@ class Services:
     callback_signer: CallbackSigner | None
     outbox: Outbox
     dispatcher: Dispatcher | None
+    hang_ups: HangUpDispatcher | None = None  # None without a PSTN gateway
     throttle: Throttle | None = None  # None when ANTEROOM_THROTTLE_REQUESTS is 0
     credential: TokenCredential | None = None  # the Entra identity, when a service is reached with one
 
@@ -70,8 +72,9 @@ class Services:
         self.operation_log.close()
         self.call_log.close()
         self.callbacks.close()
-        if self.dispatcher is not None:
-            self.dispatcher.close()
+        for dispatcher in (self.dispatcher, self.hang_ups):
+            if dispatcher is not None:
+                dispatcher.close()
         self.tables.close()
         close = getattr(self.credential, "close", None)
         if close is not None:
@@ -133,17 +136,25 @@ def build_services(settings: Settings, clock: Clock = utc_now, credential: Token
                                 settings.callback_token_issuer)
     callbacks = CallbackDispatcher(TableOutbox(tables, rooms_table, clock, prefix=CALLBACK_PREFIX),
                                    HttpCallbackSender(signer))
-    # What each committed call change produces, in transaction order: its events' outbox rows, then
-    # its callbacks' rows; after the commit each is told in the same order, and attendance is written.
+    gateway = HttpPstnGateway(settings.pstn_gateway_url) if settings.pstn_gateway_url else None
+    hang_ups = None
+    if gateway is not None:
+        hang_ups = HangUpDispatcher(TableOutbox(tables, rooms_table, clock, prefix=HANG_UP_PREFIX), gateway)
+    # What each committed call change produces, in transaction order: its events' outbox rows, its
+    # callbacks' rows, the phone legs to hang up; after the commit each is told in the same order, and
+    # attendance is written.
     listeners: list[CallChangeListener] = []
     if dispatcher is not None:
         listeners.append(CallEventsPublisher(dispatcher, clock))
-    listeners += [CallbackPublisher(callbacks, clock), AttendanceRecorder(call_log)]
+    listeners.append(CallbackPublisher(callbacks, clock))
+    if hang_ups is not None:
+        listeners.append(PhoneHangUps(hang_ups, clock))
+    listeners.append(AttendanceRecorder(call_log))
     calls = CallsService(
         rooms,
         TableCallsStore(tables, rooms_table),
         clock,
-        HttpPstnGateway(settings.pstn_gateway_url) if settings.pstn_gateway_url else None,
+        gateway,
         TablePstnLines(tables, settings.table_name("PstnLines")),
         settings.caller_numbers,
         listeners,
@@ -162,6 +173,7 @@ def build_services(settings: Settings, clock: Clock = utc_now, credential: Token
         calls=calls,
         outbox=outbox,
         dispatcher=dispatcher,
+        hang_ups=hang_ups,
         call_automation=CallAutomationService(rooms, calls, TableCallsStore(tables, rooms_table), clock),
         callbacks=callbacks,
         callback_signer=signer,

@@ -1,6 +1,7 @@
 """Room-call use cases: invite-only joining inside the validity window, role-checked actions, PSTN."""
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
@@ -37,13 +38,14 @@ from ..core.errors import (
     RoomNotOpenYet,
 )
 from ..core.identifiers import is_acs_user, is_e164, phone_raw_id
-from .pstn import DialOutcome, PstnLines, PstnNetwork
+from .pstn import DialOutcome, PstnLines, PstnNetwork, leg_reference
 from ..rooms.changes import RoomChanges, StagedWrites
 from ..rooms.model import Role, Validity
 from ..rooms.service import RoomsService
 from ..rooms.store import RoomRecord
 from ..storage.retry import ConflictRetry
 
+log = logging.getLogger("anteroom.pstn")
 CALL_WRITES = ConflictRetry(attempts=200, first_pause=0.002, max_pause=0.05)  # fifty simultaneous joins all get through
 CALL_SCOPES = ("voip", "voip.join")
 
@@ -59,6 +61,9 @@ SELF_ACTIONS: dict[str, Capability | None] = {
     "stopScreenShare": None,
 }
 REMOTE_ACTIONS: dict[str, Capability] = {"mute": Capability.MUTE_OTHERS, "remove": Capability.REMOVE_PARTICIPANT}
+# What bringing someone into the call needs: ringing a roster user, dialling a phone.
+INVITE_CAPABILITY = Capability.ADD_COMMUNICATION_USER
+DIAL_OUT_CAPABILITY = Capability.ADD_PHONE_NUMBER
 _FLAG_CHANGES = {
     "muteMic": {"muted": True},
     "unmuteMic": {"muted": False},
@@ -209,7 +214,7 @@ class CallsService:
     def release_lines(self, room_id: str, endpoints: list[CallParticipant]) -> None:
         for endpoint in endpoints:
             if endpoint.kind is EndpointKind.PHONE and endpoint.source_number:
-                self._lines.release(endpoint.source_number, f"{room_id}|{endpoint.participant_id}")
+                self._lines.release(endpoint.source_number, leg_reference(room_id, endpoint.participant_id))
 
     # -- use cases ---------------------------------------------------------------------------
     def current_call(self, room_id: str) -> Call | None:
@@ -405,7 +410,7 @@ class CallsService:
         caller = self._invited(record, user_id)
         call = self._active_call(room_id)
         self._endpoint(call, caller)
-        self._require(caller, Capability.ADD_COMMUNICATION_USER, record)
+        self._require(caller, INVITE_CAPABILITY, record)
         return self.ring_user(room_id, record, raw_id, as_read=call)
 
     def ring_user(
@@ -435,13 +440,13 @@ class CallsService:
         record = self._open_room(room_id)
         caller = self._invited(record, user_id)
         self._endpoint(self._active_call(room_id), caller)
-        self._require(caller, Capability.ADD_PHONE_NUMBER, record)
+        self._require(caller, DIAL_OUT_CAPABILITY, record)
         return self.place_phone_call(room_id, phone_number, caller_id_number)
 
     def place_phone_call(self, room_id: str, phone_number: str, caller_id_number: str) -> DialOut:
         """Dial a phone into the room's active call and wait for the outcome (no role check: callers check first)."""
         participant_id = self.reserve_phone_line(room_id, phone_number, caller_id_number)
-        reference = f"{room_id}|{participant_id}"
+        reference = leg_reference(room_id, participant_id)
         try:
             outcome = self._pstn.place_call(caller_id_number, phone_number, reference)
             if outcome is not DialOutcome.ANSWERED:
@@ -458,7 +463,11 @@ class CallsService:
                 )
                 return replace(call, connected=call.connected + 1, sequence=call.sequence + 1), [phone], phone
 
-            return DialOut(outcome, self.change(room_id, mutate)[1])
+            try:
+                return DialOut(outcome, self.change(room_id, mutate)[1])
+            except NoActiveCall:
+                self._hang_up_unused_leg(reference)
+                raise
         except Exception:
             self._lines.release(caller_id_number, reference)
             raise
@@ -481,7 +490,7 @@ class CallsService:
         if self._pstn is None:
             raise GatewayUnavailable("No PSTN gateway is configured (ANTEROOM_PSTN_GATEWAY_URL).")
         participant_id = participant_id or str(uuid.uuid4())
-        self._lines.acquire(caller_id_number, f"{room_id}|{participant_id}")
+        self._lines.acquire(caller_id_number, leg_reference(room_id, participant_id))
         return participant_id
 
     def ring_phone(self, room_id: str, ringing: CallParticipant) -> None:
@@ -490,7 +499,7 @@ class CallsService:
         Answered: it joins the call (unless the invitation was cancelled or the call ended in the
         meantime). Otherwise it ends with the outcome as its reason and its line is released.
         """
-        reference = f"{room_id}|{ringing.participant_id}"
+        reference = leg_reference(room_id, ringing.participant_id)
         try:
             outcome = self._pstn.place_call(ringing.source_number, ringing.raw_id.removeprefix("4:"), reference)
             reason = None if outcome is DialOutcome.ANSWERED else outcome.value
@@ -511,6 +520,17 @@ class CallsService:
         settled = self.change(room_id, mutate)
         if settled is None or not settled[1].connected:
             self._lines.release(ringing.source_number, reference)
+        if settled is None and reason is None:
+            self._hang_up_unused_leg(reference)  # answered, but cancelled or the call ended meanwhile
+
+    def _hang_up_unused_leg(self, reference: str) -> None:
+        """A phone answered after its place in the call was gone: no call change ends it, so it is hung
+        up here, once (the change path's hang-ups are retried through the outbox)."""
+        try:
+            self._pstn.hang_up(reference)
+        except GatewayUnavailable as error:
+            log.error("the phone leg %s answered after its call ended and could not be hung up; the PSTN "
+                      "gateway may still have it up: %s", reference, error)
 
     def phone_event(self, reference: str, action: str) -> CallParticipant:
         """An event from the phone side (the PSTN network): `reference` is `<roomId>|<participantId>`."""

@@ -16,8 +16,6 @@ from .outbox import Outbox, events_from_entity
 
 log = logging.getLogger("anteroom.events")
 ROOM_LOCK_STRIPES = 64
-EVENT_GRID_SCHEMA = "EventGridSchema"
-CLOUD_EVENTS_SCHEMA = "CloudEventSchemaV1_0"
 
 
 class EventSink(Protocol):
@@ -119,6 +117,14 @@ class Dispatcher:
                 raise
             self._outbox.mark_delivered(room_id, pending)
             return len(pending)
+
+    def _settle(self, room_id: str, delivered: list, failed: list) -> int:
+        """Record one pass over a room's rows: these done, those to try again later; answers how many were done."""
+        if delivered:
+            self._outbox.mark_delivered(room_id, delivered)
+        if failed:
+            self._outbox.mark_failed(room_id, failed)
+        return len(delivered)
 
     def sweep(self) -> int:
         sent = 0

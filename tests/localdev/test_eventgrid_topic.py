@@ -50,8 +50,9 @@ class RunningTopic:
 
     def __init__(self, state_dir, key, port=0, **options):
         certificate = ensure_dev_certificate(TEST_CERT_DIR)
+        options.setdefault("time_scale", TIME_SCALE)
         self.topic = EventGridTopic(state_dir, key=key, port=port, certificate=certificate,
-                                    time_scale=TIME_SCALE, reload_interval=0.2, **options)
+                                    reload_interval=0.2, **options)
         self.runner = TopicThread(self.topic)
 
     def __enter__(self):
@@ -447,3 +448,34 @@ def test_a_malformed_request_with_a_key_in_it_does_not_reach_the_log(tmp_path, k
             tls.sendall(f"POST /api/events HTTP/1.1\r\nHost: x\r\n{leaked}\r\n\r\n".encode())
             assert tls.recv(1024).split(b"\r\n", 1)[0].endswith(b" 400 Bad Request")
     assert caplog.records and leaked not in caplog.text
+
+
+def test_each_subscription_gets_its_events_in_publish_order(running):
+    """However long the subscriber takes per event; two subscriptions each keep their own order."""
+    import random
+
+    with WebhookSubscriber() as first, WebhookSubscriber() as second:
+        for hook in (first, second):
+            hook.handling_seconds = lambda: random.uniform(0, 0.005)
+        running.subscribe(webhook("first", first.url), webhook("second", second.url, "CloudEventSchemaV1_0"))
+        ids = [f"ordered-{index:03d}" for index in range(60)]
+        publisher = running.publisher()
+        for start in range(0, len(ids), 6):  # several publishes of several events each
+            publisher.send([grid_event(id=event_id) for event_id in ids[start:start + 6]])
+        for hook in (first, second):
+            assert [e["id"] for e in hook.wait_for_count(len(ids))] == ids
+
+
+def test_a_failing_event_does_not_hold_back_the_ones_after_it(tmp_path, key, subscriber):
+    """Retries skip the line: the events published after a failed one arrive before its retry."""
+    with RunningTopic(tmp_path / "topic", key, time_scale=0.1) as slow_retries:  # the first retry after 1 s
+        slow_retries.subscribe(webhook("hook", subscriber.url))
+        subscriber.status = 503
+        slow_retries.publisher().send([grid_event(id="refused-first")])
+        deadline = time.monotonic() + 20
+        while not slow_retries.topic.log.entries(eventId="refused-first", outcome="Retrying"):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        subscriber.status = 200
+        slow_retries.publisher().send([grid_event(id="later-1"), grid_event(id="later-2")])
+        assert [e["id"] for e in subscriber.wait_for_count(3)] == ["later-1", "later-2", "refused-first"]
