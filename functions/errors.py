@@ -19,6 +19,7 @@ from shared.core.errors import (
     InsufficientScope,
     InvalidArgument,
     InvalidRequest,
+    IdentityUnavailable,
     InvitationNotFound,
     MissingCapability,
     NoActiveCall,
@@ -183,6 +184,7 @@ _EVERY_API: dict[type[DomainError], Row] = {
     OriginalRequestInProgress: Row(409, "Conflict"),
     ChangeContended: UNAVAILABLE,
     StorageUnavailable: UNAVAILABLE,
+    IdentityUnavailable: UNAVAILABLE,
 }
 
 ROOMS_ERRORS = ErrorTable({

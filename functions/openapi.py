@@ -18,7 +18,7 @@ from shared.automation.service import (
     CALL_CONNECTION_ID_PATTERN, DEFAULT_INVITATION_TIMEOUT, MAX_INVITATION_TIMEOUT, MUTE_TARGETS,
 )
 from shared.calls.model import (
-    MAX_CALL_PARTICIPANTS, SERVER_CALL_ID_PATTERN, CallState, Capability, ConnectionState, EndReason, EndpointKind,
+    MAX_CALL_PARTICIPANTS, MAX_DISPLAY_NAME_LENGTH, SERVER_CALL_ID_PATTERN, CallState, Capability, ConnectionState, EndReason, EndpointKind,
     EndpointState, LeaveReason,
 )
 from shared.config.settings import EVENT_SCHEMAS
@@ -183,6 +183,7 @@ def _api_version_parameter(versions: ApiVersions) -> dict:
 # -- components ------------------------------------------------------------------------------------
 def _schemas() -> dict:
     acs_date_time = {"$ref": "#/components/schemas/AcsDateTime"}
+    display_name = {"type": "string", "minLength": 1, "maxLength": MAX_DISPLAY_NAME_LENGTH}
     request_date_time = {"type": ["string", "null"], "format": "date-time"}
     participant_map = {
         "type": "object",
@@ -346,6 +347,7 @@ def _schemas() -> dict:
                 "isMuted": {"type": "boolean"},
                 "isVideoOn": {"type": "boolean"},
                 "isScreenSharing": {"type": "boolean"},
+                "displayName": display_name,
                 "joinedAt": acs_date_time,
                 "leftAt": acs_date_time,
                 "leaveReason": _enum(LeaveReason),
@@ -379,6 +381,11 @@ def _schemas() -> dict:
                 "call": _ref("RoomCall"),
             },
             ("serverCallId", "participantId", "role", "capabilities", "call"),
+        ),
+        "JoinRoomCallRequest": _object(
+            {"displayName": {**display_name, "description": "The name others see (optional; at most "
+                             f"{MAX_DISPLAY_NAME_LENGTH} characters, no control characters)."}},
+            closed=False,
         ),
         "InvitationRequest": _object(
             {"rawId": {"type": "string", "pattern": ACS_USER_RAW_ID, "description": "A user on the room's roster."}},
@@ -735,13 +742,17 @@ def _described() -> dict[str, Described]:
             "JoinRoomCall", "Joins (or starts) the room's call.", "RoomCalls", result=_ref("JoinRoomCallResult"),
             success="The caller is in the call (joining again changes nothing).",
             refusals=(domain.InvalidRequest, *ROOM_GATE, domain.CallFull),
+            body=_body(_ref("JoinRoomCallRequest"), required=False),
             description="Only users on the room's roster, only between validFrom and validUntil; "
             f"at most {MAX_CALL_PARTICIPANTS} connected endpoints (CallFull).",
         ),
         "GetRoomCall": Described("GetRoomCall", "Gets the room's current or last call.", "RoomCalls",
                                  result=_ref("RoomCall"), success="The call.",
                                  refusals=(domain.InvalidRequest, domain.InsufficientScope, domain.RoomNotFound,
-                                           domain.NoCallYet, domain.NotInvited)),
+                                           domain.NoCallYet, domain.NotInvited),
+                                 description="Also a deleted room's last call (endReason roomDeleted), to the users "
+                                 "on its roster, until the room is purged (ANTEROOM_EXPIRED_ROOM_GRACE_HOURS after "
+                                 "the deletion)."),
         "ActOnSelf": Described(
             "ActOnSelf", "Leaves, or changes one's own microphone, video or screen sharing.", "RoomCalls",
             result=_ref("CallParticipant"), success="The caller's endpoint after the action.", refusals=ACTING,

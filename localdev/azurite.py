@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import IO
 
+from .certs import DevCertificate
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
 
@@ -69,12 +71,17 @@ class AzuriteTable:
     Azurite save. `port=0` picks a free port. `save_timeout`: how long Azurite may take to save
     and exit on stop before it is SIGKILLed (default 60 s, 10 s in memory); `lock_timeout`: how long a start waits for a previous
     Azurite on the folder to save and exit. `process` is the guardian.
+
+    `oauth` (a dev certificate) serves HTTPS with it and turns on Azurite's basic OAuth: Bearer
+    tokens are accepted besides the account key (their issuer, audience and lifetime are checked,
+    not their signature), as Entra-authenticated clients send them.
     """
 
     def __init__(self, *, location: str | os.PathLike[str] | None = None, port: int = 0,
                  repo_root: str | os.PathLike[str] = REPO_ROOT,
                  startup_timeout: float = 30.0, save_timeout: float | None = None,
-                 lock_timeout: float = 90.0) -> None:
+                 lock_timeout: float = 90.0, oauth: DevCertificate | None = None) -> None:
+        self.oauth = oauth
         self.location = Path(location).resolve() if location is not None else None
         self.requested_port = port
         self.port: int | None = None
@@ -92,16 +99,18 @@ class AzuriteTable:
     def endpoint(self) -> str:
         if self.port is None:
             raise RuntimeError("Azurite is not running")
-        return f"http://{LOOPBACK}:{self.port}/{ACCOUNT_NAME}"
+        return f"{'https' if self.oauth else 'http'}://{LOOPBACK}:{self.port}/{ACCOUNT_NAME}"
 
     @property
     def connection_string(self) -> str:
-        return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};"
+        return (f"DefaultEndpointsProtocol={'https' if self.oauth else 'http'};AccountName={ACCOUNT_NAME};"
                 f"AccountKey={ACCOUNT_KEY};TableEndpoint={self.endpoint};")
 
     def _command(self, port: int) -> list[str]:
         command = [str(self.executable), "--tableHost", LOOPBACK, "--tablePort", str(port),
                    "--disableTelemetry", "--skipApiVersionCheck", "--silent"]
+        if self.oauth is not None:
+            command += ["--oauth", "basic", "--cert", str(self.oauth.server_cert), "--key", str(self.oauth.server_key)]
         if self.location is None:
             command.append("--inMemoryPersistence")
         else:

@@ -39,7 +39,7 @@ from ..rooms.model import Validity, is_room_id
 from ..rooms.service import RoomsService
 
 MAX_CONNECTIONS_PER_CALL = 10  # our limit: connections live on the call entity
-KEPT_DISCONNECTED = 10  # hung-up connections still answered (as disconnected); older ones are dropped
+KEPT_DISCONNECTED = 10  # hung-up connections kept so a retried hang-up succeeds; older ones are dropped
 DEFAULT_INVITATION_TIMEOUT = 60  # seconds an invitation rings when the request names none
 MAX_INVITATION_TIMEOUT = 180  # ACS's maximum invitationTimeoutInSeconds
 MUTE_TARGETS = 1  # ACS mutes exactly one participant per request
@@ -145,7 +145,8 @@ class CallAutomationService:
         return room_id, call, connection
 
     def properties(self, call_connection_id: str) -> dict:
-        _, call, connection = self._locate(call_connection_id, active=False)
+        """A live connection's properties; an ended one is not found, as ACS answers after a hang-up."""
+        _, call, connection = self._locate(call_connection_id)
         return connection_properties(call, connection)
 
     def hang_up(self, call_connection_id: str) -> None:

@@ -82,11 +82,12 @@ def events_for_change(
         was_connected = previous.get(endpoint.participant_id) is not None and previous[endpoint.participant_id].connected
         body = {
             "user": _participant(endpoint.raw_id, endpoint.joined_role),
-            "displayName": endpoint.raw_id,
             "participantId": endpoint.participant_id,
             "userAgent": USER_AGENT,
             "endpointType": USER_AGENT,  # ACS's docs name the field endpointType, its SDK models userAgent
         }
+        if endpoint.display_name is not None:  # as ACS, only the name the client joined with
+            body["displayName"] = endpoint.display_name
         if endpoint.connected and not was_connected:
             emit(PARTICIPANT_ADDED, f"call/{sid}/participant/{endpoint.raw_id}", body)
         elif endpoint.state == EndpointState.DISCONNECTED and was_connected:
@@ -98,7 +99,8 @@ def events_for_change(
         if after.end_reason == EndReason.LAST_PARTICIPANT_LEFT:
             leaver = next((p for p in changed if p.participant_id in previous and previous[p.participant_id].connected), None)
         if leaver is not None:
-            ended_by = {"communicationIdentifier": identifier_json(leaver.raw_id, leaver.kind), "type": "Participant", "name": leaver.raw_id}
+            ended_by = {"communicationIdentifier": identifier_json(leaver.raw_id, leaver.kind), "type": "Participant",
+                        "name": leaver.display_name or leaver.raw_id}
         else:
             ended_by = {"communicationIdentifier": {"kind": "unknown", "rawId": "anteroom"}, "type": "MicrosoftInternal", "name": after.end_reason or "callEnded"}
         emit(CALL_ENDED, f"call/{sid}", {

@@ -2,16 +2,21 @@
 from __future__ import annotations
 
 import enum
+import unicodedata
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from ..core.errors import DialOutDisabled, MissingCapability
+from ..core.errors import DialOutDisabled, InvalidRequest, MissingCapability
 from ..core.identifiers import OPAQUE_ID_PATTERN, PHONE_RAW_ID_PREFIX, opaque_id
 from ..rooms.model import Role
 from ..core.timefmt import format_acs
 
 MAX_CALL_PARTICIPANTS = 350  # ACS's interactive participant limit for a room call
+# ACS's UI library (AzureCommunicationCallAdapterArgs): "displayName can have a maximum of 256 characters".
+MAX_DISPLAY_NAME_LENGTH = 256
+# Characters that reorder or hide text: a name carrying them could show as someone else's.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class Capability(str, enum.Enum):
@@ -45,6 +50,17 @@ def capabilities_of(role: Role | None, pstn_dial_out_enabled: bool) -> frozenset
     return granted
 
 
+def within_capabilities(endpoint: "CallParticipant", granted: frozenset[Capability]) -> "CallParticipant":
+    """The endpoint with every media state `granted` does not cover turned off: the microphone muted
+    without unmuteMic, video off without turnVideoOn, sharing off without shareScreen."""
+    return replace(
+        endpoint,
+        muted=endpoint.muted or Capability.UNMUTE_MIC not in granted,
+        video_on=endpoint.video_on and Capability.TURN_VIDEO_ON in granted,
+        screen_sharing=endpoint.screen_sharing and Capability.SHARE_SCREEN in granted,
+    )
+
+
 def missing_capability(
     capability: Capability, role: Role | None, room_id: str, pstn_dial_out_enabled: bool
 ) -> MissingCapability | DialOutDisabled:
@@ -52,6 +68,23 @@ def missing_capability(
     if capability is Capability.ADD_PHONE_NUMBER and role is Role.PRESENTER and not pstn_dial_out_enabled:
         return DialOutDisabled(room_id)
     return MissingCapability(capability.value, role.value if role else None)
+
+
+def check_display_name(value: object) -> str | None:
+    """The display name a user joins with (optional); raises InvalidRequest unless it is a string of
+    1 to 256 characters that is not only spaces and has no control or bidirectional-control characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequest("displayName must be a non-empty string.", target="displayName")
+    if len(value) > MAX_DISPLAY_NAME_LENGTH:
+        raise InvalidRequest(
+            f"displayName can have at most {MAX_DISPLAY_NAME_LENGTH} characters; it has {len(value)}.",
+            target="displayName",
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cs") or ch in _BIDI_CONTROLS for ch in value):
+        raise InvalidRequest("displayName must not contain control characters.", target="displayName")
+    return value
 
 
 class EndpointKind(str, enum.Enum):
@@ -178,6 +211,7 @@ class CallParticipant:
     source_number: str | None = None
     joined_role: Role | None = None  # the role when it joined: events name it even after a roster change
     automation: AutomationContext | None = None  # the Call Automation operation that last acted on it
+    display_name: str | None = None  # as the user joined with it (users only)
     etag: str = ""
 
     def __post_init__(self) -> None:
@@ -200,6 +234,8 @@ class CallParticipant:
             "isVideoOn": self.video_on,
             "isScreenSharing": self.screen_sharing,
         }
+        if self.display_name is not None:
+            body["displayName"] = self.display_name
         if self.joined_at:
             body["joinedAt"] = format_acs(self.joined_at)
         if self.left_at:

@@ -1,6 +1,7 @@
 """Room-call use cases: invite-only joining inside the validity window, role-checked actions, PSTN."""
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
@@ -17,8 +18,10 @@ from .model import (
     LeaveReason,
     EndpointKind,
     capabilities_of,
+    check_display_name,
     missing_capability,
     new_server_call_id,
+    within_capabilities,
 )
 from .changes import CallChange, CallChangeListener
 from .store import CallsStore
@@ -35,30 +38,36 @@ from ..core.errors import (
     NotInvited,
     ParticipantNotFound,
     RoomExpired,
+    RoomNotFound,
     RoomNotOpenYet,
 )
 from ..core.identifiers import PHONE_RAW_ID_PREFIX, is_acs_user, is_e164, phone_raw_id
-from .pstn import DialOutcome, PstnLines, PstnNetwork
-from ..rooms.changes import RoomChanges
+from .pstn import DialOutcome, PstnLines, PstnNetwork, leg_reference
+from ..rooms.changes import RoomChanges, StagedWrites
 from ..rooms.model import Role, Validity
 from ..rooms.service import RoomsService
 from ..rooms.store import RoomRecord
 from ..storage.retry import ConflictRetry
 
+log = logging.getLogger("anteroom.pstn")
 CALL_WRITES = ConflictRetry(attempts=200, first_pause=0.002, max_pause=0.05)  # fifty simultaneous joins all get through
 CALL_SCOPES = ("voip", "voip.join")
 
 # What a participant may do to itself, and the capability each action needs (None: always allowed).
+# Turning one's own microphone, video or sharing off needs none: no role may be refused that.
 SELF_ACTIONS: dict[str, Capability | None] = {
     "leave": None,
-    "muteMic": Capability.UNMUTE_MIC,
+    "muteMic": None,
     "unmuteMic": Capability.UNMUTE_MIC,
     "startVideo": Capability.TURN_VIDEO_ON,
-    "stopVideo": Capability.TURN_VIDEO_ON,
+    "stopVideo": None,
     "startScreenShare": Capability.SHARE_SCREEN,
-    "stopScreenShare": Capability.SHARE_SCREEN,
+    "stopScreenShare": None,
 }
 REMOTE_ACTIONS: dict[str, Capability] = {"mute": Capability.MUTE_OTHERS, "remove": Capability.REMOVE_PARTICIPANT}
+# What bringing someone into the call needs: ringing a roster user, dialling a phone.
+INVITE_CAPABILITY = Capability.ADD_COMMUNICATION_USER
+DIAL_OUT_CAPABILITY = Capability.ADD_PHONE_NUMBER
 _FLAG_CHANGES = {
     "muteMic": {"muted": True},
     "unmuteMic": {"muted": False},
@@ -209,7 +218,7 @@ class CallsService:
     def release_lines(self, room_id: str, endpoints: list[CallParticipant]) -> None:
         for endpoint in endpoints:
             if endpoint.kind is EndpointKind.PHONE and endpoint.source_number:
-                self._lines.release(endpoint.source_number, f"{room_id}|{endpoint.participant_id}")
+                self._lines.release(endpoint.source_number, leg_reference(room_id, endpoint.participant_id))
 
     # -- use cases ---------------------------------------------------------------------------
     def current_call(self, room_id: str) -> Call | None:
@@ -220,13 +229,18 @@ class CallsService:
         if not set(scopes) & set(CALL_SCOPES):
             raise InsufficientScope(CALL_SCOPES)
 
-    def join(self, room_id: str, user_id: str) -> tuple[Call, CallParticipant, Caller, RoomRecord]:
+    def join(
+        self, room_id: str, user_id: str, display_name: object = None
+    ) -> tuple[Call, CallParticipant, Caller, RoomRecord]:
         """Join (or start) the room's call. Only roster users, only inside the validity window.
+
+        `display_name` (optional) must pass `check_display_name`; joining again keeps the first one.
 
         The join commits only if the room is unchanged since its roster was read (see `change`): a
         removal from the roster racing the join either sees the user in the call and drops them, or
         makes the join read the roster again and refuse.
         """
+        display_name = check_display_name(display_name)
         now = self._clock()
         checked: list[tuple[RoomRecord, Caller]] = []
 
@@ -236,7 +250,9 @@ class CallsService:
             return record
 
         def mutate(call: Call | None):
-            _, caller = checked[-1]
+            record, caller = checked[-1]
+            # A role without a capability joins with that media off (a Consumer joins muted).
+            granted = capabilities_of(caller.role, record.room.pstn_dial_out_enabled)
             if call is not None and call.active:
                 existing = call.connected_endpoint_of(user_id)
                 if existing is not None:
@@ -244,14 +260,18 @@ class CallsService:
                 if call.connected >= MAX_CALL_PARTICIPANTS:
                     raise CallFull(MAX_CALL_PARTICIPANTS)
                 invited = next((p for p in call.participants if p.raw_id == user_id and p.state == EndpointState.RINGING), None)
-                endpoint = replace(invited, state=EndpointState.CONNECTED, joined_at=now, joined_role=caller.role) if invited else CallParticipant(
-                    str(uuid.uuid4()), user_id, EndpointKind.VOIP, EndpointState.CONNECTED, now, joined_role=caller.role
-                )
+                endpoint = within_capabilities(replace(
+                    invited, state=EndpointState.CONNECTED, joined_at=now, joined_role=caller.role, display_name=display_name
+                ) if invited else CallParticipant(
+                    str(uuid.uuid4()), user_id, EndpointKind.VOIP, EndpointState.CONNECTED, now, joined_role=caller.role,
+                    display_name=display_name,
+                ), granted)
                 after = replace(call, connected=call.connected + 1, sequence=call.sequence + 1)
                 return after, [endpoint], endpoint
-            endpoint = CallParticipant(
-                str(uuid.uuid4()), user_id, EndpointKind.VOIP, EndpointState.CONNECTED, now, joined_role=caller.role
-            )
+            endpoint = within_capabilities(CallParticipant(
+                str(uuid.uuid4()), user_id, EndpointKind.VOIP, EndpointState.CONNECTED, now, joined_role=caller.role,
+                display_name=display_name,
+            ), granted)
             started = Call(
                 room_id=room_id,
                 server_call_id=new_server_call_id(),
@@ -277,15 +297,20 @@ class CallsService:
     def view(self, room_id: str, user_id: str) -> tuple[Call, dict[str, Role], RoomRecord]:
         """The room's current or last call as a roster user sees it, with every endpoint's live role.
 
-        Raises NoCallYet for a room that never had one.
+        A deleted room's last call stays readable (ended, `roomDeleted`) by those on its roster at
+        the deletion, until the sweep purges the room. Raises NoCallYet for a live room that never
+        had a call, RoomNotFound for a deleted one.
         """
-        record = self._rooms.get(room_id)
-        self.settle_validity(record)
+        record = self._rooms.get_even_deleted(room_id)
+        if record.deleted:
+            self.end_call(room_id, EndReason.ROOM_DELETED)  # already ended, unless the deletion's own end was lost
+        else:
+            self.settle_validity(record)
         roster = self._rooms.roster_of(record)
         self._invited(record, user_id, roster)
         call = self._store.current(room_id)
         if call is None:
-            raise NoCallYet(room_id)
+            raise RoomNotFound(room_id) if record.deleted else NoCallYet(room_id)
         return call, roster, record
 
     def act_self(self, room_id: str, caller_id: str, action: str, *, phone: bool = False) -> CallParticipant:
@@ -303,10 +328,20 @@ class CallsService:
                 raise
         call = self._active_call(room_id)
         endpoint = self._endpoint(call, caller)
-        self._require(caller, SELF_ACTIONS[action], record)
+        capability = SELF_ACTIONS[action]
+        self._require(caller, capability, record)
         if action == "leave":
             return self._leave(room_id, endpoint.participant_id, LeaveReason.PHONE_HUNG_UP if phone else LeaveReason.HUNG_UP, call)
-        return self._set_flags(room_id, endpoint.participant_id, _FLAG_CHANGES[action])
+        guard = None
+        if capability is not None and not phone:
+            def guard(attempt: int) -> RoomRecord:
+                """Turning something on commits only while the room is as read, with the role it
+                rests on: a role change committed meanwhile makes it check the new role."""
+                current = record if attempt == 0 else self._open_room(room_id)
+                again = self._invited(current, caller_id, refusal="The user is no longer invited to this room.")
+                self._require(again, capability, current)
+                return current
+        return self._set_flags(room_id, endpoint.participant_id, _FLAG_CHANGES[action], guard)
 
     def act_on(self, room_id: str, user_id: str, participant_id: str, action: str) -> CallParticipant:
         """Mute or remove another endpoint (Presenter only, per the role table)."""
@@ -324,20 +359,25 @@ class CallsService:
             return self._set_flags(room_id, participant_id, {"muted": True})
         return self._leave(room_id, participant_id, LeaveReason.REMOVED_BY_PARTICIPANT, call)
 
-    def _set_flags(self, room_id: str, participant_id: str, flags: dict) -> CallParticipant:
-        def attempt(_number: int) -> CallParticipant:
+    def _set_flags(
+        self, room_id: str, participant_id: str, flags: dict, guard: Callable[[int], RoomRecord] | None = None
+    ) -> CallParticipant:
+        """Set an endpoint's media flags; with `guard(attempt)`, only while the room it gives is unchanged."""
+        def attempt(number: int) -> CallParticipant:
+            guarding = guard(number) if guard is not None else None
             call = self._active_call(room_id)
             endpoint = call.participant(participant_id)
             if endpoint is None or not endpoint.connected:
                 raise ParticipantNotFound()
             if "muted" in flags and flags["muted"] != endpoint.muted and any(c.connected for c in call.connections):
-                return self._set_mute_seen_by_applications(room_id, participant_id, flags, call)
-            return self._store.update_endpoint(room_id, call.server_call_id, replace(endpoint, **flags))
+                return self._set_mute_seen_by_applications(room_id, participant_id, flags, call, guard)
+            return self._store.update_endpoint(room_id, call.server_call_id, replace(endpoint, **flags),
+                                               room_etag=guarding.etag if guarding is not None else None)
 
         return CALL_WRITES.run(attempt, "The participant is changing too fast; retry later.")
 
     def _set_mute_seen_by_applications(self, room_id: str, participant_id: str, flags: dict,
-                                       as_read: Call) -> CallParticipant:
+                                       as_read: Call, guard: Callable[[int], RoomRecord] | None) -> CallParticipant:
         """A mute change as a call change (next sequence number), so connected Call Automation
         applications get ParticipantsUpdated as ACS sends them; without any, the endpoint row alone
         changes and the call row is not contended."""
@@ -348,7 +388,7 @@ class CallsService:
             updated = replace(endpoint, **flags)
             return replace(call, sequence=call.sequence + 1), [updated], updated
 
-        return self.change(room_id, mutate, as_read)[1]
+        return self.change(room_id, mutate, as_read, room=guard)[1]
 
     def _leave(self, room_id: str, participant_id: str, reason: LeaveReason, as_read: Call | None = None) -> CallParticipant:
         def mutate(call: Call | None):
@@ -374,7 +414,7 @@ class CallsService:
         caller = self._invited(record, user_id)
         call = self._active_call(room_id)
         self._endpoint(call, caller)
-        self._require(caller, Capability.ADD_COMMUNICATION_USER, record)
+        self._require(caller, INVITE_CAPABILITY, record)
         return self.ring_user(room_id, record, raw_id, as_read=call)
 
     def ring_user(
@@ -404,13 +444,13 @@ class CallsService:
         record = self._open_room(room_id)
         caller = self._invited(record, user_id)
         self._endpoint(self._active_call(room_id), caller)
-        self._require(caller, Capability.ADD_PHONE_NUMBER, record)
+        self._require(caller, DIAL_OUT_CAPABILITY, record)
         return self.place_phone_call(room_id, phone_number, caller_id_number)
 
     def place_phone_call(self, room_id: str, phone_number: str, caller_id_number: str) -> DialOut:
         """Dial a phone into the room's active call and wait for the outcome (no role check: callers check first)."""
         participant_id = self.reserve_phone_line(room_id, phone_number, caller_id_number)
-        reference = f"{room_id}|{participant_id}"
+        reference = leg_reference(room_id, participant_id)
         try:
             outcome = self._pstn.place_call(caller_id_number, phone_number, reference)
             if outcome is not DialOutcome.ANSWERED:
@@ -427,7 +467,11 @@ class CallsService:
                 )
                 return replace(call, connected=call.connected + 1, sequence=call.sequence + 1), [phone], phone
 
-            return DialOut(outcome, self.change(room_id, mutate)[1])
+            try:
+                return DialOut(outcome, self.change(room_id, mutate)[1])
+            except NoActiveCall:
+                self._hang_up_unused_leg(reference)
+                raise
         except Exception:
             self._lines.release(caller_id_number, reference)
             raise
@@ -450,7 +494,7 @@ class CallsService:
         if self._pstn is None:
             raise GatewayUnavailable("No PSTN gateway is configured (ANTEROOM_PSTN_GATEWAY_URL).")
         participant_id = participant_id or str(uuid.uuid4())
-        self._lines.acquire(caller_id_number, f"{room_id}|{participant_id}")
+        self._lines.acquire(caller_id_number, leg_reference(room_id, participant_id))
         return participant_id
 
     def ring_phone(self, room_id: str, ringing: CallParticipant) -> None:
@@ -459,7 +503,7 @@ class CallsService:
         Answered: it joins the call (unless the invitation was cancelled or the call ended in the
         meantime). Otherwise it ends with the outcome as its reason and its line is released.
         """
-        reference = f"{room_id}|{ringing.participant_id}"
+        reference = leg_reference(room_id, ringing.participant_id)
         try:
             outcome = self._pstn.place_call(ringing.source_number, ringing.raw_id.removeprefix(PHONE_RAW_ID_PREFIX), reference)
             reason = None if outcome is DialOutcome.ANSWERED else LeaveReason(outcome.value)
@@ -480,6 +524,17 @@ class CallsService:
         settled = self.change(room_id, mutate)
         if settled is None or not settled[1].connected:
             self._lines.release(ringing.source_number, reference)
+        if settled is None and reason is None:
+            self._hang_up_unused_leg(reference)  # answered, but cancelled or the call ended meanwhile
+
+    def _hang_up_unused_leg(self, reference: str) -> None:
+        """A phone answered after its place in the call was gone: no call change ends it, so it is hung
+        up here, once (the change path's hang-ups are retried through the outbox)."""
+        try:
+            self._pstn.hang_up(reference)
+        except GatewayUnavailable as error:
+            log.error("the phone leg %s answered after its call ended and could not be hung up; the PSTN "
+                      "gateway may still have it up: %s", reference, error)
 
     def phone_event(self, reference: str, action: str) -> CallParticipant:
         """An event from the phone side (the PSTN network): `reference` is `<roomId>|<participantId>`."""
@@ -522,6 +577,36 @@ class CallsService:
             return after, gone, gone
 
         self.change(room_id, mutate)
+
+    def roster_changing(self, record: RoomRecord, old: dict[str, Role], new: dict[str, Role]) -> StagedWrites:
+        """RoomObserver: a role change turns off, in the roster change's own transaction, the media
+        state the new role has no capability for (a Collaborator made Attendee stops sharing, an
+        Attendee made Consumer is muted with video off), with the events and callbacks it owes."""
+        if not any(raw_id in old and old[raw_id] != role for raw_id, role in new.items()):
+            return StagedWrites()  # no one's role changed (users added or removed only): no call to read
+        call = self._store.current(record.room.id)
+        if call is None or not call.active:
+            return StagedWrites()
+        changed = []
+        for endpoint in call.participants:
+            role = new.get(endpoint.raw_id)
+            if endpoint.kind is not EndpointKind.VOIP or not endpoint.connected or role is None or role == old.get(endpoint.raw_id):
+                continue
+            allowed = within_capabilities(endpoint, capabilities_of(role, record.room.pstn_dial_out_enabled))
+            if allowed != endpoint:
+                changed.append(allowed)
+        if not changed:
+            return StagedWrites()
+        after = replace(call, sequence=call.sequence + 1)
+        call_change = CallChange(record.room.id, call, after, changed)
+        staged = [(listener, listener.entities(call_change)) for listener in self._listeners]
+        operations = self._store.staged_commit(call, after, changed, [e for _, rows in staged for e in rows])
+
+        def committed() -> None:
+            for listener, rows in staged:
+                listener.committed(call_change, rows)
+
+        return StagedWrites(tuple(operations), committed)
 
     def room_deleted(self, room_id: str) -> None:
         """RoomObserver: the room is gone, so is its call."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 
@@ -29,8 +30,15 @@ class TableStore:
     where it applies, else the service client's.
     """
 
-    def __init__(self, connection_string: str) -> None:
+    def __init__(self, connection_string: str | None = None, *, account_url: str | None = None,
+                 credential: TokenCredential | None = None) -> None:
+        """Either a connection string (account key or SAS inside), or the Table endpoint with an
+        Entra token credential (a managed identity in Azure)."""
+        if (connection_string is None) == (account_url is None) or (account_url is not None and credential is None):
+            raise ValueError("give a connection string, or an account URL with a token credential")
         self._connection_string = connection_string
+        self._account_url = account_url
+        self._credential = credential
         self._service: TableServiceClient | None = None
         self._transport = None
         self._pipeline: LeanPipeline | None = None
@@ -49,6 +57,16 @@ class TableStore:
         except (AttributeError, TypeError):
             return None
 
+    def _service_client(self) -> TableServiceClient:
+        if self._connection_string is not None:
+            return TableServiceClient.from_connection_string(self._connection_string, **STORAGE_CLIENT_OPTIONS)
+        return TableServiceClient(self._account_url, credential=self._credential, **STORAGE_CLIENT_OPTIONS)
+
+    def _table_client(self, name: str, **kwargs) -> TableClient:
+        if self._connection_string is not None:
+            return TableClient.from_connection_string(self._connection_string, name, **kwargs, **STORAGE_CLIENT_OPTIONS)
+        return TableClient(self._account_url, name, credential=self._credential, **kwargs, **STORAGE_CLIENT_OPTIONS)
+
     def table(self, name: str) -> TableClient:
         client = self._tables.get(name)
         if client is not None:
@@ -56,9 +74,7 @@ class TableStore:
         with self._lock:
             if name not in self._tables:
                 if self._service is None:
-                    self._service = TableServiceClient.from_connection_string(
-                        self._connection_string, **STORAGE_CLIENT_OPTIONS
-                    )
+                    self._service = self._service_client()
                     self._transport = table_transport(
                         self._service.url,
                         connection_timeout=STORAGE_CLIENT_OPTIONS["connection_timeout"],
@@ -74,9 +90,7 @@ class TableStore:
                     except ResourceExistsError:
                         pass
                 if self._pipeline is not None:
-                    self._tables[name] = TableClient.from_connection_string(
-                        self._connection_string, name, pipeline=self._pipeline, **STORAGE_CLIENT_OPTIONS
-                    )
+                    self._tables[name] = self._table_client(name, pipeline=self._pipeline)
                 else:
                     # Without the lean pipeline, share the service client's transport (one session and
                     # connection pool for every table) rather than a new one per table.

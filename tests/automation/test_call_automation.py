@@ -197,6 +197,22 @@ def test_a_participant_muting_itself_reaches_the_application(stack, automation, 
     assert len(updates) == 4 and [p.is_muted for p in updates[-1][1].participants] == [True]
 
 
+def test_a_role_change_that_mutes_reaches_the_application(stack, automation, receiver, rooms_client, identity_client, live_room):
+    room, presenter, _ = live_room
+    attendee = new_user(stack, identity_client)
+    rooms_client.add_or_update_participants(room_id=room.id, participants=roster((attendee, ParticipantRole.ATTENDEE)))
+    assert attendee.join(room.id).status_code == 200  # joins unmuted
+    properties, connection = connect(automation, receiver, room.id)
+    connection_id = properties.call_connection_id
+    first = receiver.wait_for(connection_id, "ParticipantsUpdated")[0][1]
+    assert {(p.identifier.raw_id, p.is_muted) for p in first.participants} == {(presenter.raw_id, False), (attendee.raw_id, False)}
+    rooms_client.add_or_update_participants(room_id=room.id, participants=roster((attendee, ParticipantRole.CONSUMER)))
+    update = receiver.wait_for(connection_id, "ParticipantsUpdated", 2)[-1][1]
+    assert {(p.identifier.raw_id, p.is_muted) for p in update.participants} == {(presenter.raw_id, False), (attendee.raw_id, True)}
+    assert update.sequence_number > first.sequence_number
+    assert connection.get_participant(CommunicationUserIdentifier(attendee.raw_id)).is_muted is True
+
+
 def test_callbacks_carry_a_token_that_the_published_keys_verify(stack, automation, receiver, live_room):
     room, _, _ = live_room
     properties, _ = connect(automation, receiver, room.id)
@@ -314,6 +330,23 @@ def test_hang_up_leaves_the_call_to_the_others(stack, automation, receiver, live
     assert automation.get_call_connection(other.call_connection_id).list_participants().next() is not None
     assert presenter.me(room.id, "leave").status_code == 200  # the last one out ends the call
     receiver.wait_for(other.call_connection_id, "CallDisconnected")
+
+
+@pytest.mark.parametrize("for_everyone", [False, True], ids=["hang_up", "terminate"])
+def test_an_ended_connection_is_not_found(stack, automation, receiver, live_room, for_everyone):
+    # ACS's own live tests (Azure.Communication.CallAutomation, CallAutomationClientLiveTests) expect
+    # 404 from GetCallConnectionProperties once the connection hung up; every operation agrees here.
+    room, presenter, _ = live_room
+    properties, connection = connect(automation, receiver, room.id)
+    _, other = connect(automation, receiver, room.id)  # keeps the call going after a plain hang-up
+    connection.hang_up(is_for_everyone=for_everyone)
+    receiver.wait_for(properties.call_connection_id, "CallDisconnected")
+    assert status_of(connection.get_call_properties) == (404, "8522")
+    assert status_of(lambda: connection.list_participants().next()) == (404, "8522")
+    assert status_of(lambda: connection.add_participant(CommunicationUserIdentifier(presenter.raw_id))) == (404, "8522")
+    connection.hang_up(is_for_everyone=False)  # a retried hang-up still succeeds
+    if not for_everyone:
+        assert other.get_call_properties().call_connection_state == "connected"
 
 
 def test_callbacks_are_retried_until_delivered(stack, automation, receiver, live_room):

@@ -34,6 +34,7 @@ STARTED, ENDED = SystemEventNames.AcsCallStartedEventName, SystemEventNames.AcsC
 ADDED, REMOVED = SystemEventNames.AcsCallParticipantAddedEventName, SystemEventNames.AcsCallParticipantRemovedEventName
 EVENT_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z")
 ZERO_GROUP = "00000000-0000-0000-0000-000000000000"
+PRESENTER_NAME = "Zoë Presenter"
 
 
 def arm_resource(resource_id: str) -> str:
@@ -50,9 +51,9 @@ def run_call(stack, rooms_client, identity_client):
     presenter, attendee = new_user(stack, identity_client), new_user(stack, identity_client)
     room = rooms_client.create_room(participants=roster((presenter, ParticipantRole.PRESENTER),
                                                         (attendee, ParticipantRole.ATTENDEE)))
-    first = presenter.join(room.id)
+    first = presenter.join(room.id, {"displayName": PRESENTER_NAME})
     assert first.status_code == 200, first.text
-    second = attendee.join(room.id)
+    second = attendee.join(room.id)  # without a display name
     assert second.status_code == 200, second.text
     call = presenter.call(room.id).json()
     assert attendee.me(room.id, "leave").status_code == 200
@@ -91,7 +92,7 @@ def check_call_events(events: list[tuple[str, str, dict]], run: dict) -> None:
             data = by_kind[(kind, f"call/{sid}/participant/{user}")]
             assert data["user"] == {"communicationIdentifier": identifier(user), "role": role}
             assert data["participantId"] == run["participantIds"][user]
-            assert data["displayName"] == user
+            assert data.get("displayName") == (PRESENTER_NAME if user == presenter else None)
             assert data["userAgent"] == data["endpointType"] and data["userAgent"]
         removed = by_kind[(REMOVED, f"call/{sid}/participant/{user}")]
         assert removed["reason"] == {"code": 0, "subCode": 0, "phrase": "The participant left the call."}
@@ -99,7 +100,7 @@ def check_call_events(events: list[tuple[str, str, dict]], run: dict) -> None:
     assert isinstance(ended["callDurationInSeconds"], float) and ended["callDurationInSeconds"] >= 0
     assert ended["durationOfCall"] == ended["callDurationInSeconds"]
     assert ended["endedBy"] == {"communicationIdentifier": identifier(presenter), "type": "Participant",
-                                "name": presenter}
+                                "name": PRESENTER_NAME}
     assert ended["reason"] == {"code": 0, "subCode": 0, "phrase": "Call ended because the last participant left."}
 
 
