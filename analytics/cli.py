@@ -34,7 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("inputs", nargs="*", help="files or folders (searched recursively)")
     report.add_argument("--out", required=True, help="output folder")
     report.add_argument("--format", choices=FORMATS, help="force one input format for every file (default: detect)")
-    report.add_argument("--connection-string", help="also load our operation and call logs from Table storage")
+    storage = report.add_mutually_exclusive_group()
+    storage.add_argument("--connection-string", help="also load our operation and call logs from Table storage")
+    storage.add_argument("--account-url",
+                         help="the same from the account's Table endpoint (https://<account>.table.core.windows.net), "
+                              "signed in with DefaultAzureCredential (az login, azd auth login, a managed identity); "
+                              "the identity needs Storage Table Data Reader")
     report.add_argument("--table-prefix", default=DEFAULT_TABLE_PREFIX,
                         help=f"the app's ANTEROOM_TABLE_PREFIX (default {DEFAULT_TABLE_PREFIX})")
     report.add_argument("--room-id", help="room for the drill-down (default: the busiest room)")
@@ -59,16 +64,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _report(args: argparse.Namespace) -> int:
-    if not args.inputs and not args.connection_string:
-        print("error: give input files or folders, or --connection-string", file=sys.stderr)
+    if not args.inputs and not args.connection_string and not args.account_url:
+        print("error: give input files or folders, --connection-string or --account-url", file=sys.stderr)
         return 2
     started = time.perf_counter()
     datasets: list[Dataset] = []
     if args.inputs:
         datasets.append(load_inputs(args.inputs, input_format=args.format, progress=not args.no_progress,
                                     skip_bad_lines=args.skip_bad_lines))
-    if args.connection_string:
-        datasets.append(load_table_storage(args.connection_string, table_prefix=args.table_prefix))
+    if args.connection_string or args.account_url:
+        datasets.append(load_table_storage(args.connection_string, account_url=args.account_url,
+                                           table_prefix=args.table_prefix))
     dataset = datasets[0] if len(datasets) == 1 else merge_datasets(datasets)
     loaded = time.perf_counter()
     for line in dataset.skipped:

@@ -691,8 +691,10 @@ def roster_from_file(path: str | os.PathLike, bad: BadLines | None = None) -> pd
 # --- Table storage ---------------------------------------------------------------------------
 
 def load_table_storage(
-    connection_string: str,
+    connection_string: str | None = None,
     *,
+    account_url: str | None = None,
+    credential: Any = None,
     table_prefix: str = DEFAULT_TABLE_PREFIX,
     operations_table: str | None = None,
     calls_table: str | None = None,
@@ -702,6 +704,9 @@ def load_table_storage(
 ) -> Dataset:
     """Load our own operation and call logs from Table storage; missing tables load as empty.
 
+    Storage is named by a connection string, or by its Table endpoint (`account_url`) read with an
+    Entra token credential: `credential`, else DefaultAzureCredential (an Azure CLI or azd sign-in,
+    a managed identity), which needs a data role on the account (Storage Table Data Reader).
     Table names are the app's (`<table_prefix>RoomsOperations`, ...) unless given one by one.
     Raises azure.core exceptions for storage failures other than a missing table.
     """
@@ -717,7 +722,17 @@ def load_table_storage(
         except ResourceNotFoundError:
             return []
 
-    with TableServiceClient.from_connection_string(connection_string) as service:
+    if (connection_string is None) == (account_url is None):
+        raise ValueError("give a connection string or an account URL")
+    if connection_string is not None:
+        service = TableServiceClient.from_connection_string(connection_string)
+    else:
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        service = TableServiceClient(account_url, credential=credential)
+    with service:
         operations = rows(service, operations_table, read_operation_records)
         calls = rows(service, calls_table, read_call_records)
         participants = rows(service, participants_table, read_participant_records)

@@ -19,6 +19,7 @@ from .pipeline import ApiRequest, ApiResponse, ApiVersions, acs_operation
 bp = func.Blueprint()
 ANONYMOUS = func.AuthLevel.ANONYMOUS
 CONNECTIONS = "calling/callConnections"
+ROOM_CALL_LOCATOR = "roomCallLocator"  # the one call locator kind Connect takes
 
 # What azure-communication-callautomation 1.x knows; 1.6.0 sends 2026-03-12 by default.
 CALL_AUTOMATION_API = ApiVersions(
@@ -68,7 +69,7 @@ def connect_call(request: ApiRequest) -> ApiResponse:
     locator = body.get("callLocator")
     if not isinstance(locator, dict) or not isinstance(locator.get("roomId"), str):
         raise InvalidRequest("callLocator must be a roomCallLocator with a roomId: only room calls can be connected.")
-    if locator.get("kind") not in (None, "roomCallLocator"):
+    if locator.get("kind") not in (None, ROOM_CALL_LOCATOR):
         raise InvalidRequest("Only roomCallLocator is supported.")
     room_id = locator["roomId"]
     callback_uri = check_callback_uri(body.get("callbackUri"), "callbackUri")

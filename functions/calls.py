@@ -46,7 +46,8 @@ def _user(request: ApiRequest) -> str:
 @acs_operation("JoinRoomCall", None, ROOM_CALLS_ERRORS, auth=BEARER)
 def join_room_call(request: ApiRequest) -> ApiResponse:
     user_id = _user(request)
-    call, endpoint, caller, record = request.services.calls.join(request.route("roomId"), user_id)
+    display_name = request.json_object(allow_empty=True).get("displayName")
+    call, endpoint, caller, record = request.services.calls.join(request.route("roomId"), user_id, display_name)
     roster = {user_id: caller.role}
     return ApiResponse(
         200,

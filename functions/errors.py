@@ -19,6 +19,7 @@ from shared.core.errors import (
     InsufficientScope,
     InvalidArgument,
     InvalidRequest,
+    IdentityUnavailable,
     InvitationNotFound,
     MissingCapability,
     NoActiveCall,
@@ -118,8 +119,25 @@ def not_found(message: str) -> HttpError:
     return HttpError(message, code="NotFound", status=404)
 
 
+def internal_error() -> HttpError:
+    """The answer to a bug: a refusal no table has a row for."""
+    return HttpError("The server had an internal error.", code="InternalServerError", status=500)
+
+
 # -- one table per API -----------------------------------------------------------------------
-Row = Callable[[DomainError], HttpError]
+@dataclass(frozen=True)
+class Row:
+    """How an API answers one domain error: always `status` and `code` (the OpenAPI document lists
+    them from here), in the API's own `message` or else the error's, with what `extra` takes from
+    the error (target, details, headers)."""
+
+    status: int
+    code: str
+    message: str | None = None
+    extra: Callable[[DomainError], dict] = lambda error: {}
+
+    def __call__(self, error: DomainError) -> HttpError:
+        return HttpError(self.message or error.message, code=self.code, status=self.status, **self.extra(error))
 
 
 class ErrorTable:
@@ -132,6 +150,10 @@ class ErrorTable:
     def error_types(self) -> frozenset[type[DomainError]]:
         return frozenset(self._rows)
 
+    def row(self, error_type: type[DomainError]) -> Row:
+        """The row answering `error_type`; KeyError when this API never meets it."""
+        return self._rows[error_type]
+
     def http_error(self, error: Exception) -> HttpError | None:
         """The answer to a refusal: an HttpError as raised, a domain error by its row; None for
         anything else (a bug, answered as a 500)."""
@@ -141,76 +163,62 @@ class ErrorTable:
         return row(error) if row is not None else None
 
 
-def _answer(status: int, code: str, message: str | None = None) -> Row:
-    """A row answering `status` and `code` with `message`, or the domain error's own."""
-    return lambda error: HttpError(message or error.message, code=code, status=status)
-
-
 def _numbered(status: int, sub_code: int, message: str | None = None) -> Row:
     """Call Automation's rows: ACS puts the numeric subcode, as a string, in `error.code`."""
-    return _answer(status, str(sub_code), message)
+    return Row(status, str(sub_code), message)
 
 
-def _unavailable(error: DomainError) -> HttpError:
-    return HttpError(
-        error.message, code="ServiceUnavailable", status=503, headers={"Retry-After": RETRY_UNAVAILABLE_AFTER}
-    )
-
-
-def _throttled(error: Throttled) -> HttpError:
-    return HttpError(
-        "Too many requests. Retry after the number of seconds in the Retry-After header.",
-        code="TooManyRequests", status=429, headers={"Retry-After": str(error.retry_after)},
-    )
+UNAVAILABLE = Row(503, "ServiceUnavailable", extra=lambda error: {"headers": {"Retry-After": RETRY_UNAVAILABLE_AFTER}})
 
 
 # What every API answers alike: authentication, throttling, plain invalid requests, repeatability, outages.
 _EVERY_API: dict[type[DomainError], Row] = {
-    InvalidRequest: lambda error: HttpError(error.message, target=error.target),
-    Denied: _answer(401, "Denied"),
-    Throttled: _throttled,
-    RepeatabilityWindowPassed: _answer(412, "PreconditionFailed"),
-    RequestIdReused: _answer(400, "BadRequest"),
-    OriginalRequestInProgress: _answer(409, "Conflict"),
-    ChangeContended: _unavailable,
-    StorageUnavailable: _unavailable,
+    InvalidRequest: Row(400, "BadRequest", extra=lambda error: {"target": error.target}),
+    Denied: Row(401, "Denied"),
+    Throttled: Row(
+        429, "TooManyRequests", "Too many requests. Retry after the number of seconds in the Retry-After header.",
+        extra=lambda error: {"headers": {"Retry-After": str(error.retry_after)}},
+    ),
+    RepeatabilityWindowPassed: Row(412, "PreconditionFailed"),
+    RequestIdReused: Row(400, "BadRequest"),
+    OriginalRequestInProgress: Row(409, "Conflict"),
+    ChangeContended: UNAVAILABLE,
+    StorageUnavailable: UNAVAILABLE,
+    IdentityUnavailable: UNAVAILABLE,
 }
 
 ROOMS_ERRORS = ErrorTable({
     **_EVERY_API,
     # ACS's validation answer: a generic message, the reason in one BadArgument detail.
-    InvalidArgument: lambda error: HttpError(
-        MALFORMED_SYNTAX, details=[ErrorDetail("BadArgument", error.message, error.target)]
+    InvalidArgument: Row(
+        400, "BadRequest", MALFORMED_SYNTAX,
+        extra=lambda error: {"details": [ErrorDetail("BadArgument", error.message, error.target)]},
     ),
-    RoomNotFound: _answer(404, "NotFound", NOT_FOUND),
+    RoomNotFound: Row(404, "NotFound", NOT_FOUND),
 })
 
 IDENTITY_ERRORS = ErrorTable({
     **_EVERY_API,
-    IdentityNotFound: _answer(404, "NotFound"),
+    IdentityNotFound: Row(404, "NotFound"),
 })
 
 ROOM_CALLS_ERRORS = ErrorTable({
     **_EVERY_API,
-    RoomNotFound: _answer(404, "NotFound", NOT_FOUND),
-    NoCallYet: _answer(404, "NotFound"),
-    ParticipantNotFound: _answer(404, "NotFound"),
-    InsufficientScope: _answer(403, "InsufficientScope"),
-    NotInvited: _answer(403, "NotInvited"),
-    RoomNotOpenYet: _answer(403, "RoomNotOpenYet"),
-    RoomExpired: _answer(403, "RoomExpired"),
-    CallFull: _answer(403, "CallFull"),
-    MissingCapability: lambda error: HttpError(
-        error.message, code="MissingCapability", status=403, target=error.capability
-    ),
-    DialOutDisabled: lambda error: HttpError(
-        error.message, code="MissingCapability", status=403, target=Capability.ADD_PHONE_NUMBER.value
-    ),
-    NoActiveCall: _answer(409, "NoActiveCall"),
-    NotInCall: _answer(409, "NotInCall"),
-    AlreadyInCall: _answer(409, "AlreadyInCall"),
-    ConcurrentCallLimitReached: _answer(409, "ConcurrentCallLimitReached"),
-    GatewayUnavailable: _unavailable,
+    RoomNotFound: Row(404, "NotFound", NOT_FOUND),
+    NoCallYet: Row(404, "NotFound"),
+    ParticipantNotFound: Row(404, "NotFound"),
+    InsufficientScope: Row(403, "InsufficientScope"),
+    NotInvited: Row(403, "NotInvited"),
+    RoomNotOpenYet: Row(403, "RoomNotOpenYet"),
+    RoomExpired: Row(403, "RoomExpired"),
+    CallFull: Row(403, "CallFull"),
+    MissingCapability: Row(403, "MissingCapability", extra=lambda error: {"target": error.capability}),
+    DialOutDisabled: Row(403, "MissingCapability", extra=lambda error: {"target": Capability.ADD_PHONE_NUMBER.value}),
+    NoActiveCall: Row(409, "NoActiveCall"),
+    NotInCall: Row(409, "NotInCall"),
+    AlreadyInCall: Row(409, "AlreadyInCall"),
+    ConcurrentCallLimitReached: Row(409, "ConcurrentCallLimitReached"),
+    GatewayUnavailable: UNAVAILABLE,
 })
 
 # Subcodes from ACS's Call Automation troubleshooting table.
@@ -229,7 +237,8 @@ CALL_AUTOMATION_ERRORS = ErrorTable({
     AlreadyInCall: _numbered(409, 8519),  # conflict
     TooManyConnections: _numbered(409, 8519),
     ConcurrentCallLimitReached: _numbered(409, 8530),  # call throttled: active calls limit reached
-    GatewayUnavailable: _unavailable,
+    GatewayUnavailable: UNAVAILABLE,
 })
 
 EVENTS_ERRORS = ErrorTable(_EVERY_API)
+COMMON_ERRORS = ErrorTable(_EVERY_API)  # what every API answers alike: the OpenAPI document's shared answers

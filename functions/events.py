@@ -20,7 +20,8 @@ log = logging.getLogger("anteroom.events")
 @bp.function_name("DispatchPendingEvents")
 @bp.timer_trigger(arg_name="timer", schedule="*/10 * * * * *", run_on_startup=True, use_monitor=False)
 def dispatch_pending_events(timer: func.TimerRequest) -> None:
-    """Publishes what the after-commit path could not (topic down, callback receiver down, process killed)."""
+    """Publishes what the after-commit path could not (topic down, callback receiver down, PSTN gateway
+    down, process killed)."""
     services = get_services()
     if services.dispatcher is not None:
         sent = services.dispatcher.sweep()
@@ -29,6 +30,10 @@ def dispatch_pending_events(timer: func.TimerRequest) -> None:
     delivered = services.callbacks.sweep()
     if delivered:
         log.info("delivered %d pending Call Automation callback batches", delivered)
+    if services.hang_ups is not None:
+        hung_up = services.hang_ups.sweep()
+        if hung_up:
+            log.info("told the PSTN gateway about %d pending hang-ups", hung_up)
 
 
 @bp.function_name("ReplayCallEvents")

@@ -1,22 +1,49 @@
-"""OpenAPI 3.1 description of every HTTP route of the app, served at `GET /openapi.json`."""
+"""OpenAPI 3.1 description of every HTTP route of the app, served at `GET /openapi.json`.
+
+Built from what the handlers run with: the routes the blueprints register and their
+acs_operation (api-version, security, error table), each route's error codes from its API's error
+table, and the patterns, enums and limits of the modules that make or check each value.
+"""
 from __future__ import annotations
 
 import functools
 import json
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 import azure.functions as func
 
-from shared.automation.model import CONNECTION_STATES
-from shared.automation.service import DEFAULT_INVITATION_TIMEOUT, MAX_INVITATION_TIMEOUT
-from shared.calls.model import Capability
+from shared.automation.service import (
+    CALL_CONNECTION_ID_PATTERN, DEFAULT_INVITATION_TIMEOUT, MAX_INVITATION_TIMEOUT, MUTE_TARGETS,
+)
+from shared.calls.model import (
+    MAX_CALL_PARTICIPANTS, MAX_DISPLAY_NAME_LENGTH, SERVER_CALL_ID_PATTERN, CallState, Capability, ConnectionState, EndReason, EndpointKind,
+    EndpointState, LeaveReason,
+)
+from shared.config.settings import EVENT_SCHEMAS
 from shared.calls.service import REMOTE_ACTIONS, SELF_ACTIONS
 from shared.identity.tokens import DEFAULT_TOKEN_MINUTES, MAX_TOKEN_MINUTES, MIN_TOKEN_MINUTES, SCOPES
 from shared.calls.pstn import DialOutcome
-from shared.rooms.model import Role
+from shared.core.identifiers import ACS_USER_RAW_ID_PATTERN, E164_PATTERN, PHONE_RAW_ID_PREFIX, UUID_PATTERN
+from shared.core.timefmt import ACS_DATE_TIME_PATTERN, IMF_FIXDATE_PATTERN
+from shared.identity.service import user_id_pattern
+from shared.logs.operations import CORRELATION_ID_PATTERN
+from shared.rooms.model import GENERATED_ROOM_ID_PATTERN, MAX_VALIDITY, ROOM_ID_PATTERN, Role
 
-from .call_automation import CALL_AUTOMATION_API
-from .pipeline import IDENTITY_API, ROOMS_API, ApiVersions
+from shared.core import errors as domain
+
+from . import call_automation, calls, events, identity, rooms
+from .call_automation import CALL_AUTOMATION_API, ROOM_CALL_LOCATOR
+from .errors import (
+    COMMON_ERRORS,
+    internal_error,
+    missing_api_version,
+    payload_too_large,
+    unsupported_api_version,
+    unsupported_media_type,
+)
+from .pipeline import BEARER, HMAC, IDENTITY_API, REPEATABILITY_ACCEPTED, ROOMS_API, AcsOperation, ApiVersions
 
 bp = func.Blueprint()
 
@@ -24,29 +51,35 @@ OPENAPI_VERSION = "3.1.0"
 HMAC_SECURITY = [{"acsHmac": []}]
 BEARER_SECURITY = [{"accessToken": []}]
 
-# Patterns of what the code emits or checks; JSON Schema patterns are ECMA-262, so [0-9] and not \d.
-ROOM_ID = "^[0-9]{17}$"  # shared/rooms/model.py is_room_id: exactly 17 ASCII digits
-GENERATED_ROOM_ID = "^99[0-9]{15}$"  # shared/rooms/model.py new_room_id
-ACS_USER_RAW_ID = "^8:(acs|dod-acs|gcch-acs|spool):[A-Za-z0-9][A-Za-z0-9._-]{0,255}$"  # shared/core/identifiers.py
-E164 = r"^\+[1-9][0-9]{1,14}$"
-UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-# shared/core/timefmt.py format_acs: UTC as +00:00, microseconds with trailing zeros trimmed, none when zero.
-ACS_DATE_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{0,5}[1-9])?\+00:00$"
-IMF_FIXDATE = (
-    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
-    r"[0-9]{2}:[0-9]{2}:[0-9]{2} GMT$"
-)
 
-# Values the code writes as string literals rather than enums (shared/calls/model.py, shared/calls/service.py).
-ENDPOINT_STATES = ["connected", "ringing", "disconnected"]
-CALL_STATES = ["active", "ended"]
-LEAVE_REASONS = ["hungUp", "phoneHungUp", "removedByParticipant", "removedFromRoom", "callEnded", "roomExpired", "roomDeleted"]
-END_REASONS = ["lastParticipantLeft", "roomExpired", "roomDeleted"]
+
+def _whole(pattern: str) -> str:
+    """A pattern of the code (a fullmatch there) anchored for JSON Schema, whose patterns search."""
+    return f"^{pattern.removeprefix('^').removesuffix('$')}$"
+
+
+# Written once in the modules that make or check each value, anchored here.
+ROOM_ID = _whole(ROOM_ID_PATTERN)
+GENERATED_ROOM_ID = _whole(GENERATED_ROOM_ID_PATTERN)
+ACS_USER_RAW_ID = _whole(ACS_USER_RAW_ID_PATTERN)
+E164 = _whole(E164_PATTERN)
+PHONE_RAW_ID = _whole(re.escape(PHONE_RAW_ID_PREFIX) + E164_PATTERN)
+UUID = _whole(UUID_PATTERN)
+SERVER_CALL_ID = _whole(SERVER_CALL_ID_PATTERN)
+CALL_CONNECTION_ID = _whole(CALL_CONNECTION_ID_PATTERN)
+USER_ID = _whole(user_id_pattern(UUID_PATTERN))  # ANTEROOM_RESOURCE_ID is a GUID
+PHONE_REFERENCE = _whole(ROOM_ID_PATTERN + re.escape("|") + UUID_PATTERN)  # shared/calls/service.py phone_event
+MS_CV = _whole(CORRELATION_ID_PATTERN)
 
 
 # -- small builders ------------------------------------------------------------------------------
 def _ref(name: str, kind: str = "schemas") -> dict:
     return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _enum(values, **extra: Any) -> dict:
+    """A string schema whose values are those of a code enum (or any iterable of strings)."""
+    return {"type": "string", "enum": [getattr(value, "value", value) for value in values], **extra}
 
 
 def _or_null(schema: dict) -> dict:
@@ -72,10 +105,14 @@ def _header(schema: dict, description: str, required: bool) -> dict:
     return {"description": description, "required": required, "schema": schema}
 
 
+# The host answers these itself when a request never reaches the app (malformed, an empty path
+# segment matching no route, a body over the host's limit): without the pipeline's headers.
+HOST_REFUSED = (400, 404, 413)
+
+
 def _common_headers(status: int) -> dict:
-    # The host's own 404 (an empty path segment matches no route) comes without the pipeline's headers.
     return {
-        "MS-CV": _ref("MS-CV-required" if status != 404 else "MS-CV", "headers"),
+        "MS-CV": _ref("MS-CV" if status in HOST_REFUSED else "MS-CV-required", "headers"),
         "x-ms-client-request-id": _ref("x-ms-client-request-id", "headers"),
     }
 
@@ -93,8 +130,9 @@ def _success(description: str, schema: dict | None, *, versions: str | None, sta
 def _error(status: int, codes: list[str], description: str) -> dict:
     """An error answer whose `error.code` is one of `codes`."""
     headers = _common_headers(status)
-    # x-ms-error-code is left out on 400s carrying details (as ACS does) and on the host's own 404.
-    headers["x-ms-error-code"] = _ref("x-ms-error-code" if status in (400, 404) else "x-ms-error-code-required", "headers")
+    # x-ms-error-code is left out on 400s carrying details (as ACS does) and on the host's own answers.
+    headers["x-ms-error-code"] = _ref("x-ms-error-code" if status in HOST_REFUSED else "x-ms-error-code-required",
+                                      "headers")
     if status in (429, 503):
         headers["Retry-After"] = _ref("Retry-After", "headers")
     schema = {
@@ -102,30 +140,6 @@ def _error(status: int, codes: list[str], description: str) -> dict:
         "properties": {"error": {"properties": {"code": {"enum": codes}}}},
     }
     return {"description": description, "headers": headers, "content": _json(schema)}
-
-
-API_VERSION_CODES = ["MissingApiVersionParameter", "UnsupportedApiVersion"]
-
-
-def _errors(*, versioned: bool, **by_status: list[str]) -> dict:
-    """The error answers of one pipeline operation: its own (`e400=[...]`) plus those every one has."""
-    descriptions = {
-        400: "The request is malformed or fails validation.",
-        403: "The caller may not do this (scope, invitation, room window or role capability).",
-        404: "The resource does not exist (or a path segment is empty).",
-        409: "The request conflicts with the current state.",
-        412: "A precondition failed.",
-    }
-    responses: dict = {}
-    codes = {int(name[1:]): list(values) for name, values in by_status.items()}
-    if versioned:
-        codes[400] = codes.get(400, []) + API_VERSION_CODES
-    for status in sorted(codes):
-        responses[str(status)] = _error(status, codes[status], descriptions[status])
-    for status, name in ((401, "Unauthorized"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"),
-                         (429, "TooManyRequests"), (500, "InternalServerError"), (503, "ServiceUnavailable")):
-        responses[str(status)] = _ref(name, "responses")
-    return dict(sorted(responses.items()))
 
 
 def _operation(
@@ -169,6 +183,7 @@ def _api_version_parameter(versions: ApiVersions) -> dict:
 # -- components ------------------------------------------------------------------------------------
 def _schemas() -> dict:
     acs_date_time = {"$ref": "#/components/schemas/AcsDateTime"}
+    display_name = {"type": "string", "minLength": 1, "maxLength": MAX_DISPLAY_NAME_LENGTH}
     request_date_time = {"type": ["string", "null"], "format": "date-time"}
     participant_map = {
         "type": "object",
@@ -178,7 +193,7 @@ def _schemas() -> dict:
     }
     user_identifier = _object(
         {
-            "kind": {"const": "communicationUser"},
+            "kind": {"const": EndpointKind.VOIP.value},
             "rawId": {"type": "string", "pattern": ACS_USER_RAW_ID},
             "communicationUser": _object({"id": {"type": "string", "pattern": ACS_USER_RAW_ID}}, ("id",)),
         },
@@ -186,8 +201,8 @@ def _schemas() -> dict:
     )
     phone_identifier = _object(
         {
-            "kind": {"const": "phoneNumber"},
-            "rawId": {"type": "string", "pattern": "^4:" + E164[1:]},
+            "kind": {"const": EndpointKind.PHONE.value},
+            "rawId": {"type": "string", "pattern": PHONE_RAW_ID},
             "phoneNumber": _object({"value": {"type": "string", "pattern": E164}}, ("value",)),
         },
         ("kind", "rawId", "phoneNumber"),
@@ -211,7 +226,7 @@ def _schemas() -> dict:
         "AcsDateTime": {
             "type": "string",
             "format": "date-time",
-            "pattern": ACS_DATE_TIME,
+            "pattern": ACS_DATE_TIME_PATTERN,
             "description": "RFC 3339 in UTC written as `+00:00`; microseconds with trailing zeros trimmed, "
             "no fraction when zero.",
             "examples": ["2023-06-26T05:46:17.815913+00:00", "2023-06-30T00:00:00+00:00"],
@@ -230,7 +245,8 @@ def _schemas() -> dict:
         "CreateRoomRequest": _object(
             {
                 "validFrom": {**request_date_time, "description": "When the room opens; default now."},
-                "validUntil": {**request_date_time, "description": "When the room closes; default validFrom + 180 days."},
+                "validUntil": {**request_date_time, "description": f"When the room closes; default validFrom + {MAX_VALIDITY.days} days, "
+                           f"at most {MAX_VALIDITY.days} days after validFrom."},
                 "pstnDialOutEnabled": {"type": ["boolean", "null"], "description": "Default false."},
                 "participants": _or_null(participant_map),
             },
@@ -281,7 +297,7 @@ def _schemas() -> dict:
         ),
         "UpdateParticipantsResult": _object({}, description="Always the empty object."),
         # ---- Identity (communicationservicesidentity 2023-10-01) ----
-        "CommunicationIdentityTokenScope": {"type": "string", "enum": list(SCOPES)},
+        "CommunicationIdentityTokenScope": _enum(SCOPES),
         "CommunicationIdentityCreateRequest": _object(
             {
                 "createTokenWithScopes": {
@@ -301,7 +317,7 @@ def _schemas() -> dict:
             closed=False,
         ),
         "CommunicationIdentity": _object(
-            {"id": {"type": "string", "pattern": f"^8:acs:{UUID}_{UUID}$", "description": "8:acs:<resource id>_<user id>"}},
+            {"id": {"type": "string", "pattern": USER_ID, "description": "8:acs:<resource id>_<user id>"}},
             ("id",),
         ),
         "CommunicationIdentityAccessToken": _object(
@@ -322,48 +338,54 @@ def _schemas() -> dict:
                                     "description": "A CommunicationIdentifierModel with kind and rawId."},
         "CallParticipant": _object(
             {
-                "participantId": {"type": "string", "format": "uuid", "pattern": f"^{UUID}$"},
+                "participantId": {"type": "string", "format": "uuid", "pattern": UUID},
                 "identifier": _ref("CommunicationIdentifier"),
                 "role": {**_or_null(_ref("Role")),
                          "description": "The live roster role; null for phones, users off the roster, and in the "
                          "answers of actions."},
-                "state": {"type": "string", "enum": ENDPOINT_STATES},
+                "state": _enum(EndpointState),
                 "isMuted": {"type": "boolean"},
                 "isVideoOn": {"type": "boolean"},
                 "isScreenSharing": {"type": "boolean"},
+                "displayName": display_name,
                 "joinedAt": acs_date_time,
                 "leftAt": acs_date_time,
-                "leaveReason": {"type": "string", "enum": LEAVE_REASONS},
+                "leaveReason": _enum(LeaveReason),
             },
             ("participantId", "identifier", "role", "state", "isMuted", "isVideoOn", "isScreenSharing"),
             dependentRequired={"leftAt": ["leaveReason"], "leaveReason": ["leftAt"]},
         ),
         "RoomCall": _object(
             {
-                "serverCallId": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+                "serverCallId": {"type": "string", "pattern": SERVER_CALL_ID},
                 "roomId": {"type": "string", "pattern": GENERATED_ROOM_ID},
-                "state": {"type": "string", "enum": CALL_STATES},
+                "state": _enum(CallState),
                 "startedAt": acs_date_time,
-                "correlationId": {"type": "string", "format": "uuid", "pattern": f"^{UUID}$"},
+                "correlationId": {"type": "string", "format": "uuid", "pattern": UUID},
                 "participants": {"type": "array", "items": _ref("CallParticipant"),
                                  "description": "Every endpoint of the call, ringing and disconnected ones included."},
                 "endedAt": acs_date_time,
-                "endReason": {"type": "string", "enum": END_REASONS},
+                "endReason": _enum(EndReason),
             },
             ("serverCallId", "roomId", "state", "startedAt", "correlationId", "participants"),
             dependentRequired={"endedAt": ["endReason"], "endReason": ["endedAt"]},
         ),
-        "Capability": {"type": "string", "enum": [capability.value for capability in Capability]},
+        "Capability": _enum(Capability),
         "JoinRoomCallResult": _object(
             {
-                "serverCallId": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
-                "participantId": {"type": "string", "format": "uuid", "pattern": f"^{UUID}$"},
+                "serverCallId": {"type": "string", "pattern": SERVER_CALL_ID},
+                "participantId": {"type": "string", "format": "uuid", "pattern": UUID},
                 "role": _ref("Role"),
                 "capabilities": {"type": "array", "items": _ref("Capability"), "uniqueItems": True,
                                  "description": "What the caller may do now, sorted."},
                 "call": _ref("RoomCall"),
             },
             ("serverCallId", "participantId", "role", "capabilities", "call"),
+        ),
+        "JoinRoomCallRequest": _object(
+            {"displayName": {**display_name, "description": "The name others see (optional; at most "
+                             f"{MAX_DISPLAY_NAME_LENGTH} characters, no control characters)."}},
+            closed=False,
         ),
         "InvitationRequest": _object(
             {"rawId": {"type": "string", "pattern": ACS_USER_RAW_ID, "description": "A user on the room's roster."}},
@@ -381,7 +403,7 @@ def _schemas() -> dict:
         ),
         "DialOutResult": _object(
             {
-                "outcome": {"type": "string", "enum": [outcome.value for outcome in DialOutcome]},
+                "outcome": _enum(DialOutcome),
                 "participant": _ref("CallParticipant"),
             },
             ("outcome",),
@@ -389,9 +411,9 @@ def _schemas() -> dict:
         ),
         "PstnEventRequest": _object(
             {
-                "reference": {"type": "string", "pattern": f"^[0-9]{{17}}\\|{UUID}$",
+                "reference": {"type": "string", "pattern": PHONE_REFERENCE,
                               "description": "`<roomId>|<participantId>` as given to the gateway when dialling."},
-                "action": {"type": "string", "enum": list(SELF_ACTIONS)},
+                "action": _enum(SELF_ACTIONS),
             },
             ("reference", "action"),
             closed=False,
@@ -403,7 +425,7 @@ def _schemas() -> dict:
                 "serverCallId": {"type": ["string", "null"]},
                 "from": request_date_time,
                 "until": request_date_time,
-                "schema": {"type": ["string", "null"], "enum": ["EventGridSchema", "CloudEventSchemaV1_0", None],
+                "schema": {"type": ["string", "null"], "enum": [*EVENT_SCHEMAS, None],
                            "description": "Defaults to the app's ANTEROOM_EVENTGRID_SCHEMA."},
             },
             ("endpoint",),
@@ -428,7 +450,7 @@ def _expires_in_minutes() -> dict:
 
 
 def _headers() -> dict:
-    ms_cv = {"type": "string", "pattern": "^[A-Za-z0-9+/]{22}$"}
+    ms_cv = {"type": "string", "pattern": MS_CV}
     error_code = {"type": "string"}
     return {
         "MS-CV": _header(ms_cv, "Correlation id of the request (the operation log's CorrelationId).", False),
@@ -445,278 +467,33 @@ def _headers() -> dict:
     }
 
 
-def _shared_responses() -> dict:
+def _shared_codes() -> dict[int, str]:
+    """The code of each answer every pipeline operation may give, from where the pipeline makes it."""
     return {
-        "Unauthorized": _error(401, ["Denied"], "Authentication failed (HMAC signature, or access token)."),
-        "PayloadTooLarge": _error(413, ["RequestEntityTooLarge"], "The body exceeds ANTEROOM_MAX_BODY_BYTES."),
+        401: COMMON_ERRORS.row(domain.Denied).code,
+        413: payload_too_large(0).code,
+        415: unsupported_media_type("").code,
+        429: COMMON_ERRORS.row(domain.Throttled).code,
+        500: internal_error().code,
+        503: COMMON_ERRORS.row(domain.StorageUnavailable).code,
+    }
+
+
+def _shared_responses() -> dict:
+    code = _shared_codes()
+    return {
+        "Unauthorized": _error(401, [code[401]], "Authentication failed (HMAC signature, or access token)."),
+        "PayloadTooLarge": _error(413, [code[413]], "The body exceeds ANTEROOM_MAX_BODY_BYTES."),
         "UnsupportedMediaType": _error(
-            415, ["UnsupportedMediaType"], "A body that is not application/json or application/merge-patch+json."
+            415, [code[415]], "A body that is not application/json or application/merge-patch+json."
         ),
         "TooManyRequests": _error(
-            429, ["TooManyRequests"], "The caller (access key or token user) is over ANTEROOM_THROTTLE_REQUESTS per "
+            429, [code[429]], "The caller (access key or token user) is over ANTEROOM_THROTTLE_REQUESTS per "
             "ANTEROOM_THROTTLE_WINDOW_SECONDS on this instance; retry after Retry-After seconds."
         ),
-        "InternalServerError": _error(500, ["InternalServerError"], "An unexpected failure."),
-        "ServiceUnavailable": _error(503, ["ServiceUnavailable"], "Storage or the PSTN gateway is unavailable, or "
+        "InternalServerError": _error(500, [code[500]], "An unexpected failure."),
+        "ServiceUnavailable": _error(503, [code[503]], "Storage or the PSTN gateway is unavailable, or "
                                      "contention did not settle; retry after Retry-After seconds."),
-    }
-
-
-# -- paths -------------------------------------------------------------------------------------------
-def _rooms_paths() -> dict:
-    version = _api_version_parameter(ROOMS_API)
-    room_id = _path_parameter("roomId", {"type": "string", "pattern": ROOM_ID}, "The room id (17 digits).")
-    next_link = {
-        "name": "nextLink", "in": "query", "required": False, "schema": {"type": "string"},
-        "description": "Opaque continuation token, as found in the previous page's nextLink URL.",
-    }
-    repeatability = [
-        {"name": "Repeatability-Request-ID", "in": "header", "required": False,
-         "schema": {"type": "string", "format": "uuid"},
-         "description": "Makes the create repeatable: a repeat gets the first answer again."},
-        {"name": "Repeatability-First-Sent", "in": "header", "required": False,
-         "schema": {"type": "string", "pattern": IMF_FIXDATE},
-         "description": "IMF-fixdate of the first attempt; required with Repeatability-Request-ID."},
-    ]
-    versions = "rooms-api-supported-versions"
-    hmac = HMAC_SECURITY
-    merge_patch = "application/merge-patch+json"
-    return {
-        "/rooms": {
-            "post": _operation(
-                "Rooms_Create", "Creates a new room.", "Rooms",
-                {
-                    "201": _success(
-                        "The new room.", _ref("RoomModel"), versions=versions, status=201,
-                        Location=_header({"type": "string", "format": "uri"}, "URL of the new room.", True),
-                        **{"Repeatability-Result": _header(
-                            {"type": "string", "const": "accepted"}, "Sent when the request carried repeatability headers.", False
-                        )},
-                    ),
-                    **_errors(versioned=True, e400=["BadRequest"], e409=["Conflict"], e412=["PreconditionFailed"]),
-                },
-                security=hmac, parameters=[version, *repeatability],
-                body=_body(_ref("CreateRoomRequest"), required=False, description="An empty body creates a room with defaults."),
-            ),
-            "get": _operation(
-                "Rooms_List", "Lists the active rooms, newest first.", "Rooms",
-                {
-                    "200": _success("One page of rooms.", _ref("RoomsCollection"), versions=versions),
-                    **_errors(versioned=True, e400=["BadRequest"]),
-                },
-                security=hmac, parameters=[version, next_link],
-            ),
-        },
-        "/rooms/{roomId}": {
-            "get": _operation(
-                "Rooms_Get", "Gets a room.", "Rooms",
-                {
-                    "200": _success("The room.", _ref("RoomModel"), versions=versions),
-                    **_errors(versioned=True, e400=["BadRequest"], e404=["NotFound"]),
-                },
-                security=hmac, parameters=[room_id, version],
-            ),
-            "patch": _operation(
-                "Rooms_Update", "Updates a room (merge-patch).", "Rooms",
-                {
-                    "200": _success("The updated room.", _ref("RoomModel"), versions=versions),
-                    **_errors(versioned=True, e400=["BadRequest"], e404=["NotFound"]),
-                },
-                security=hmac, parameters=[room_id, version],
-                body=_body(_ref("UpdateRoomRequest"), required=True, media_type=merge_patch),
-            ),
-            "delete": _operation(
-                "Rooms_Delete", "Deletes a room (again and again until it is purged).", "Rooms",
-                {
-                    "204": _success("The room is deleted.", None, versions=versions, status=204),
-                    **_errors(versioned=True, e400=["BadRequest"], e404=["NotFound"]),
-                },
-                security=hmac, parameters=[room_id, version],
-            ),
-        },
-        "/rooms/{roomId}/participants": {
-            "get": _operation(
-                "Participants_List", "Lists the room's participants.", "Rooms",
-                {
-                    "200": _success("One page of participants.", _ref("ParticipantsCollection"), versions=versions),
-                    **_errors(versioned=True, e400=["BadRequest"], e404=["NotFound"]),
-                },
-                security=hmac, parameters=[room_id, version, next_link],
-            ),
-            "patch": _operation(
-                "Participants_Update", "Adds, updates or removes participants, all or nothing.", "Rooms",
-                {
-                    "200": _success("The roster changed.", _ref("UpdateParticipantsResult"), versions=versions),
-                    **_errors(versioned=True, e400=["BadRequest"], e404=["NotFound"]),
-                },
-                security=hmac, parameters=[room_id, version],
-                body=_body(_ref("UpdateParticipantsRequest"), required=True, media_type=merge_patch),
-            ),
-        },
-    }
-
-
-def _identity_paths() -> dict:
-    version = _api_version_parameter(IDENTITY_API)
-    identity_id = _path_parameter(
-        "id", {"type": "string"}, "The user's raw id, 8:acs:<resource id>_<user id> (URL-encoded); others answer 404."
-    )
-    versions = "identity-api-supported-versions"
-    hmac = HMAC_SECURITY
-    return {
-        "/identities": {
-            "post": _operation(
-                "CommunicationIdentity_Create", "Creates a user, and optionally a token for it.", "Identity",
-                {
-                    "201": _success("The new user.", _ref("CommunicationIdentityAccessTokenResult"),
-                                    versions=versions, status=201),
-                    **_errors(versioned=True, e400=["BadRequest"]),
-                },
-                security=hmac, parameters=[version],
-                body=_body(_ref("CommunicationIdentityCreateRequest"), required=False),
-            ),
-        },
-        "/identities/{id}": {
-            "delete": _operation(
-                "CommunicationIdentity_Delete", "Deletes a user; its tokens stop working.", "Identity",
-                {
-                    "204": _success("The user is deleted.", None, versions=versions, status=204),
-                    **_errors(versioned=True, e404=["NotFound"]),
-                },
-                security=hmac, parameters=[identity_id, version],
-            ),
-        },
-        "/identities/{id}/:issueAccessToken": {
-            "post": _operation(
-                "CommunicationIdentity_IssueAccessToken", "Issues an access token for a user.", "Identity",
-                {
-                    "200": _success("The token.", _ref("CommunicationIdentityAccessToken"), versions=versions),
-                    **_errors(versioned=True, e400=["BadRequest"], e404=["NotFound"]),
-                },
-                security=hmac, parameters=[identity_id, version],
-                body=_body(_ref("CommunicationIdentityAccessTokenRequest"), required=True),
-            ),
-        },
-        "/identities/{id}/:revokeAccessTokens": {
-            "post": _operation(
-                "CommunicationIdentity_RevokeAccessTokens", "Revokes every token issued to a user so far.", "Identity",
-                {
-                    "204": _success("The tokens are revoked.", None, versions=versions, status=204),
-                    **_errors(versioned=True, e404=["NotFound"]),
-                },
-                security=hmac, parameters=[identity_id, version],
-            ),
-        },
-    }
-
-
-def _room_call_paths() -> dict:
-    room_id = _path_parameter("roomId", {"type": "string", "pattern": ROOM_ID}, "The room id (17 digits).")
-    participant_id = _path_parameter("participantId", {"type": "string", "format": "uuid"},
-                                     "The target endpoint's participantId.")
-    self_action = _path_parameter("action", {"type": "string", "enum": list(SELF_ACTIONS)}, "What to do to oneself.")
-    remote_action = _path_parameter("action", {"type": "string", "enum": list(REMOTE_ACTIONS)}, "What to do to the participant.")
-    bearer = BEARER_SECURITY
-    room_gate = ["InsufficientScope", "RoomNotOpenYet", "RoomExpired", "NotInvited"]
-    acting = room_gate + ["MissingCapability"]
-    in_call = ["NoActiveCall", "NotInCall"]
-    return {
-        "/roomCalls/{roomId}/join": {
-            "post": _operation(
-                "JoinRoomCall", "Joins (or starts) the room's call.", "RoomCalls",
-                {
-                    "200": _success("The caller is in the call (joining again changes nothing).",
-                                    _ref("JoinRoomCallResult"), versions=None),
-                    **_errors(versioned=False, e400=["BadRequest"], e403=room_gate + ["CallFull"], e404=["NotFound"]),
-                },
-                security=bearer, parameters=[room_id],
-                description="Only users on the room's roster, only between validFrom and validUntil.",
-            ),
-        },
-        "/roomCalls/{roomId}": {
-            "get": _operation(
-                "GetRoomCall", "Gets the room's current or last call.", "RoomCalls",
-                {
-                    "200": _success("The call.", _ref("RoomCall"), versions=None),
-                    **_errors(versioned=False, e400=["BadRequest"], e403=["InsufficientScope", "NotInvited"],
-                              e404=["NotFound"]),
-                },
-                security=bearer, parameters=[room_id],
-            ),
-        },
-        "/roomCalls/{roomId}/me/{action}": {
-            "post": _operation(
-                "ActOnSelf", "Leaves, or changes one's own microphone, video or screen sharing.", "RoomCalls",
-                {
-                    "200": _success("The caller's endpoint after the action.", _ref("CallParticipant"), versions=None),
-                    **_errors(versioned=False, e400=["BadRequest"], e403=acting, e404=["NotFound"], e409=in_call),
-                },
-                security=bearer, parameters=[room_id, self_action],
-            ),
-        },
-        "/roomCalls/{roomId}/participants/{participantId}/{action}": {
-            "post": _operation(
-                "ActOnParticipant", "Mutes or removes another endpoint (Presenter).", "RoomCalls",
-                {
-                    "200": _success("The target endpoint after the action.", _ref("CallParticipant"), versions=None),
-                    **_errors(versioned=False, e400=["BadRequest"], e403=acting, e404=["NotFound"], e409=in_call),
-                },
-                security=bearer, parameters=[room_id, participant_id, remote_action],
-            ),
-        },
-        "/roomCalls/{roomId}/invitations": {
-            "post": _operation(
-                "InviteToRoomCall", "Rings a roster user into the call.", "RoomCalls",
-                {
-                    "201": _success("The invited endpoint, ringing.", _ref("CallParticipant"), versions=None, status=201),
-                    **_errors(versioned=False, e400=["BadRequest"], e403=acting, e404=["NotFound"],
-                              e409=in_call + ["AlreadyInCall"]),
-                },
-                security=bearer, parameters=[room_id], body=_body(_ref("InvitationRequest"), required=True),
-            ),
-        },
-        "/roomCalls/{roomId}/dialOut": {
-            "post": _operation(
-                "DialOutFromRoomCall", "Dials a phone into the call (Presenter, room with pstnDialOutEnabled).",
-                "RoomCalls",
-                {
-                    "200": _success("How the dial went.", _ref("DialOutResult"), versions=None),
-                    **_errors(versioned=False, e400=["BadRequest"], e403=acting, e404=["NotFound"],
-                              e409=in_call + ["ConcurrentCallLimitReached"]),
-                },
-                security=bearer, parameters=[room_id], body=_body(_ref("DialOutRequest"), required=True),
-            ),
-        },
-        "/pstn/events": {
-            "post": _operation(
-                "PstnEvent", "The PSTN gateway reports a phone-side action (hang-up, mute).", "PstnGateway",
-                {
-                    "200": _success("The phone endpoint after the action.", _ref("CallParticipant"), versions=None),
-                    **_errors(versioned=False, e400=["BadRequest"], e403=["RoomNotOpenYet", "RoomExpired", "MissingCapability"],
-                              e404=["NotFound"], e409=in_call),
-                },
-                security=HMAC_SECURITY, body=_body(_ref("PstnEventRequest"), required=True),
-                description="Signed with the resource's access key like the management APIs; no api-version.",
-            ),
-        },
-    }
-
-
-def _event_paths() -> dict:
-    return {
-        "/callEvents:replay": {
-            "post": _operation(
-                "ReplayCallEvents", "Delivers stored call events again, with their original ids, to one webhook.",
-                "CallEvents",
-                {
-                    "200": _success("How many events the webhook accepted and refused.",
-                                    _ref("ReplayCallEventsResult"), versions=None),
-                    **_errors(versioned=False, e400=["BadRequest"]),
-                },
-                security=HMAC_SECURITY, body=_body(_ref("ReplayCallEventsRequest"), required=True),
-                description="One event per POST, as Event Grid delivers; signed like the management APIs.",
-            ),
-        },
     }
 
 
@@ -724,7 +501,7 @@ def _event_paths() -> dict:
 def _call_automation_schemas() -> dict:
     identifier = _object(
         {
-            "kind": {"type": "string", "enum": ["communicationUser", "phoneNumber"]},
+            "kind": _enum(EndpointKind),
             "rawId": {"type": "string"},
             "communicationUser": _object({"id": {"type": "string", "pattern": ACS_USER_RAW_ID}}, ("id",)),
             "phoneNumber": _object({"value": {"type": "string", "pattern": E164}}, ("value",)),
@@ -748,7 +525,7 @@ def _call_automation_schemas() -> dict:
                 "callConnectionId": {"type": "string"},
                 "serverCallId": {"type": "string"},
                 "targets": {"type": "array", "items": _ref("CallAutomationIdentifier"), "maxItems": 0},
-                "callConnectionState": {"type": "string", "enum": list(CONNECTION_STATES)},
+                "callConnectionState": _enum(ConnectionState),
                 "callbackUri": {"type": "string"},
                 "correlationId": {"type": "string"},
             },
@@ -765,7 +542,7 @@ def _call_automation_schemas() -> dict:
         "ConnectRequest": _object(
             {
                 "callLocator": _object(
-                    {"roomId": {"type": "string"}, "kind": {"type": "string", "const": "roomCallLocator"}},
+                    {"roomId": {"type": "string"}, "kind": {"type": "string", "const": ROOM_CALL_LOCATOR}},
                     ("roomId",), closed=False,
                 ),
                 "callbackUri": {"type": "string", "format": "uri"},
@@ -798,7 +575,7 @@ def _call_automation_schemas() -> dict:
         ),
         "MuteParticipantsRequest": _object(
             {"targetParticipants": {"type": "array", "items": _ref("CallAutomationIdentifierInput"),
-                                    "minItems": 1, "maxItems": 1},
+                                    "minItems": MUTE_TARGETS, "maxItems": MUTE_TARGETS},
              "operationContext": context},
             ("targetParticipants",), closed=False,
         ),
@@ -813,96 +590,96 @@ def _call_automation_schemas() -> dict:
     }
 
 
-def _call_automation_paths() -> dict:
-    version = _api_version_parameter(CALL_AUTOMATION_API)
-    connection = _path_parameter("callConnectionId", {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
-                                 "The call connection id Connect answered.")
-    raw_id = _path_parameter("participantRawId", {"type": "string"}, "The participant's raw id (`4:+1...`, `8:acs:...`).")
-    repeatability = [
-        {"name": "Repeatability-Request-ID", "in": "header", "required": False, "schema": {"type": "string", "format": "uuid"},
-         "description": "The SDK sends one on every action: a repeat gets the first answer again."},
-        {"name": "Repeatability-First-Sent", "in": "header", "required": False,
-         "schema": {"type": "string", "pattern": IMF_FIXDATE}, "description": "IMF-fixdate of the first attempt."},
-    ]
-    versions = "call-automation-api-supported-versions"
-    not_found = {"e404": ["8522"]}
-    tag = "CallAutomation"
+# -- paths: the registered routes, each described once ---------------------------------------------
+# The room-call API has no api-version; the others name their header component by API.
+VERSION_HEADERS = {
+    ROOMS_API: "rooms-api-supported-versions",
+    IDENTITY_API: "identity-api-supported-versions",
+    CALL_AUTOMATION_API: "call-automation-api-supported-versions",
+}
+SECURITY = {HMAC: HMAC_SECURITY, BEARER: BEARER_SECURITY}
+STATUS_DESCRIPTIONS = {
+    400: "The request is malformed or fails validation.",
+    403: "The caller may not do this (scope, invitation, room window or role capability).",
+    404: "The resource does not exist (or a path segment is empty).",
+    409: "The request conflicts with the current state.",
+    412: "A precondition failed.",
+}
+# Statuses every pipeline operation may answer, described once in components/responses.
+SHARED_STATUSES = {401: "Unauthorized", 413: "PayloadTooLarge", 415: "UnsupportedMediaType",
+                   429: "TooManyRequests", 500: "InternalServerError", 503: "ServiceUnavailable"}
+REPEATABLE = (domain.RequestIdReused, domain.RepeatabilityWindowPassed, domain.OriginalRequestInProgress)
+ROOM_GATE = (domain.InsufficientScope, domain.RoomNotFound, domain.RoomNotOpenYet, domain.RoomExpired,
+             domain.NotInvited)
+ACTING = (domain.InvalidRequest, *ROOM_GATE, domain.MissingCapability, domain.NoCallYet, domain.NoActiveCall,
+          domain.NotInCall)
+CONNECTION_GONE = (domain.CallConnectionNotFound, domain.RoomNotFound, domain.NoActiveCall)
 
-    def action(operation_id: str, summary: str, status: int, result: str | None, body: str, **errors) -> dict:
-        answer = _success(summary, _ref(result) if result else None, versions=versions, status=status)
-        return {
-            "post": _operation(
-                operation_id, summary, tag,
-                {str(status): answer, **_errors(versioned=True, e400=["8523"], e412=["PreconditionFailed"], **not_found, **errors)},
-                security=HMAC_SECURITY, parameters=[connection, version, *repeatability],
-                body=_body(_ref(body), required=True) if body else None,
-            ),
-        }
 
-    base = "/calling/callConnections/{callConnectionId}"
+@dataclass(frozen=True)
+class Described:
+    """What the document says about one registered function beyond its route and its acs_operation.
+
+    `refusals` are the domain errors the use case may raise: their status and code come from the
+    API's error table. Functions outside the pipeline give their `responses` themselves.
+    """
+
+    operation_id: str
+    summary: str
+    tag: str
+    status: int = 200
+    result: dict | None = None
+    success: str = ""
+    refusals: tuple[type[domain.DomainError], ...] = ()
+    body: dict | None = None
+    description: str | None = None
+    parameters: tuple[dict, ...] = ()  # besides the route's and api-version
+    path_parameters: dict[str, dict] = field(default_factory=dict)  # instead of _path_parameters()'s
+    headers: dict[str, dict] = field(default_factory=dict)  # of the success answer
+    responses: dict | None = None  # functions outside the pipeline only
+
+
+def _path_parameters() -> dict[str, dict]:
     return {
-        "/calling/callConnections:connect": {
-            "post": _operation(
-                "ConnectCall", "Connects to a room's active call (roomCallLocator only).", tag,
-                {
-                    "200": _success("The connection; CallConnected and ParticipantsUpdated follow.",
-                                    _ref("CallConnectionProperties"), versions=versions),
-                    **_errors(versioned=True, e400=["8523", "8528"], e404=["8522"], e409=["8519"], e412=["PreconditionFailed"]),
-                },
-                security=HMAC_SECURITY, parameters=[version, *repeatability],
-                body=_body(_ref("ConnectRequest"), required=True),
-                description="404 8522 for an unknown room or one without an active call; 400 8528 for an expired room.",
-            ),
-        },
-        base: {
-            "get": _operation(
-                "GetCallConnection", "Gets the connection's properties.", tag,
-                {"200": _success("The connection.", _ref("CallConnectionProperties"), versions=versions),
-                 **_errors(versioned=True, **not_found)},
-                security=HMAC_SECURITY, parameters=[connection, version],
-            ),
-            "delete": _operation(
-                "HangUpCallConnection", "This application leaves the call; the others stay.", tag,
-                {"204": _success("Left (again, for a repeat); CallDisconnected follows.", None, versions=versions, status=204),
-                 **_errors(versioned=True, **not_found)},
-                security=HMAC_SECURITY, parameters=[connection, version],
-            ),
-        },
-        base + ":terminate": action("TerminateCall", "Ends the call for everyone.", 204, None, ""),
-        base + "/participants": {
-            "get": _operation(
-                "ListCallParticipants", "Lists the endpoints connected to the call.", tag,
-                {"200": _success("The participants.", _ref("CallAutomationParticipants"), versions=versions),
-                 **_errors(versioned=True, **not_found)},
-                security=HMAC_SECURITY, parameters=[connection, version],
-            ),
-        },
-        base + "/participants/{participantRawId}": {
-            "get": _operation(
-                "GetCallParticipant", "Gets one connected endpoint by raw id.", tag,
-                {"200": _success("The participant.", _ref("CallAutomationParticipant"), versions=versions),
-                 **_errors(versioned=True, **not_found)},
-                security=HMAC_SECURITY, parameters=[connection, raw_id, version],
-            ),
-        },
-        base + "/participants:add": action(
-            "AddCallParticipant", "Rings a phone number (dial-out) or a roster user into the call.", 202,
-            "AddParticipantResult", "AddParticipantRequest", e403=["7504", "7602"], e409=["8519", "8530"],
-        ),
-        base + "/participants:remove": action(
-            "RemoveCallParticipant", "Takes an endpoint off the call.", 202, "OperationContextResult", "RemoveParticipantRequest",
-        ),
-        base + "/participants:mute": action(
-            "MuteCallParticipant", "Mutes one endpoint.", 200, "OperationContextResult", "MuteParticipantsRequest",
-        ),
-        base + "/participants:cancelAddParticipant": action(
-            "CancelAddCallParticipant", "Stops ringing a pending invitation.", 202, "CancelAddParticipantResult",
-            "CancelAddParticipantRequest",
-        ),
+        "roomId": _path_parameter("roomId", {"type": "string", "pattern": ROOM_ID}, "The room id (17 digits)."),
+        "id": _path_parameter("id", {"type": "string"},
+                              "The user's raw id, 8:acs:<resource id>_<user id> (URL-encoded); others answer 404."),
+        "participantId": _path_parameter("participantId", {"type": "string", "format": "uuid"},
+                                         "The target endpoint's participantId."),
+        "callConnectionId": _path_parameter("callConnectionId", {"type": "string", "pattern": CALL_CONNECTION_ID},
+                                            "The call connection id Connect answered."),
+        "participantRawId": _path_parameter("participantRawId", {"type": "string"},
+                                            "The participant's raw id (`4:+1...`, `8:acs:...`)."),
     }
 
 
-def _callback_key_paths() -> dict:
+def _repeatability(first_sent_required: bool, purpose: str) -> tuple[dict, ...]:
+    first_sent = "IMF-fixdate of the first attempt" + ("; required with Repeatability-Request-ID." if first_sent_required else ".")
+    return (
+        {"name": "Repeatability-Request-ID", "in": "header", "required": False,
+         "schema": {"type": "string", "format": "uuid"}, "description": purpose},
+        {"name": "Repeatability-First-Sent", "in": "header", "required": False,
+         "schema": {"type": "string", "pattern": IMF_FIXDATE_PATTERN}, "description": first_sent},
+    )
+
+
+def _described() -> dict[str, Described]:
+    """Keyed by the function name each route is registered under."""
+    next_link = ({
+        "name": "nextLink", "in": "query", "required": False, "schema": {"type": "string"},
+        "description": "Opaque continuation token, as found in the previous page's nextLink URL.",
+    },)
+    merge_patch = "application/merge-patch+json"
+    action_repeat = _repeatability(False, "The SDK sends one on every action: a repeat gets the first answer again.")
+    self_action = {"action": _path_parameter("action", _enum(SELF_ACTIONS), "What to do to oneself.")}
+    remote_action = {"action": _path_parameter("action", _enum(REMOTE_ACTIONS), "What to do to the participant.")}
+    ca = "CallAutomation"
+
+    def ca_action(operation_id: str, summary: str, status: int, result: str | None, body: str, *refusals) -> Described:
+        return Described(operation_id, summary, ca, status, _ref(result) if result else None, summary,
+                         (domain.InvalidRequest, *REPEATABLE, *CONNECTION_GONE, *refusals),
+                         _body(_ref(body), required=True) if body else None, parameters=action_repeat)
+
     unsigned = {"description": "Callbacks are not signed here (no ANTEROOM_CALLBACK_SIGNING_KEY).",
                 "content": _json(_ref("CommunicationErrorResponse"))}
     cache = {"Cache-Control": {"description": "Receivers may keep the answer an hour.", "schema": {"type": "string"}}}
@@ -911,42 +688,233 @@ def _callback_key_paths() -> dict:
         "alg": {"const": "RS256"}, "kid": {"type": "string", "description": "RFC 7638 thumbprint of the key."},
     }, ("kty", "n", "e", "use", "alg", "kid"))
     return {
-        "/calling/.well-known/acsopenidconfiguration": {
-            "get": _operation(
-                "GetCallbackOpenIdConfiguration", "Where to find the keys that verify callback tokens.", "CallAutomation",
-                {"200": {"description": "The OpenID discovery document.", "headers": cache, "content": _json(_object({
-                    "issuer": {"type": "string", "description": "The `iss` of every callback token (ACS's by default)."},
-                    "jwks_uri": {"type": "string", "format": "uri"},
-                    "id_token_signing_alg_values_supported": {"type": "array", "items": {"const": "RS256"}},
-                }, ("issuer", "jwks_uri", "id_token_signing_alg_values_supported")))},
-                 "404": unsigned},
-                security=[],
-                description="Each callback POST carries `Authorization: Bearer <JWT>`, RS256, issuer as here, audience "
-                "the resource id, valid five minutes, with a `jti` of its own.",
-            ),
-        },
-        "/calling/keys": {
-            "get": _operation(
-                "GetCallbackSigningKeys", "The JSON Web Key Set that verifies callback tokens.", "CallAutomation",
-                {"200": {"description": "The key set.", "headers": cache,
-                         "content": _json(_object({"keys": {"type": "array", "items": jwk}}, ("keys",)))},
-                 "404": unsigned},
-                security=[],
-            ),
-        },
+        # ---- Rooms ----
+        "CreateRoom": Described(
+            "Rooms_Create", "Creates a new room.", "Rooms", 201, _ref("RoomModel"), "The new room.",
+            (domain.InvalidRequest, domain.InvalidArgument, *REPEATABLE),
+            _body(_ref("CreateRoomRequest"), required=False, description="An empty body creates a room with defaults."),
+            parameters=_repeatability(True, "Makes the create repeatable: a repeat gets the first answer again."),
+            headers={
+                "Location": _header({"type": "string", "format": "uri"}, "URL of the new room.", True),
+                "Repeatability-Result": _header({"type": "string", "const": REPEATABILITY_ACCEPTED},
+                                                "Sent when the request carried repeatability headers.", False),
+            },
+        ),
+        "ListRooms": Described("Rooms_List", "Lists the active rooms, newest first.", "Rooms",
+                               result=_ref("RoomsCollection"), success="One page of rooms.",
+                               refusals=(domain.InvalidRequest,), parameters=next_link),
+        "GetRoom": Described("Rooms_Get", "Gets a room.", "Rooms", result=_ref("RoomModel"), success="The room.",
+                             refusals=(domain.InvalidRequest, domain.RoomNotFound)),
+        "UpdateRoom": Described("Rooms_Update", "Updates a room (merge-patch).", "Rooms", result=_ref("RoomModel"),
+                                success="The updated room.",
+                                refusals=(domain.InvalidRequest, domain.InvalidArgument, domain.RoomNotFound),
+                                body=_body(_ref("UpdateRoomRequest"), required=True, media_type=merge_patch)),
+        "DeleteRoom": Described("Rooms_Delete", "Deletes a room (again and again until it is purged).", "Rooms", 204,
+                                success="The room is deleted.", refusals=(domain.InvalidRequest, domain.RoomNotFound)),
+        "ListParticipants": Described("Participants_List", "Lists the room's participants.", "Rooms",
+                                      result=_ref("ParticipantsCollection"), success="One page of participants.",
+                                      refusals=(domain.InvalidRequest, domain.RoomNotFound), parameters=next_link),
+        "UpdateParticipants": Described(
+            "Participants_Update", "Adds, updates or removes participants, all or nothing.", "Rooms",
+            result=_ref("UpdateParticipantsResult"), success="The roster changed.",
+            refusals=(domain.InvalidRequest, domain.InvalidArgument, domain.RoomNotFound),
+            body=_body(_ref("UpdateParticipantsRequest"), required=True, media_type=merge_patch),
+        ),
+        # ---- Identity ----
+        "CreateIdentity": Described(
+            "CommunicationIdentity_Create", "Creates a user, and optionally a token for it.", "Identity", 201,
+            _ref("CommunicationIdentityAccessTokenResult"), "The new user.", (domain.InvalidRequest,),
+            _body(_ref("CommunicationIdentityCreateRequest"), required=False),
+        ),
+        "DeleteIdentity": Described("CommunicationIdentity_Delete", "Deletes a user; its tokens stop working.", "Identity",
+                                    204, success="The user is deleted.", refusals=(domain.IdentityNotFound,)),
+        "IssueAccessToken": Described(
+            "CommunicationIdentity_IssueAccessToken", "Issues an access token for a user.", "Identity",
+            result=_ref("CommunicationIdentityAccessToken"), success="The token.",
+            refusals=(domain.InvalidRequest, domain.IdentityNotFound),
+            body=_body(_ref("CommunicationIdentityAccessTokenRequest"), required=True),
+        ),
+        "RevokeAccessTokens": Described("CommunicationIdentity_RevokeAccessTokens",
+                                        "Revokes every token issued to a user so far.", "Identity", 204,
+                                        success="The tokens are revoked.", refusals=(domain.IdentityNotFound,)),
+        # ---- room-call client API ----
+        "JoinRoomCall": Described(
+            "JoinRoomCall", "Joins (or starts) the room's call.", "RoomCalls", result=_ref("JoinRoomCallResult"),
+            success="The caller is in the call (joining again changes nothing).",
+            refusals=(domain.InvalidRequest, *ROOM_GATE, domain.CallFull),
+            body=_body(_ref("JoinRoomCallRequest"), required=False),
+            description="Only users on the room's roster, only between validFrom and validUntil; "
+            f"at most {MAX_CALL_PARTICIPANTS} connected endpoints (CallFull).",
+        ),
+        "GetRoomCall": Described("GetRoomCall", "Gets the room's current or last call.", "RoomCalls",
+                                 result=_ref("RoomCall"), success="The call.",
+                                 refusals=(domain.InvalidRequest, domain.InsufficientScope, domain.RoomNotFound,
+                                           domain.NoCallYet, domain.NotInvited),
+                                 description="Also a deleted room's last call (endReason roomDeleted), to the users "
+                                 "on its roster, until the room is purged (ANTEROOM_EXPIRED_ROOM_GRACE_HOURS after "
+                                 "the deletion)."),
+        "ActOnSelf": Described(
+            "ActOnSelf", "Leaves, or changes one's own microphone, video or screen sharing.", "RoomCalls",
+            result=_ref("CallParticipant"), success="The caller's endpoint after the action.", refusals=ACTING,
+            path_parameters=self_action,
+        ),
+        "ActOnParticipant": Described(
+            "ActOnParticipant", "Mutes or removes another endpoint (Presenter).", "RoomCalls",
+            result=_ref("CallParticipant"), success="The target endpoint after the action.",
+            refusals=(*ACTING, domain.ParticipantNotFound), path_parameters=remote_action,
+        ),
+        "InviteToRoomCall": Described(
+            "InviteToRoomCall", "Rings a roster user into the call.", "RoomCalls", 201, _ref("CallParticipant"),
+            "The invited endpoint, ringing.", (*ACTING, domain.AlreadyInCall), _body(_ref("InvitationRequest"), required=True),
+        ),
+        "DialOutFromRoomCall": Described(
+            "DialOutFromRoomCall", "Dials a phone into the call (Presenter, room with pstnDialOutEnabled).",
+            "RoomCalls", result=_ref("DialOutResult"), success="How the dial went.",
+            refusals=(*ACTING, domain.DialOutDisabled, domain.ConcurrentCallLimitReached, domain.GatewayUnavailable),
+            body=_body(_ref("DialOutRequest"), required=True),
+        ),
+        "PstnEvent": Described(
+            "PstnEvent", "The PSTN gateway reports a phone-side action (hang-up, mute).", "PstnGateway",
+            result=_ref("CallParticipant"), success="The phone endpoint after the action.",
+            refusals=(domain.InvalidRequest, domain.RoomNotFound, domain.RoomNotOpenYet, domain.RoomExpired,
+                      domain.MissingCapability, domain.NoCallYet, domain.ParticipantNotFound, domain.NoActiveCall,
+                      domain.NotInCall),
+            body=_body(_ref("PstnEventRequest"), required=True),
+            description="Signed with the resource's access key like the management APIs; no api-version.",
+        ),
+        # ---- call events ----
+        "ReplayCallEvents": Described(
+            "ReplayCallEvents", "Delivers stored call events again, with their original ids, to one webhook.",
+            "CallEvents", result=_ref("ReplayCallEventsResult"),
+            success="How many events the webhook accepted and refused.", refusals=(domain.InvalidRequest,),
+            body=_body(_ref("ReplayCallEventsRequest"), required=True),
+            description="One event per POST, as Event Grid delivers; signed like the management APIs.",
+        ),
+        # ---- Call Automation ----
+        "ConnectCall": Described(
+            "ConnectCall", "Connects to a room's active call (roomCallLocator only).", ca,
+            result=_ref("CallConnectionProperties"), success="The connection; CallConnected and ParticipantsUpdated follow.",
+            refusals=(domain.InvalidRequest, *REPEATABLE, domain.RoomNotFound, domain.NoActiveCall, domain.RoomExpired,
+                      domain.TooManyConnections),
+            body=_body(_ref("ConnectRequest"), required=True), parameters=action_repeat,
+            description="8522 for an unknown room or one without an active call; 8528 for an expired room.",
+        ),
+        "GetCallConnection": Described("GetCallConnection", "Gets the connection's properties.", ca,
+                                       result=_ref("CallConnectionProperties"), success="The connection.",
+                                       refusals=CONNECTION_GONE),
+        "HangUpCallConnection": Described("HangUpCallConnection", "This application leaves the call; the others stay.", ca,
+                                          204, success="Left (again, for a repeat); CallDisconnected follows.",
+                                          refusals=CONNECTION_GONE),
+        "TerminateCall": ca_action("TerminateCall", "Ends the call for everyone.", 204, None, ""),
+        "ListCallParticipants": Described("ListCallParticipants", "Lists the endpoints connected to the call.", ca,
+                                          result=_ref("CallAutomationParticipants"), success="The participants.",
+                                          refusals=CONNECTION_GONE),
+        "GetCallParticipant": Described("GetCallParticipant", "Gets one connected endpoint by raw id.", ca,
+                                        result=_ref("CallAutomationParticipant"), success="The participant.",
+                                        refusals=(*CONNECTION_GONE, domain.ParticipantNotFound)),
+        "AddCallParticipant": ca_action(
+            "AddCallParticipant", "Rings a phone number (dial-out) or a roster user into the call.", 202,
+            "AddParticipantResult", "AddParticipantRequest",
+            domain.DialOutDisabled, domain.NotInvited, domain.AlreadyInCall, domain.ConcurrentCallLimitReached,
+            domain.GatewayUnavailable,
+        ),
+        "RemoveCallParticipant": ca_action("RemoveCallParticipant", "Takes an endpoint off the call.", 202,
+                                           "OperationContextResult", "RemoveParticipantRequest", domain.ParticipantNotFound),
+        "MuteCallParticipant": ca_action("MuteCallParticipant", "Mutes one endpoint.", 200, "OperationContextResult",
+                                         "MuteParticipantsRequest", domain.ParticipantNotFound),
+        "CancelAddCallParticipant": ca_action("CancelAddCallParticipant", "Stops ringing a pending invitation.", 202,
+                                              "CancelAddParticipantResult", "CancelAddParticipantRequest",
+                                              domain.InvitationNotFound),
+        # ---- outside the pipeline: anonymous ----
+        "GetCallbackOpenIdConfiguration": Described(
+            "GetCallbackOpenIdConfiguration", "Where to find the keys that verify callback tokens.", ca,
+            description="Each callback POST carries `Authorization: Bearer <JWT>`, RS256, issuer as here, audience "
+            "the resource id, valid five minutes, with a `jti` of its own.",
+            responses={"200": {"description": "The OpenID discovery document.", "headers": cache, "content": _json(_object({
+                "issuer": {"type": "string", "description": "The `iss` of every callback token (ACS's by default)."},
+                "jwks_uri": {"type": "string", "format": "uri"},
+                "id_token_signing_alg_values_supported": {"type": "array", "items": {"const": "RS256"}},
+            }, ("issuer", "jwks_uri", "id_token_signing_alg_values_supported")))}, "404": unsigned},
+        ),
+        "GetCallbackSigningKeys": Described(
+            "GetCallbackSigningKeys", "The JSON Web Key Set that verifies callback tokens.", ca,
+            responses={"200": {"description": "The key set.", "headers": cache,
+                               "content": _json(_object({"keys": {"type": "array", "items": jwk}}, ("keys",)))},
+                       "404": unsigned},
+        ),
+        "GetOpenApiDocument": Described(
+            "GetOpenApiDocument", "This document.", "Meta",
+            responses={"200": {"description": "The OpenAPI document.", "content": _json({"type": "object"})}},
+        ),
     }
 
 
-def _meta_paths() -> dict:
-    return {
-        "/openapi.json": {
-            "get": _operation(
-                "GetOpenApiDocument", "This document.", "Meta",
-                {"200": {"description": "The OpenAPI document.", "content": _json({"type": "object"})}},
-                security=[],
-            ),
-        },
-    }
+def _refusals(acs: AcsOperation, refusals: tuple[type[domain.DomainError], ...]) -> dict:
+    """The error answers of a pipeline operation: its refusals by the API's table, the api-version
+    refusals of a versioned API, and those every operation has."""
+    codes: dict[int, list[str]] = {}
+    # Any request may be malformed: the host refuses it with the pipeline's plain BadRequest.
+    answers = [COMMON_ERRORS.row(domain.InvalidRequest), *(acs.errors.row(kind) for kind in refusals)]
+    if acs.versions is not None:
+        answers += [missing_api_version(), unsupported_api_version("", "")]
+    for answer in answers:
+        listed = codes.setdefault(answer.status, [])
+        if answer.code not in listed:
+            listed.append(answer.code)
+    shared = _shared_codes()
+    responses: dict = {}
+    for status, listed in sorted(codes.items()):
+        if status in SHARED_STATUSES:
+            if set(listed) != {shared[status]}:  # a code the shared answer does not document
+                raise ValueError(f"{acs.name}: {status} {listed} differs from the shared {shared[status]}")
+        else:
+            responses[str(status)] = _error(status, listed, STATUS_DESCRIPTIONS[status])
+    for status, name in SHARED_STATUSES.items():
+        responses[str(status)] = _ref(name, "responses")
+    return dict(sorted(responses.items()))
+
+
+def _registered_routes():
+    """(path, method, function name, the function) of every HTTP route of the blueprints described here."""
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)  # only to list them, as the host does
+    for blueprint in (rooms.bp, identity.bp, calls.bp, call_automation.bp, events.bp, bp):
+        app.register_functions(blueprint)
+    for function in app.get_functions():
+        trigger = function.get_trigger()
+        if getattr(trigger, "route", None) is None:
+            continue  # timers
+        for method in trigger.methods:
+            yield "/" + trigger.route.strip("/"), str(getattr(method, "value", method)).lower(), \
+                function.get_function_name(), function.get_user_function()
+
+
+def _paths() -> dict:
+    described, path_parameters = _described(), _path_parameters()
+    paths: dict[str, dict] = {}
+    registered = set()
+    for path, method, name, function in _registered_routes():
+        about = described[name]  # a route not described here fails the document, and its test
+        registered.add(name)
+        acs: AcsOperation | None = getattr(function, "acs_operation", None)
+        names = re.findall(r"{(\w+)}", path)
+        parameters = [about.path_parameters.get(n) or path_parameters[n] for n in names]
+        if acs is not None and acs.versions is not None:
+            parameters.append(_api_version_parameter(acs.versions))
+        parameters += about.parameters
+        if about.responses is not None:
+            responses, security = about.responses, []
+        else:
+            versions = VERSION_HEADERS[acs.versions] if acs.versions is not None else None
+            success = _success(about.success or about.summary, about.result, versions=versions, status=about.status,
+                               **about.headers)
+            responses, security = {str(about.status): success, **_refusals(acs, about.refusals)}, SECURITY[acs.auth]
+        paths.setdefault(path, {})[method] = _operation(
+            about.operation_id, about.summary, about.tag, responses, security=security, parameters=parameters,
+            body=about.body, description=about.description,
+        )
+    if set(described) - registered:
+        raise ValueError(f"described but not registered: {sorted(set(described) - registered)}")
+    return paths
 
 
 def build_document() -> dict:
@@ -970,7 +938,7 @@ def build_document() -> dict:
             {"name": "CallAutomation", "description": "ACS Call Automation on room calls, with callbacks as CloudEvents."},
             {"name": "Meta", "description": "About the API itself."},
         ],
-        "paths": {**_rooms_paths(), **_identity_paths(), **_room_call_paths(), **_event_paths(), **_call_automation_paths(), **_callback_key_paths(), **_meta_paths()},
+        "paths": _paths(),
         "components": {
             "schemas": {**_schemas(), **_call_automation_schemas()},
             "responses": _shared_responses(),

@@ -12,6 +12,9 @@ from typing import Any, Callable
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import azure.functions as func
+from opentelemetry import trace
+from opentelemetry.propagate import extract
+from opentelemetry.trace import SpanKind, StatusCode
 
 from shared.core.errors import Denied, InvalidRequest
 from shared.logs.operations import OPERATION_NAMES, RoomsOperationRecord, new_correlation_id
@@ -23,6 +26,7 @@ from shared.bootstrap import Services, get_services
 from .errors import (
     ErrorTable,
     HttpError,
+    internal_error,
     missing_api_version,
     payload_too_large,
     unsupported_api_version,
@@ -30,8 +34,15 @@ from .errors import (
 )
 
 log = logging.getLogger("anteroom.api")
+# Each request is a server span named by its operation (CreateRoom, JoinRoomCall, ...), a child of
+# the caller's traceparent when it sent one. Without telemetry configured these are no-ops.
+_tracer = trace.get_tracer("anteroom.api")
+# The operation log's CorrelationId (also the MS-CV header) on the request's span, to go from a
+# log record to its trace and back.
+CORRELATION_ID_ATTRIBUTE = "anteroom.correlation_id"
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+REPEATABILITY_ACCEPTED = "accepted"  # Repeatability-Result of every answer to a repeatable request
 _JSON_MEDIA_TYPES = ("application/json", "application/merge-patch+json")
 # The Rooms SDK writes the api-version of continuation requests as its enum member's repr.
 _SDK_ENUM_SPELLING = re.compile(r"ApiVersion\.V(\d{4})_(\d{2})_(\d{2})((?:_[A-Z]+)?)")
@@ -154,7 +165,7 @@ class ApiRequest:
             repeat.request_id, fingerprint(self.http.method, path, self.body),
             reserve=reserve, execute=execute_answering_refusals, recover=recover,
         )
-        return replace(answer, headers={**answer.headers, "Repeatability-Result": "accepted"})
+        return replace(answer, headers={**answer.headers, "Repeatability-Result": REPEATABILITY_ACCEPTED})
 
     def link_to_next_page(self, cursor: dict) -> str:
         """An absolute nextLink to this same path carrying an opaque cursor, as ACS does."""
@@ -309,6 +320,16 @@ HMAC = "hmac"  # ACS access-key signatures: management APIs and trusted servers
 BEARER = "bearer"  # user access tokens from the Identity API: the room-call client API
 
 
+@dataclass(frozen=True)
+class AcsOperation:
+    """What `acs_operation` wraps a handler in, kept on the function for the OpenAPI document."""
+
+    name: str
+    versions: ApiVersions | None
+    errors: ErrorTable
+    auth: str
+
+
 def _bearer_claims(http: func.HttpRequest, services: Services) -> TokenClaims:
     scheme, _, token = (http.headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -339,40 +360,57 @@ def acs_operation(
             facts: dict = {}
             services: Services | None = None
             try:
+                # First, outside the span: the first request builds the services and, with them,
+                # turns telemetry on, so that request is traced too.
                 services = get_services()
-                _check_body_size(req, services)
-                caller = None
-                if auth == BEARER:
-                    caller = _bearer_claims(req, services)
-                    throttled_as = f"user:{caller.user_id}"
-                else:
-                    key_index = services.hmac.verify(
-                        req.method, req.url, req.headers, req.get_body() or b"", services.clock()
-                    )
-                    throttled_as = f"key:{key_index}"
-                # Only authenticated callers are counted: forged requests cannot spend someone's budget.
-                if services.throttle is not None:
-                    services.throttle.admit(throttled_as)
-                if versions is not None:
-                    api_version = _resolve_api_version(req, versions)
-                    headers["api-supported-versions"] = versions.header
-                _check_media_type(req)
-                result = handler(ApiRequest(req, api_version, services, errors, caller))
-                status, facts = result.status, result.facts
-                if status >= 400:  # a replayed refusal: shaped as the refusal was the first time
-                    headers.pop("api-supported-versions", None)
-                response = _response(status, result.body, {**headers, **result.headers})
             except Exception as error:
-                refusal = errors.http_error(error)
-                if refusal is None:
-                    log.exception("%s failed (correlation id %s)", operation, correlation_id)
-                    status = 500
-                    body = {"error": {"code": "InternalServerError", "message": "The server had an internal error."}}
-                    response = _response(status, body, {**headers, "x-ms-error-code": "InternalServerError"})
-                else:
-                    status = refusal.status
-                    headers.pop("api-supported-versions", None)
-                    response = _response(status, refusal.to_body(), {**headers, **error_headers(refusal)})
+                setup_error: Exception | None = error
+            else:
+                setup_error = None
+            with _tracer.start_as_current_span(
+                operation, context=extract(req.headers), kind=SpanKind.SERVER,
+                attributes={CORRELATION_ID_ATTRIBUTE: correlation_id, "http.request.method": req.method},
+            ) as span:
+                try:
+                    if setup_error is not None:
+                        raise setup_error
+                    assert services is not None
+                    _check_body_size(req, services)
+                    caller = None
+                    if auth == BEARER:
+                        caller = _bearer_claims(req, services)
+                        throttled_as = f"user:{caller.user_id}"
+                    else:
+                        key_index = services.hmac.verify(
+                            req.method, req.url, req.headers, req.get_body() or b"", services.clock()
+                        )
+                        throttled_as = f"key:{key_index}"
+                    # Only authenticated callers are counted: forged requests cannot spend someone's budget.
+                    if services.throttle is not None:
+                        services.throttle.admit(throttled_as)
+                    if versions is not None:
+                        api_version = _resolve_api_version(req, versions)
+                        headers["api-supported-versions"] = versions.header
+                    _check_media_type(req)
+                    result = handler(ApiRequest(req, api_version, services, errors, caller))
+                    status, facts = result.status, result.facts
+                    if status >= 400:  # a replayed refusal: shaped as the refusal was the first time
+                        headers.pop("api-supported-versions", None)
+                    response = _response(status, result.body, {**headers, **result.headers})
+                except Exception as error:
+                    refusal = errors.http_error(error)
+                    if refusal is None:
+                        log.exception("%s failed (correlation id %s)", operation, correlation_id)
+                        bug = internal_error()
+                        status = bug.status
+                        response = _response(status, bug.to_body(), {**headers, "x-ms-error-code": bug.code})
+                    else:
+                        status = refusal.status
+                        headers.pop("api-supported-versions", None)
+                        response = _response(status, refusal.to_body(), {**headers, **error_headers(refusal)})
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(StatusCode.ERROR)
             duration_ms = (time.perf_counter() - started) * 1000
             if services is not None and operation in OPERATION_NAMES:
                 try:
@@ -384,6 +422,7 @@ def acs_operation(
         function.__name__ = handler.__name__
         function.__qualname__ = handler.__qualname__
         function.__doc__ = handler.__doc__
+        function.acs_operation = AcsOperation(operation, versions, errors, auth)
         return function
 
     return decorate

@@ -22,7 +22,7 @@ from .control.cli import add_control_commands
 from .eventgrid import EventGridTopic
 from .eventgrid_trigger import EventGridTriggerAdapter
 from .host import READY_PREFIX, FunctionHost, bind_loopback_socket, load_app
-from .pstn import PstnSimulator
+from .pstn import PSTN_RULES_FILE, PstnSimulator, load_rules
 from .settings import (ACCESS_KEY, EVENTGRID_ENDPOINT, EVENTGRID_KEY, PSTN_CALLER_NUMBERS, PSTN_GATEWAY_URL,
                        STORAGE_CONNECTION_STRING, HostConfig, acs_connection_string, ensure_local_settings,
                        generate_companion_settings)
@@ -47,6 +47,7 @@ def _announce_topic(topic: EventGridTopic) -> None:
     _say(f"Event Grid topic: {topic.endpoint}")
     _say(f"Event Grid key: {topic.key}")
     _say(f"Event Grid subscriptions: {topic.subscriptions_file}")
+    _say(f"Event Grid admin: {topic.base_url} (GET /subscriptions, /deliveries, /deadletters)")
 
 
 async def serve_until_signalled(host: FunctionHost, *, https_port: int | None,
@@ -174,6 +175,14 @@ def command_run(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir).resolve()
     app_dir = Path(args.app_dir).resolve()
     console = RunConsole(state_dir, seed_file=args.seed, port=args.console_port)  # a bad seed stops here
+    rules_file = Path(args.pstn_rules) if args.pstn_rules else state_dir / PSTN_RULES_FILE
+    rules, ring_seconds = {}, {}
+    if args.pstn and (args.pstn_rules or rules_file.exists()):
+        try:
+            rules, ring_seconds = load_rules(rules_file)
+        except ValueError as error:
+            print(f"PSTN rules refused: {error}", file=sys.stderr, flush=True)
+            return 2
     if args.fresh:
         # Stored data goes (Azurite's once no previous Azurite still saves there); keys and the CA
         # stay, so clients keep working.
@@ -192,7 +201,8 @@ def command_run(args: argparse.Namespace) -> int:
                                          generated=generate_companion_settings())
         if args.pstn:
             port = args.pstn_port if args.pstn_port is not None else _previous_port_if_free(settings, PSTN_GATEWAY_URL)
-            pstn = PstnSimulator(settings[ACCESS_KEY], ca_file=str(certificate.ca_cert), port=port).start()
+            pstn = PstnSimulator(settings[ACCESS_KEY], ca_file=str(certificate.ca_cert), port=port,
+                                 rules=rules, ring_seconds=ring_seconds).start()
             settings = ensure_local_settings(state_dir, current={PSTN_GATEWAY_URL: pstn.url})
         host = _build_host(args, app_dir)
         topic = _start_topic(args, state_dir, settings, certificate, host) if args.eventgrid else None
@@ -323,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="do not start the simulated PSTN network")
     run.add_argument("--pstn-port", type=int, default=None,
                      help="PSTN simulator port (default: the previous run's, else a free one)")
+    run.add_argument("--pstn-rules", default=None, metavar="FILE",
+                     help=f"what numbers do: decline, busy, noAnswer, ring time (default: <state-dir>/{PSTN_RULES_FILE} "
+                          "if it exists)")
     run.add_argument("--azurite-dir", default=None, metavar="DIR",
                      help="folder whose node_modules holds Azurite (default: this checkout; for an installed copy)")
     run.add_argument("--seed", default=None, metavar="FILE",

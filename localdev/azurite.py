@@ -75,14 +75,19 @@ class AzuriteTable:
     Azurite save. `port=0` picks a free port. `save_timeout`: how long Azurite may take to save
     and exit on stop before it is SIGKILLed (default 60 s, 10 s in memory); `lock_timeout`: how long a start waits for a previous
     Azurite on the folder to save and exit. `process` is the guardian.
+
+    `certificate` is the dev certificate Azurite serves HTTPS with. `oauth` turns on Azurite's basic OAuth: Bearer
+    tokens are accepted besides the account key (their issuer, audience and lifetime are checked,
+    not their signature), as Entra-authenticated clients send them.
     """
 
     def __init__(self, *, certificate: DevCertificate | None, location: str | os.PathLike[str] | None = None,
                  port: int = 0,
                  repo_root: str | os.PathLike[str] = REPO_ROOT,
                  startup_timeout: float = 30.0, save_timeout: float | None = None,
-                 lock_timeout: float = 90.0) -> None:
+                 lock_timeout: float = 90.0, oauth: bool = False) -> None:
         self.certificate = certificate
+        self.oauth = oauth
         self.location = Path(location).resolve() if location is not None else None
         self.requested_port = port
         self.port: int | None = None
@@ -112,6 +117,8 @@ class AzuriteTable:
         command = [str(self.executable), "--tableHost", LOOPBACK, "--tablePort", str(port),
                    "--cert", str(self.certificate.server_cert), "--key", str(self.certificate.server_key),
                    "--disableTelemetry", "--skipApiVersionCheck", "--silent"]
+        if self.oauth:
+            command += ["--oauth", "basic"]
         if self.location is None:
             command.append("--inMemoryPersistence")
         else:

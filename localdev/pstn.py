@@ -1,13 +1,16 @@
 """A simulated PSTN network for local runs and tests: rings numbers, answers by rule, acts as the phone.
 
 It is the app's PSTN gateway (`ANTEROOM_PSTN_GATEWAY_URL`): the app `POST`s `/calls` with
-`{source, target, reference}` and gets `{"outcome": ...}` back. What a number does is decided by
-rules, deterministically: every number answers unless a rule says otherwise.
+`{source, target, reference}` and gets `{"outcome": ...}` back once the number rang, and
+`DELETE`s `/calls/<reference>` to hang up a leg it ended (ringing: cancelled; connected: ended;
+404 when no leg of that reference is up). What a number does is decided by rules,
+deterministically: every number answers unless a rule says otherwise.
 
-Rules come from a JSON file (`{"decline": [...], "busy": [...], "noAnswer": [...]}`) and can be
-changed at run time with `PUT /numbers/<E.164>` `{"behaviour": "answer"|"decline"|"busy"|"noAnswer"}`;
-an optional `"ringSeconds"` there makes the number ring that long before its outcome (to cancel a
-dial-out while it rings).
+Rules come from a JSON file (`{"decline": [...], "busy": [...], "noAnswer": [...], "answer": [...],
+"ringSeconds": {"<E.164>": seconds}}`, every key optional; `run` reads `<state-dir>/pstn-rules.json`
+or `--pstn-rules FILE`) and can be changed at run time with `PUT /numbers/<E.164>`
+`{"behaviour": "answer"|"decline"|"busy"|"noAnswer"}`; an optional `"ringSeconds"` (0 to 300) makes
+the number ring that long before its outcome (to cancel a dial-out while it rings).
 
 Acting as the phone: `POST /phones/<E.164>/<action>` sends `action` for the number's call in
 progress to the app's `/pstn/events` (signed with the access key, like any trusted caller). The
@@ -35,6 +38,8 @@ from shared.core.timefmt import format_imf_fixdate
 from .host import quiet_malformed_request_logs
 
 BEHAVIOURS = ("answer", "decline", "busy", "noAnswer")
+MAX_RING_SECONDS = 300
+PSTN_RULES_FILE = "pstn-rules.json"  # read by `run` from its state dir
 _OUTCOMES = {"answer": "answered", "decline": "declined", "busy": "busy", "noAnswer": "noAnswer"}
 
 
@@ -43,21 +48,38 @@ class PlacedCall:
     reference: str
     source: str
     target: str
-    outcome: str
-    state: str  # "connected" while the phone is on the call, "ended" after, "failed" if never answered
+    outcome: str | None  # None while it rings; "cancelled" when the app hung up before it answered
+    state: str  # "ringing", then "connected" while the phone is on the call, "ended" after, "failed" if never answered
 
 
-def load_rules(path: str | Path | None) -> dict[str, str]:
-    """Number -> behaviour from a rules file; raises ValueError naming a bad entry."""
-    if path is None:
-        return {}
-    document = json.loads(Path(path).read_text())
+def _ring_time(value: object) -> float | None:
+    """A ring time in seconds (0 to 300), or None if `value` is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_RING_SECONDS:
+        return None
+    return value
+
+
+def load_rules(path: str | Path) -> tuple[dict[str, str], dict[str, float]]:
+    """(number -> behaviour, number -> ring seconds) from a rules file; raises ValueError naming a bad entry."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: the rules file is one JSON object")
     rules: dict[str, str] = {}
-    for behaviour, numbers in document.items():
-        if behaviour not in BEHAVIOURS or not isinstance(numbers, list):
-            raise ValueError(f"{path}: {behaviour!r} is not one of {BEHAVIOURS} with a list of numbers")
-        rules.update({number: behaviour for number in numbers})
-    return rules
+    ring: dict[str, float] = {}
+    for key, value in document.items():
+        if key == "ringSeconds" and isinstance(value, dict):
+            for number, seconds in value.items():
+                if _ring_time(seconds) is None:
+                    raise ValueError(f"{path}: ringSeconds of {number} must be a number from 0 to {MAX_RING_SECONDS}")
+                ring[number] = _ring_time(seconds)
+        elif key in BEHAVIOURS and isinstance(value, list) and all(isinstance(n, str) for n in value):
+            rules.update({number: key for number in value})
+        else:
+            raise ValueError(f"{path}: {key!r} is not one of {BEHAVIOURS} with a list of numbers, nor ringSeconds")
+    return rules, ring
 
 
 class PstnSimulator:
@@ -65,7 +87,7 @@ class PstnSimulator:
 
     def __init__(
         self, access_key: str, *, app_base_url: str = "", ca_file: str | None = None,
-        rules: dict[str, str] | None = None, port: int = 0,
+        rules: dict[str, str] | None = None, ring_seconds: dict[str, float] | None = None, port: int = 0,
     ):
         # The app's URL may be set after start: the app needs our URL before it can start.
         self.app_base_url = app_base_url.rstrip("/")
@@ -74,7 +96,8 @@ class PstnSimulator:
         self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else None
         self.rules = dict(rules or {})
         self._initial_rules = dict(self.rules)
-        self.ring_seconds: dict[str, float] = {}
+        self.ring_seconds: dict[str, float] = dict(ring_seconds or {})
+        self._initial_ring_seconds = dict(self.ring_seconds)
         self.calls: list[PlacedCall] = []
         self._port = port
         self._lock = threading.Lock()
@@ -87,23 +110,37 @@ class PstnSimulator:
     # -- the gateway side (called by the app) -------------------------------------------------
     async def _place_call(self, request: web.Request) -> web.Response:
         body = await request.json()
-        await asyncio.sleep(self.ring_seconds.get(body["target"], 0))
-        behaviour = self.rules.get(body["target"], "answer")
-        outcome = _OUTCOMES[behaviour]
+        call = PlacedCall(body["reference"], body["source"], body["target"], None, "ringing")
         with self._lock:
-            self.calls.append(
-                PlacedCall(body["reference"], body["source"], body["target"], outcome,
-                           "connected" if outcome == "answered" else "failed")
-            )
+            self.calls.append(call)
+        await asyncio.sleep(self.ring_seconds.get(body["target"], 0))
+        outcome = _OUTCOMES[self.rules.get(body["target"], "answer")]
+        with self._lock:
+            if call.state == "ended":  # the app hung up while it rang: the phone never answers
+                call.outcome = "cancelled"
+                return web.json_response({"outcome": "noAnswer"})
+            call.outcome, call.state = outcome, "connected" if outcome == "answered" else "failed"
         return web.json_response({"outcome": outcome})
+
+    async def _hang_up(self, request: web.Request) -> web.Response:
+        reference = request.match_info["reference"]
+        with self._lock:
+            call = next((c for c in reversed(self.calls)
+                         if c.reference == reference and c.state in ("ringing", "connected")), None)
+            if call is not None:
+                call.state = "ended"
+        if call is None:
+            return web.json_response({"error": f"no leg of {reference} is up"}, status=404)
+        return web.Response(status=204)
 
     async def _set_rule(self, request: web.Request) -> web.Response:
         body = await request.json()
-        behaviour, ring = body.get("behaviour"), body.get("ringSeconds", 0)
+        behaviour, ring = body.get("behaviour"), _ring_time(body.get("ringSeconds", 0))
         if behaviour not in BEHAVIOURS:
             return web.json_response({"error": f"behaviour must be one of {BEHAVIOURS}"}, status=400)
-        if isinstance(ring, bool) or not isinstance(ring, (int, float)) or not 0 <= ring <= 300:
-            return web.json_response({"error": "ringSeconds must be a number from 0 to 300"}, status=400)
+        if ring is None:
+            return web.json_response({"error": f"ringSeconds must be a number from 0 to {MAX_RING_SECONDS}"},
+                                     status=400)
         self.rules[request.match_info["number"]] = behaviour
         self.ring_seconds[request.match_info["number"]] = ring
         return web.json_response({"number": request.match_info["number"], "behaviour": behaviour})
@@ -143,8 +180,9 @@ class PstnSimulator:
         """Every call placed and the number rules, as plain data."""
         with self._lock:
             calls = [asdict(call) for call in self.calls]
-        rules = {number: {"behaviour": behaviour, "ringSeconds": self.ring_seconds.get(number, 0)}
-                 for number, behaviour in dict(self.rules).items()}
+        behaviours, ring = dict(self.rules), dict(self.ring_seconds)
+        rules = {number: {"behaviour": behaviours.get(number, "answer"), "ringSeconds": ring.get(number, 0)}
+                 for number in {**behaviours, **ring}}
         return {"calls": calls, "rules": rules}
 
     def reset(self) -> None:
@@ -152,13 +190,14 @@ class PstnSimulator:
         with self._lock:
             self.calls.clear()
             self.rules = dict(self._initial_rules)
-            self.ring_seconds.clear()
+            self.ring_seconds = dict(self._initial_ring_seconds)
 
     # -- running ----------------------------------------------------------------------------
     def _application(self) -> web.Application:
         application = web.Application()
         application.router.add_post("/calls", self._place_call)
         application.router.add_get("/calls", self._list_calls)
+        application.router.add_delete("/calls/{reference}", self._hang_up)
         application.router.add_put("/numbers/{number}", self._set_rule)
         application.router.add_post("/phones/{number}/{action}", self._phone_action)
         return application

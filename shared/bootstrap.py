@@ -11,6 +11,8 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
+from azure.core.credentials import TokenCredential
+
 from .auth.hmac import HmacVerifier
 from .auth.throttle import Throttle
 from .automation.callbacks import CallbackDispatcher, CallbackPublisher, HttpCallbackSender
@@ -19,6 +21,7 @@ from .automation.signing import CallbackSigner
 from .calls.attendance import AttendanceRecorder
 from .calls.changes import CallChangeListener
 from .calls.events import CallEventsPublisher
+from .calls.hangups import HangUpDispatcher, PhoneHangUps
 from .calls.pstn import HttpPstnGateway, TablePstnLines
 from .calls.service import CallsService
 from .calls.store import TableCallsStore
@@ -26,7 +29,7 @@ from .config.settings import Settings
 from .core.clock import Clock, utc_now
 from .core.keys import load_signing_key
 from .events.dispatcher import Dispatcher, EventGridSink
-from .events.outbox import CALLBACK_PREFIX, Outbox, TableOutbox
+from .events.outbox import CALLBACK_PREFIX, HANG_UP_PREFIX, Outbox, TableOutbox
 from .identity.service import IdentityService
 from .identity.store import TableUsersStore
 from .logs.attendance import CALLS_TABLE_SUFFIX, PARTICIPANTS_TABLE_SUFFIX, TableCallLog
@@ -56,7 +59,9 @@ class Services:
     callback_signer: CallbackSigner | None
     outbox: Outbox
     dispatcher: Dispatcher | None
+    hang_ups: HangUpDispatcher | None = None  # None without a PSTN gateway
     throttle: Throttle | None = None  # None when ANTEROOM_THROTTLE_REQUESTS is 0
+    credential: TokenCredential | None = None  # the Entra identity, when a service is reached with one
 
     def close(self) -> None:
         """Write the queued log records, then stop the publishing threads.
@@ -67,13 +72,50 @@ class Services:
         self.operation_log.close()
         self.call_log.close()
         self.callbacks.close()
-        if self.dispatcher is not None:
-            self.dispatcher.close()
+        for dispatcher in (self.dispatcher, self.hang_ups):
+            if dispatcher is not None:
+                dispatcher.close()
         self.tables.close()
+        close = getattr(self.credential, "close", None)
+        if close is not None:
+            close()
 
 
-def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
-    tables = TableStore(settings.storage_connection_string)
+def default_credential(settings: Settings) -> TokenCredential:
+    """DefaultAzureCredential: the managed identity in Azure (the user-assigned one AZURE_CLIENT_ID
+    names), a developer's Azure CLI or azd sign-in elsewhere."""
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
+
+
+def configure_telemetry(settings: Settings) -> bool:
+    """Send traces, logs and metrics to Application Insights when its connection string is set.
+
+    azure-monitor-opentelemetry sets the process's OpenTelemetry providers and turns on azure-core
+    tracing, so every storage and Event Grid call becomes a span under the request's. Called
+    once per process, before any client is built. Returns whether telemetry is on.
+    """
+    if settings.telemetry_connection_string is None:
+        return False
+    from azure.monitor.opentelemetry import configure_azure_monitor
+
+    # Ingestion with Entra auth (local auth off on the component) is the exporter's own
+    # APPLICATIONINSIGHTS_AUTHENTICATION_STRING (`ClientId=<identity>;Authorization=AAD`).
+    configure_azure_monitor(connection_string=settings.telemetry_connection_string, logger_name="anteroom")
+    return True
+
+
+def build_services(settings: Settings, clock: Clock = utc_now, credential: TokenCredential | None = None) -> Services:
+    """Every service, wired. `credential` is the Entra identity used where no key is configured
+    (storage without a connection string, Event Grid without a topic key); DefaultAzureCredential
+    when not given."""
+    if credential is None and settings.uses_entra:
+        credential = default_credential(settings)
+    if settings.storage_account_url is not None:
+        tables = TableStore(account_url=settings.storage_account_url, credential=credential)
+    else:
+        tables = TableStore(settings.storage_connection_string)
     rooms_table = settings.table_name("Rooms")
     room_changes = RoomChanges()  # roster removals and deletions reach live calls at once
     rooms = RoomsService(TableRoomsStore(tables, rooms_table), clock, settings.max_room_participants, room_changes)
@@ -81,7 +123,8 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
     dispatcher = None  # no Event Grid topic configured: no call events are kept
     if settings.eventgrid_endpoint:
         sink = EventGridSink(
-            settings.eventgrid_endpoint, settings.eventgrid_key, settings.eventgrid_schema, settings.arm_resource_id
+            settings.eventgrid_endpoint, settings.eventgrid_key or credential, settings.eventgrid_schema,
+            settings.arm_resource_id,
         )
         dispatcher = Dispatcher(outbox, sink)
     call_log = TableCallLog(
@@ -93,17 +136,25 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
                                 settings.callback_token_issuer)
     callbacks = CallbackDispatcher(TableOutbox(tables, rooms_table, clock, prefix=CALLBACK_PREFIX),
                                    HttpCallbackSender(signer))
-    # What each committed call change produces, in transaction order: its events' outbox rows, then
-    # its callbacks' rows; after the commit each is told in the same order, and attendance is written.
+    gateway = HttpPstnGateway(settings.pstn_gateway_url) if settings.pstn_gateway_url else None
+    hang_ups = None
+    if gateway is not None:
+        hang_ups = HangUpDispatcher(TableOutbox(tables, rooms_table, clock, prefix=HANG_UP_PREFIX), gateway)
+    # What each committed call change produces, in transaction order: its events' outbox rows, its
+    # callbacks' rows, the phone legs to hang up; after the commit each is told in the same order, and
+    # attendance is written.
     listeners: list[CallChangeListener] = []
     if dispatcher is not None:
         listeners.append(CallEventsPublisher(dispatcher, clock))
-    listeners += [CallbackPublisher(callbacks, clock), AttendanceRecorder(call_log)]
+    listeners.append(CallbackPublisher(callbacks, clock))
+    if hang_ups is not None:
+        listeners.append(PhoneHangUps(hang_ups, clock))
+    listeners.append(AttendanceRecorder(call_log))
     calls = CallsService(
         rooms,
         TableCallsStore(tables, rooms_table),
         clock,
-        HttpPstnGateway(settings.pstn_gateway_url) if settings.pstn_gateway_url else None,
+        gateway,
         TablePstnLines(tables, settings.table_name("PstnLines")),
         settings.caller_numbers,
         listeners,
@@ -122,6 +173,7 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
         calls=calls,
         outbox=outbox,
         dispatcher=dispatcher,
+        hang_ups=hang_ups,
         call_automation=CallAutomationService(rooms, calls, TableCallsStore(tables, rooms_table), clock),
         callbacks=callbacks,
         callback_signer=signer,
@@ -139,20 +191,25 @@ def build_services(settings: Settings, clock: Clock = utc_now) -> Services:
             Throttle(settings.throttle_requests, settings.throttle_window_seconds)
             if settings.throttle_requests else None
         ),
+        credential=credential,
     )
 
 
 _lock = threading.Lock()
 _services: Services | None = None
+_telemetry_on = False
 
 
 def get_services() -> Services:
     """The process's services, built from the environment on the first call (never at import)."""
-    global _services
+    global _services, _telemetry_on
     if _services is None:
         with _lock:
             if _services is None:
-                _services = build_services(Settings.from_env())
+                settings = Settings.from_env()
+                if not _telemetry_on:  # once: a second configuration would stack a second exporter
+                    _telemetry_on = configure_telemetry(settings)  # before any client: their calls become spans
+                _services = build_services(settings)
                 # A worker that exits normally (a scale-in, Ctrl-C on the local host) still
                 # writes the last second of operation and attendance records.
                 atexit.register(_services.close)

@@ -1,4 +1,4 @@
-"""Shared test set-up: the repository root on sys.path, the development CA trusted process-wide, the `stack` marker and guard, the stack and storage fixtures."""
+"""Shared test set-up: the repository root on sys.path, the development CA trusted process-wide, the `stack` marker and guard, the stack and storage fixtures, the check of every answer against the served OpenAPI document."""
 import os
 import sys
 from pathlib import Path
@@ -32,5 +32,6 @@ _trust_the_dev_ca()
 
 # For every context's tests, imported after the CA above is trusted: the `stack` marker on tests
 # that start processes and the guard failing any other that does, `stack` (Azurite plus the local
-# host) and the fixtures built on it, and the store contract tests' storage.
-pytest_plugins = ("tests.support.isolation", "tests.support.stack", "tests.support.storage")
+# host) and the fixtures built on it, the store contract tests' storage, and the check of every answer
+# the app gives against its served OpenAPI document (`answers`).
+pytest_plugins = ("tests.support.isolation", "tests.support.answers", "tests.support.stack", "tests.support.storage")

@@ -96,11 +96,14 @@ class RunConsole:
             f"http://127.0.0.1:{host.http_port}"
         self.api.endpoint = endpoint
         numbers = [n for n in self.settings.get(PSTN_CALLER_NUMBERS, "").split(",") if n] if self.pstn else []
+        self.description = self._describe(endpoint, host, numbers)
         if numbers:
             _say(f"PSTN caller numbers: {', '.join(numbers)}")
+        tokens = self.description["callbackTokens"]
+        if tokens["issuer"] is not None:  # the Anteroom app, which signs Call Automation callbacks
+            _say(f"callback tokens: audience {tokens['audience']}, issuer {tokens['issuer']}, keys {tokens['jwksUri']}")
         _say(f"console: {self.server.console_url}")
         _say(f"control: {self.server.control_url} (header X-Anteroom-Secret: {self.server.secret})")
-        self.description = self._describe(endpoint, host, numbers)
         asyncio.get_running_loop().create_task(self._ready(), name="console-ready")
 
     def _describe(self, endpoint: str, host: Any, numbers: list[str]) -> dict[str, Any]:

@@ -157,11 +157,20 @@ def check_room(room_id: Any, body: dict[str, Any], now: datetime | None = None,
 
 
 def room_exists(room_id: str) -> bool:
-    return _rooms_store().get(room_id) is not None
+    """A live room has this id (a deleted one, kept for its last call until the sweep, does not count)."""
+    record = _rooms_store().get(room_id)
+    return record is not None and not record.deleted
 
 
 def create_room(spec: RoomSpec) -> None:
-    """Create the room with its pinned id through the app's rooms service (the API's rules)."""
+    """Create the room with its pinned id through the app's rooms service (the API's rules).
+
+    A deleted room with that id is purged first, so nothing of it (its last call, events,
+    roster) is read as the new room's.
+    """
+    existing = _rooms_store().get(spec.room_id)
+    if existing is not None and existing.deleted:
+        purge_room(spec.room_id)
     try:
         _services().rooms.create(spec.request, room_id=spec.room_id)
     except RoomIdTaken:

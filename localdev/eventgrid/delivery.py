@@ -57,12 +57,13 @@ class PendingDelivery:
     last_outcome: str | None = None
     last_attempt_time: str | None = None
     last_answer: str | None = None  # the start of the subscriber's last answer body
+    order: int = 0  # publish order across the topic's deliveries (first attempts go out in it)
 
     @classmethod
     def new(cls, subscription: str, event: dict[str, Any], event_id: str, event_type: str,
-            published: datetime.datetime, ttl_seconds: float) -> "PendingDelivery":
+            published: datetime.datetime, ttl_seconds: float, order: int = 0) -> "PendingDelivery":
         return cls(uuid.uuid4().hex, subscription, event, event_id, event_type, isoformat(published),
-                   published.timestamp() + ttl_seconds, next_attempt_at=published.timestamp())
+                   published.timestamp() + ttl_seconds, next_attempt_at=published.timestamp(), order=order)
 
 
 class DeliveryStore:

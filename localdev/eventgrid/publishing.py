@@ -1,4 +1,4 @@
-"""The publishing side of the local topic: who may publish (key or SAS token) and what a valid batch is."""
+"""The publishing side of the local topic: who may publish (key, SAS token or Entra token) and what a valid batch is."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 from urllib.parse import unquote, urlsplit
 
+import jwt
+
 from ..eventgrid_trigger import parse_event_time
+from ..identity import EVENTGRID_RESOURCE, LOCAL_TOKEN_SECRET, verify_token
 
 EVENT_GRID_SCHEMA = "EventGridSchema"
 CLOUD_EVENTS_SCHEMA = "CloudEventSchemaV1_0"
@@ -99,20 +102,46 @@ def check_sas_token(token: str, keys: Sequence[str], *, topic_path: str, request
         raise unauthorized("The SAS token has expired.")
 
 
+def check_entra_token(token: str, secret: bytes) -> None:
+    """Accept a token of localdev's Entra stand-in (localdev/identity.py) for Event Grid's audience,
+    as Event Grid accepts a Microsoft Entra token for https://eventgrid.azure.net."""
+    try:
+        verify_token(token, EVENTGRID_RESOURCE, secret=secret)
+    except jwt.ExpiredSignatureError:
+        raise unauthorized("The access token has expired.") from None
+    except jwt.ImmatureSignatureError:
+        raise unauthorized("The access token is not valid yet.") from None
+    except jwt.InvalidAudienceError:
+        raise unauthorized(f"The access token's audience is not {EVENTGRID_RESOURCE}.") from None
+    except jwt.InvalidIssuerError:
+        raise unauthorized("The access token was not issued by this tenant.") from None
+    except jwt.InvalidSignatureError:
+        raise unauthorized("The access token's signature is not valid.") from None
+    except jwt.InvalidTokenError:
+        raise unauthorized("The access token is malformed.") from None
+
+
 def authenticate(headers: Any, keys: Sequence[str], *, topic_path: str, request_host: str,
-                 now: datetime.datetime) -> None:
-    """Raise 401 unless the request carries a topic key or a valid SAS token for this topic."""
+                 now: datetime.datetime, token_secret: bytes = LOCAL_TOKEN_SECRET) -> None:
+    """Raise 401 unless the request carries a topic key, a valid SAS token for this topic, or an
+    Entra token (`Authorization: Bearer`) for Event Grid signed with `token_secret`."""
+    authorization = headers.get("Authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        if not credentials.strip():
+            raise unauthorized("The Authorization header has no token.")
+        check_entra_token(credentials.strip(), token_secret)
+        return
     key = headers.get("aeg-sas-key")
     if key is not None:
         if not any(hmac.compare_digest(key.encode(), k.encode()) for k in keys):
             raise unauthorized("The request authorization key is not authorized for this topic.")
         return
     token = headers.get("aeg-sas-token")
-    authorization = headers.get("Authorization", "")
     if token is None and authorization.startswith("SharedAccessSignature "):
         token = authorization[len("SharedAccessSignature "):].strip()
     if token is None:
-        raise unauthorized("The request has no aeg-sas-key, aeg-sas-token or SharedAccessSignature.")
+        raise unauthorized("The request has no aeg-sas-key, aeg-sas-token, SharedAccessSignature or Bearer token.")
     check_sas_token(token, keys, topic_path=topic_path, request_host=request_host, now=now)
 
 

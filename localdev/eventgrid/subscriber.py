@@ -38,6 +38,8 @@ class WebhookSubscriber:
 
     `status` is what notifications get (200 by default; set 500 to make the topic retry, 400 to
     make it dead-letter). `stop()` then `start()` takes it down and brings it back on the same port.
+    `handling_seconds` (a number, or a callable giving one per request) is how long each
+    notification takes to handle before it is recorded and answered, as a subscriber doing work.
     """
 
     def __init__(self, *, path: str = "/events", port: int = 0, validate: bool | str = True,
@@ -47,6 +49,7 @@ class WebhookSubscriber:
         self.certificate = certificate  # HTTPS with the dev certificate; plain HTTP without
         self.validate = validate
         self.status = 200
+        self.handling_seconds: float | Callable[[], float] = 0.0
         self.notifications: list[Received] = []
         self.validations: list[Received] = []
         self._lock = threading.Lock()
@@ -82,6 +85,9 @@ class WebhookSubscriber:
             if self.validate == "manual":
                 return web.Response(status=200)  # validated later by a GET of the validationUrl
             return web.json_response({"validationResponse": record.events[0]["data"]["validationCode"]})
+        handling = self.handling_seconds() if callable(self.handling_seconds) else self.handling_seconds
+        if handling:
+            await asyncio.sleep(handling)
         with self._changed:
             status = self.status
             if status in (200, 201, 202, 204):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from aiohttp import web
 from ..certs import DevCertificate
 from ..files import write_atomically
 from ..host import LOOPBACK, bind_loopback_socket, quiet_malformed_request_logs, server_ssl_context
+from ..identity import LOCAL_TOKEN_SECRET
 from .delivery import (NON_RETRIABLE_STATUSES, SUCCESS_STATUSES, DeliveryLog, DeliveryStore, PendingDelivery,
                        isoformat, retry_delay, utc_now)
 from .publishing import EVENT_GRID_SCHEMA, MAX_REQUEST_BYTES, PublishError, authenticate, bad_request, parse_batch
@@ -64,7 +66,8 @@ class EventGridTopic:
                  function_invoker: FunctionInvoker | None = None, concurrency: int = 32,
                  response_timeout: float = 30.0, reload_interval: float = 1.0,
                  revalidate_interval: float = REVALIDATE_SECONDS, revalidate_for: float = REVALIDATE_FOR_SECONDS,
-                 resource_id: str | None = None) -> None:
+                 resource_id: str | None = None, token_secret: bytes = LOCAL_TOKEN_SECRET) -> None:
+        self.token_secret = token_secret  # Entra tokens of localdev/identity.py signed with it are accepted
         self.state_dir = Path(state_dir).resolve()
         self.keys = [k for k in (key, secondary_key) if k]
         self.port = port
@@ -88,6 +91,10 @@ class EventGridTopic:
         self._ca_file = ca_file or (str(certificate.ca_cert) if certificate else None)
         self._pending: dict[str, PendingDelivery] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        # First attempts go out one at a time per subscription, in publish order (see _enqueue).
+        self._lanes: dict[str, collections.deque[str]] = {}
+        self._in_lane: dict[str, str] = {}  # subscription -> its first attempt under way
+        self._last_order = 0
         self._ready: asyncio.Queue[str] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
@@ -119,7 +126,7 @@ class EventGridTopic:
         # Known subscriptions are active before the first publish can arrive; new webhooks are
         # validated once listening (their validation URL points here).
         await self.reload_subscriptions(validate=False)
-        for delivery in self.store.load():
+        for delivery in sorted(self.store.load(), key=lambda d: d.order):
             self._track(delivery)
         application = web.Application()  # the publish body is read through _read_limited, never read()
         application.router.add_post(TOPIC_PATH, self._publish)
@@ -157,6 +164,8 @@ class EventGridTopic:
             await self._session.close()
             self._session = None
         self._pending.clear()
+        self._lanes.clear()
+        self._in_lane.clear()
 
     # -- subscriptions ----------------------------------------------------------------------
     def _stamp(self) -> tuple[float, int] | None:
@@ -267,7 +276,7 @@ class EventGridTopic:
     async def _publish(self, request: web.Request) -> web.Response:
         try:
             authenticate(request.headers, self.keys, topic_path=TOPIC_PATH, request_host=request.host,
-                         now=utc_now())
+                         now=utc_now(), token_secret=self.token_secret)
             events = parse_batch(await _read_limited(request, MAX_REQUEST_BYTES),
                                  request.headers.get("Content-Type", ""))
         except PublishError as error:
@@ -275,7 +284,8 @@ class EventGridTopic:
         published = utc_now()
         deliveries = [
             PendingDelivery.new(subscription.name, convert(event, subscription.delivery_schema, self.resource_id),
-                                event.id, event.event_type, published, subscription.ttl_minutes * 60 * self.time_scale)
+                                event.id, event.event_type, published, subscription.ttl_minutes * 60 * self.time_scale,
+                                order=self._next_order())
             for event in events for subscription in self.subscriptions.values()
             if self.is_active(subscription.name) and subscription.matches(event)
         ]
@@ -286,20 +296,55 @@ class EventGridTopic:
         return web.Response(status=200)
 
     # -- delivery ---------------------------------------------------------------------------
+    def _next_order(self) -> int:
+        """Increasing across the deliveries of a run and across restarts (nanoseconds, never repeated)."""
+        self._last_order = max(self._last_order + 1, time.time_ns())
+        return self._last_order
+
     def _track(self, delivery: PendingDelivery) -> None:
         self._pending[delivery.delivery_id] = delivery
         self._schedule(delivery)
 
     def _schedule(self, delivery: PendingDelivery) -> None:
-        assert self._ready is not None
         wake = min(delivery.next_attempt_at, delivery.expires_at)
         delay = wake - time.time()
         if delay <= 0:
-            self._ready.put_nowait(delivery.delivery_id)
+            self._enqueue(delivery.delivery_id)
             return
-        ready = self._ready
         self._timers[delivery.delivery_id] = asyncio.get_running_loop().call_later(
-            delay, ready.put_nowait, delivery.delivery_id)
+            delay, self._enqueue, delivery.delivery_id)
+
+    def _enqueue(self, delivery_id: str) -> None:
+        """Hand a due delivery to the workers. A first attempt waits in its subscription's lane until
+        the subscription's previous first attempt has its answer, so a subscriber that answers 2xx
+        gets the events in the order they were published (a publish's own events in its order).
+        Retries skip the lane: a failing event does not hold back the ones after it, which may then
+        overtake it, as on Event Grid, which promises no order at all."""
+        assert self._ready is not None
+        delivery = self._pending.get(delivery_id)
+        if delivery is None:
+            return
+        if delivery.attempts:
+            self._ready.put_nowait(delivery_id)
+            return
+        self._lanes.setdefault(delivery.subscription, collections.deque()).append(delivery_id)
+        self._advance_lane(delivery.subscription)
+
+    def _advance_lane(self, subscription: str) -> None:
+        assert self._ready is not None
+        lane = self._lanes.get(subscription)
+        while subscription not in self._in_lane and lane:
+            delivery_id = lane.popleft()
+            if delivery_id in self._pending:
+                self._in_lane[subscription] = delivery_id
+                self._ready.put_nowait(delivery_id)
+        if lane is not None and not lane:
+            del self._lanes[subscription]
+
+    def _leave_lane(self, delivery: PendingDelivery) -> None:
+        if self._in_lane.get(delivery.subscription) == delivery.delivery_id:
+            del self._in_lane[delivery.subscription]
+            self._advance_lane(delivery.subscription)
 
     async def _worker(self) -> None:
         assert self._ready is not None
@@ -308,10 +353,14 @@ class EventGridTopic:
             self._timers.pop(delivery_id, None)
             delivery = self._pending.get(delivery_id)
             if delivery is None:
+                for subscription in [s for s, held in self._in_lane.items() if held == delivery_id]:
+                    del self._in_lane[subscription]
+                    self._advance_lane(subscription)
                 continue
             try:
                 await self._attempt(delivery)
             except Exception:
+                self._leave_lane(delivery)
                 # Done with (finished or given up) before the failure: nothing to retry in this run; a
                 # file the failure left on disk is picked up at the next start.
                 if delivery_id not in self._pending:
@@ -320,6 +369,8 @@ class EventGridTopic:
                 log.exception("delivery %s failed unexpectedly; retrying", delivery_id)
                 delivery.next_attempt_at = time.time() + retry_delay(max(delivery.attempts, 1), self.time_scale)
                 self._schedule(delivery)
+            else:
+                self._leave_lane(delivery)
 
     def _finish(self, delivery: PendingDelivery) -> None:
         self._pending.pop(delivery.delivery_id, None)
@@ -421,6 +472,8 @@ class EventGridTopic:
             handle.cancel()
         self._timers.clear()
         self._pending.clear()
+        self._lanes.clear()
+        self._in_lane.clear()
         await asyncio.get_running_loop().run_in_executor(None, self.store.clear)
         self.log.clear()
         if not keep_subscriptions:

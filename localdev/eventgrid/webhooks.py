@@ -9,8 +9,9 @@ from typing import Any
 
 import aiohttp
 
+from shared.events.model import webhook_request
+
 from .delivery import isoformat, utc_now
-from .publishing import EVENT_GRID_SCHEMA
 from .subscriptions import Subscription
 
 VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
@@ -69,20 +70,10 @@ async def post_notification(session: aiohttp.ClientSession, subscription: Subscr
                             earlier_attempts: int, timeout: float) -> tuple[int | None, str | None, str | None]:
     """One delivery attempt of one event: (HTTP status, None, the start of the answer's body) or
     (None, why it failed, None)."""
-    if subscription.delivery_schema == EVENT_GRID_SCHEMA:
-        body, content_type = json.dumps([event]), "application/json; charset=utf-8"
-        data_version, metadata_version = str(event.get("dataVersion") or ""), "1"
-    else:
-        # Structured mode, one event per request, as Event Grid delivers CloudEvents; the metadata
-        # version header carries the spec version there, and a data version does not apply.
-        body, content_type = json.dumps(event), "application/cloudevents+json; charset=utf-8"
-        data_version, metadata_version = "", str(event.get("specversion") or "1.0")
-    headers = {"Content-Type": content_type, "aeg-event-type": "Notification",
-               "aeg-subscription-name": subscription.name.upper(),
-               "aeg-delivery-count": str(earlier_attempts), "aeg-output-event-id": str(event.get("id", "")),
-               "aeg-data-version": data_version, "aeg-metadata-version": metadata_version}
+    body, headers = webhook_request(event, subscription.delivery_schema)
+    headers.update({"aeg-subscription-name": subscription.name.upper(), "aeg-delivery-count": str(earlier_attempts)})
     try:
-        async with session.post(subscription.endpoint, data=body.encode(), headers=headers,
+        async with session.post(subscription.endpoint, data=body, headers=headers,
                                 timeout=aiohttp.ClientTimeout(total=timeout)) as response:
             answer = (await response.read()).decode("utf-8", errors="replace")
             return response.status, None, answer[:ANSWER_KEPT_CHARACTERS]

@@ -75,11 +75,7 @@ class CallbackDispatcher(Dispatcher):
                     log.warning("callback to %s failed (%s); it will be retried", destination, error)
                     failed_destinations.add(destination)
                     failed.append(row)
-            if delivered:
-                self._outbox.mark_delivered(room_id, delivered)
-            if failed:
-                self._outbox.mark_failed(room_id, failed)
-            return len(delivered)
+            return self._settle(room_id, delivered, failed)
 
 
 class CallbackPublisher:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from ..events.model import OutgoingEvent
-from ..calls.model import Call, CallConnection, CallParticipant, identifier_json
+from ..calls.model import Call, CallConnection, CallParticipant, ConnectionState, EndpointState, LeaveReason, identifier_json
 
 EVENT_PREFIX = "Microsoft.Communication."
 CALL_CONNECTED = "CallConnected"
@@ -21,20 +21,14 @@ REMOVE_SUCCEEDED = "RemoveParticipantSucceeded"
 # Call Automation troubleshooting table (8538 callee declined, 8539 busy, 8541 unavailable, 8542 canceled).
 SUCCESS = (200, 0, "Action completed successfully.")
 INVITATION_OUTCOMES = {
-    "declined": (603, 8538, "Call declined by the callee."),
-    "busy": (486, 8539, "Callee is busy."),
-    "noAnswer": (408, 8541, "Callee did not answer."),
-    "callEnded": (487, 8542, "The call ended before the participant answered."),
-    "removedFromRoom": (487, 8542, "The participant was removed from the room before answering."),
-    "gatewayFailed": (500, 9001, "The PSTN gateway could not place the call."),
+    LeaveReason.DECLINED: (603, 8538, "Call declined by the callee."),
+    LeaveReason.BUSY: (486, 8539, "Callee is busy."),
+    LeaveReason.NO_ANSWER: (408, 8541, "Callee did not answer."),
+    LeaveReason.CALL_ENDED: (487, 8542, "The call ended before the participant answered."),
+    LeaveReason.REMOVED_FROM_ROOM: (487, 8542, "The participant was removed from the room before answering."),
+    LeaveReason.GATEWAY_FAILED: (500, 9001, "The PSTN gateway could not place the call."),
 }
 DISCONNECTED = (200, 7000, "The call was disconnected.")
-CONNECTION_STATES = ("connected", "disconnected")  # of ACS's CallConnectionStateModel, the ones we reach
-
-# Leave reasons set by Call Automation operations (the room-call code knows them as plain strings).
-CANCELLED = "cancelled"
-REMOVED_BY_SERVER = "removedByServer"
-CONNECTION_HUNG_UP = "hungUp"
 
 
 @dataclass(frozen=True)
@@ -67,7 +61,7 @@ def connection_properties(call: Call, connection: CallConnection) -> dict:
         "callConnectionId": connection.call_connection_id,
         "serverCallId": call.server_call_id,
         "targets": [],  # the SDK iterates this list without a None check
-        "callConnectionState": "connected" if connected else "disconnected",
+        "callConnectionState": ConnectionState.CONNECTED if connected else ConnectionState.DISCONNECTED,
         "callbackUri": connection.callback_uri,
         "correlationId": call.correlation_id,
     }
@@ -124,20 +118,20 @@ def callbacks_for_change(
         if context is None:
             continue
         was = previous_endpoints.get(endpoint.participant_id)
-        was_ringing, was_connected = was is not None and was.state == "ringing", was is not None and was.connected
+        was_ringing, was_connected = was is not None and was.state == EndpointState.RINGING, was is not None and was.connected
         common = {"operationContext": context.operation_context}
         identifier = identifier_json(endpoint.raw_id, endpoint.kind)
         if was_ringing and endpoint.connected:
             send(context.callback_uri, context.call_connection_id, ADD_SUCCEEDED,
                  {**common, "participant": identifier, "resultInformation": result_information(SUCCESS)})
-        elif was_ringing and endpoint.state == "disconnected" and endpoint.leave_reason == CANCELLED:
+        elif was_ringing and endpoint.state == EndpointState.DISCONNECTED and endpoint.leave_reason == LeaveReason.CANCELLED:
             send(context.callback_uri, context.call_connection_id, CANCEL_ADD_SUCCEEDED,
                  {**common, "invitationId": endpoint.participant_id, "resultInformation": result_information(SUCCESS)})
-        elif was_ringing and endpoint.state == "disconnected":
-            outcome = INVITATION_OUTCOMES.get(endpoint.leave_reason or "", INVITATION_OUTCOMES["callEnded"])
+        elif was_ringing and endpoint.state == EndpointState.DISCONNECTED:
+            outcome = INVITATION_OUTCOMES.get(endpoint.leave_reason, INVITATION_OUTCOMES[LeaveReason.CALL_ENDED])
             send(context.callback_uri, context.call_connection_id, ADD_FAILED,
                  {**common, "participant": identifier, "resultInformation": result_information(outcome)})
-        elif was_connected and endpoint.state == "disconnected" and endpoint.leave_reason == REMOVED_BY_SERVER:
+        elif was_connected and endpoint.state == EndpointState.DISCONNECTED and endpoint.leave_reason == LeaveReason.REMOVED_BY_SERVER:
             send(context.callback_uri, context.call_connection_id, REMOVE_SUCCEEDED,
                  {**common, "participant": identifier, "resultInformation": result_information(SUCCESS)})
 

@@ -15,8 +15,11 @@ from datetime import timedelta
 from typing import Callable
 from urllib.parse import urlsplit
 
-from .model import CANCELLED, REMOVED_BY_SERVER, connection_properties, visible_participants
-from ..calls.model import AutomationContext, Call, CallConnection, CallParticipant, EndpointKind
+from .model import connection_properties, visible_participants
+from ..calls.model import (
+    AutomationContext, Call, CallConnection, CallParticipant, ConnectionState, EndReason, EndpointKind, EndpointState,
+    LeaveReason,
+)
 from ..calls.service import CallsService
 from ..calls.store import CallsStore
 from ..core.clock import Clock
@@ -31,20 +34,24 @@ from ..core.errors import (
     RoomNotFound,
     TooManyConnections,
 )
-from ..core.identifiers import is_acs_user, phone_raw_id
+from ..core.identifiers import OPAQUE_ID_PATTERN, PHONE_RAW_ID_PREFIX, is_acs_user, opaque_id, phone_raw_id
 from ..rooms.model import Validity, is_room_id
 from ..rooms.service import RoomsService
 
 MAX_CONNECTIONS_PER_CALL = 10  # our limit: connections live on the call entity
-KEPT_DISCONNECTED = 10  # hung-up connections still answered (as disconnected); older ones are dropped
+KEPT_DISCONNECTED = 10  # hung-up connections kept so a retried hang-up succeeds; older ones are dropped
 DEFAULT_INVITATION_TIMEOUT = 60  # seconds an invitation rings when the request names none
 MAX_INVITATION_TIMEOUT = 180  # ACS's maximum invitationTimeoutInSeconds
+MUTE_TARGETS = 1  # ACS mutes exactly one participant per request
+
+
+CALL_CONNECTION_ID_PATTERN = OPAQUE_ID_PATTERN
 
 
 def call_connection_id(room_id: str, unique: str) -> str:
     """The connection id for a room and a UUID: opaque to clients, like ACS's, but it carries the
     room, so no lookup table is needed."""
-    return base64.urlsafe_b64encode(f"{room_id}:{unique}".encode()).decode().rstrip("=")
+    return opaque_id(f"{room_id}:{unique}")
 
 
 def room_of_connection(call_connection_id: str) -> str:
@@ -69,7 +76,7 @@ def parse_identifier(model: object, field: str) -> tuple[str, EndpointKind]:
         return phone_raw_id(phone["value"]), EndpointKind.PHONE
     if isinstance(user, dict) and isinstance(user.get("id"), str):
         return user["id"], EndpointKind.VOIP
-    if isinstance(raw_id, str) and raw_id.startswith("4:"):
+    if isinstance(raw_id, str) and raw_id.startswith(PHONE_RAW_ID_PREFIX):
         return raw_id, EndpointKind.PHONE
     if is_acs_user(raw_id):
         return raw_id, EndpointKind.VOIP
@@ -138,7 +145,8 @@ class CallAutomationService:
         return room_id, call, connection
 
     def properties(self, call_connection_id: str) -> dict:
-        _, call, connection = self._locate(call_connection_id, active=False)
+        """A live connection's properties; an ended one is not found, as ACS answers after a hang-up."""
+        _, call, connection = self._locate(call_connection_id)
         return connection_properties(call, connection)
 
     def hang_up(self, call_connection_id: str) -> None:
@@ -151,7 +159,7 @@ class CallAutomationService:
             mine = current.connection(call_connection_id)
             if mine is None or not mine.connected:
                 return None
-            connections = tuple(replace(c, state="disconnected") if c is mine else c for c in current.connections)
+            connections = tuple(replace(c, state=ConnectionState.DISCONNECTED) if c is mine else c for c in current.connections)
             return replace(current, sequence=current.sequence + 1, connections=connections), [], None
 
         self._calls.change(room_id, mutate, call)
@@ -159,7 +167,7 @@ class CallAutomationService:
     def terminate(self, call_connection_id: str) -> None:
         """End the call for everyone (every connection gets CallDisconnected)."""
         room_id, call, _ = self._locate(call_connection_id)
-        self._calls.end_call(room_id, "hungUpForEveryone", call)
+        self._calls.end_call(room_id, EndReason.HUNG_UP_FOR_EVERYONE, call)
 
     # -- participants ------------------------------------------------------------------------
     def participants(self, call_connection_id: str) -> list[CallParticipant]:
@@ -211,9 +219,9 @@ class CallAutomationService:
         caller = source_caller_id_number.get("value") if isinstance(source_caller_id_number, dict) else None
         if not isinstance(caller, str):
             raise InvalidRequest("sourceCallerIdNumber is required to add a phone number.")
-        self._calls.reserve_phone_line(room_id, raw_id.removeprefix("4:"), caller, invitation_id)
+        self._calls.reserve_phone_line(room_id, raw_id.removeprefix(PHONE_RAW_ID_PREFIX), caller, invitation_id)
         ringing = CallParticipant(
-            invitation_id, raw_id, EndpointKind.PHONE, "ringing", None, source_number=caller, automation=automation
+            invitation_id, raw_id, EndpointKind.PHONE, EndpointState.RINGING, None, source_number=caller, automation=automation
         )
 
         def mutate(current: Call | None):
@@ -239,9 +247,9 @@ class CallAutomationService:
 
         def mutate(call: Call | None):
             endpoint = call.participant(invitation_id) if call is not None and call.active else None
-            if endpoint is None or endpoint.state != "ringing":
+            if endpoint is None or endpoint.state != EndpointState.RINGING:
                 raise InvitationNotFound(invitation_id)
-            cancelled = replace(endpoint, state="disconnected", left_at=now, leave_reason=CANCELLED, automation=automation)
+            cancelled = replace(endpoint, state=EndpointState.DISCONNECTED, left_at=now, leave_reason=LeaveReason.CANCELLED, automation=automation)
             return replace(call, sequence=call.sequence + 1), [cancelled], cancelled
 
         self._calls.release_lines(room_id, [self._calls.change(room_id, mutate, as_read)[1]])
@@ -257,7 +265,7 @@ class CallAutomationService:
             endpoint = call.connected_endpoint_of(raw_id) if call is not None and call.active else None
             if endpoint is None:
                 raise ParticipantNotFound("Participant not found.")
-            after, gone = self._calls.disconnect(call, [replace(endpoint, automation=automation)], REMOVED_BY_SERVER)
+            after, gone = self._calls.disconnect(call, [replace(endpoint, automation=automation)], LeaveReason.REMOVED_BY_SERVER)
             return after, gone, gone
 
         self._calls.release_lines(room_id, self._calls.change(room_id, mutate, as_read)[1])
@@ -265,7 +273,7 @@ class CallAutomationService:
     def mute(self, call_connection_id: str, targets: object, operation_context: str | None) -> None:
         """Mute one participant (ACS takes exactly one target); ParticipantsUpdated follows."""
         room_id, as_read, connection = self._locate(call_connection_id)
-        if not isinstance(targets, list) or len(targets) != 1:
+        if not isinstance(targets, list) or len(targets) != MUTE_TARGETS:
             raise InvalidRequest("targetParticipants must name exactly one participant.")
         raw_id, _ = parse_identifier(targets[0], "targetParticipants")
         automation = self._context(connection, operation_context, None)
@@ -293,7 +301,7 @@ class CallAutomationService:
             call = self._calls.current_call(room_id)
             due = [
                 p.participant_id for p in (call.participants if call is not None else ())
-                if p.state == "ringing" and p.automation is not None and p.automation.expires_at is not None
+                if p.state == EndpointState.RINGING and p.automation is not None and p.automation.expires_at is not None
                 and p.automation.expires_at <= now
             ]
             if due:
@@ -305,8 +313,8 @@ class CallAutomationService:
             if call is None or not call.active:
                 return None
             ended = [
-                replace(p, state="disconnected", left_at=now, leave_reason="noAnswer")
-                for p in call.participants if p.participant_id in participant_ids and p.state == "ringing"
+                replace(p, state=EndpointState.DISCONNECTED, left_at=now, leave_reason=LeaveReason.NO_ANSWER)
+                for p in call.participants if p.participant_id in participant_ids and p.state == EndpointState.RINGING
             ]
             return (replace(call, sequence=call.sequence + 1), ended, ended) if ended else None
 

@@ -13,23 +13,24 @@ from ..events.dispatcher import Dispatcher
 from ..events.model import CALL_ENDED, CALL_STARTED, PARTICIPANT_ADDED, PARTICIPANT_REMOVED, OutgoingEvent
 from ..events.outbox import outbox_entities
 from .changes import CallChange
-from .model import Call, CallParticipant, EndpointKind, identifier_json
+from .model import Call, CallParticipant, EndReason, EndpointKind, EndpointState, LeaveReason, identifier_json
 
 NO_GROUP = "00000000-0000-0000-0000-000000000000"  # room calls carry an all-zero group id
 USER_AGENT = "anteroom-room-calls/1.0"
 
-# Why a call ended or a participant left -> ACS's reason triple (code, subCode, phrase).
+# Why a call ended or a participant left -> ACS's reason triple (code, subCode, phrase). Keyed by both
+# enums: an EndReason equals the LeaveReason of the same name, as the endpoints of an ended call carry it.
 REASONS = {
-    "lastParticipantLeft": (0, 0, "Call ended because the last participant left."),
-    "hungUp": (0, 0, "The participant left the call."),
-    "phoneHungUp": (0, 0, "The phone participant hung up."),
-    "removedByParticipant": (0, 5300, "The participant was removed from the call by another participant."),
-    "removedByServer": (0, 5300, "The participant was removed from the call by the server."),
-    "removedFromRoom": (0, 5301, "The participant was removed from the room's roster."),
-    "roomExpired": (0, 5302, "The call ended because the room's validity ended."),
-    "roomDeleted": (0, 5303, "The call ended because the room was deleted."),
-    "hungUpForEveryone": (0, 5000, "The call was ended for everyone."),
-    "callEnded": (0, 0, "The call ended."),
+    EndReason.LAST_PARTICIPANT_LEFT: (0, 0, "Call ended because the last participant left."),
+    LeaveReason.HUNG_UP: (0, 0, "The participant left the call."),
+    LeaveReason.PHONE_HUNG_UP: (0, 0, "The phone participant hung up."),
+    LeaveReason.REMOVED_BY_PARTICIPANT: (0, 5300, "The participant was removed from the call by another participant."),
+    LeaveReason.REMOVED_BY_SERVER: (0, 5300, "The participant was removed from the call by the server."),
+    LeaveReason.REMOVED_FROM_ROOM: (0, 5301, "The participant was removed from the room's roster."),
+    LeaveReason.ROOM_EXPIRED: (0, 5302, "The call ended because the room's validity ended."),
+    LeaveReason.ROOM_DELETED: (0, 5303, "The call ended because the room was deleted."),
+    LeaveReason.HUNG_UP_FOR_EVERYONE: (0, 5000, "The call was ended for everyone."),
+    LeaveReason.CALL_ENDED: (0, 0, "The call ended."),
 }
 
 
@@ -41,7 +42,7 @@ def _participant(raw_id: str, role) -> dict:
 
 
 def _reason(code: str | None) -> dict:
-    number, sub, phrase = REASONS.get(code or "callEnded", REASONS["callEnded"])
+    number, sub, phrase = REASONS.get(code or LeaveReason.CALL_ENDED, REASONS[LeaveReason.CALL_ENDED])
     return {"code": number, "subCode": sub, "phrase": phrase}
 
 
@@ -81,23 +82,25 @@ def events_for_change(
         was_connected = previous.get(endpoint.participant_id) is not None and previous[endpoint.participant_id].connected
         body = {
             "user": _participant(endpoint.raw_id, endpoint.joined_role),
-            "displayName": endpoint.raw_id,
             "participantId": endpoint.participant_id,
             "userAgent": USER_AGENT,
             "endpointType": USER_AGENT,  # ACS's docs name the field endpointType, its SDK models userAgent
         }
+        if endpoint.display_name is not None:  # as ACS, only the name the client joined with
+            body["displayName"] = endpoint.display_name
         if endpoint.connected and not was_connected:
             emit(PARTICIPANT_ADDED, f"call/{sid}/participant/{endpoint.raw_id}", body)
-        elif endpoint.state == "disconnected" and was_connected:
+        elif endpoint.state == EndpointState.DISCONNECTED and was_connected:
             emit(PARTICIPANT_REMOVED, f"call/{sid}/participant/{endpoint.raw_id}", {**body, "reason": _reason(endpoint.leave_reason)})
     if before is not None and before.active and before.server_call_id == sid and not after.active:
         duration = ((after.ended_at or now) - after.started_at).total_seconds()
         # The last one out ended it as a participant; expiry, deletion and termination end it from inside.
         leaver = None
-        if after.end_reason == "lastParticipantLeft":
+        if after.end_reason == EndReason.LAST_PARTICIPANT_LEFT:
             leaver = next((p for p in changed if p.participant_id in previous and previous[p.participant_id].connected), None)
         if leaver is not None:
-            ended_by = {"communicationIdentifier": identifier_json(leaver.raw_id, leaver.kind), "type": "Participant", "name": leaver.raw_id}
+            ended_by = {"communicationIdentifier": identifier_json(leaver.raw_id, leaver.kind), "type": "Participant",
+                        "name": leaver.display_name or leaver.raw_id}
         else:
             ended_by = {"communicationIdentifier": {"kind": "unknown", "rawId": "anteroom"}, "type": "MicrosoftInternal", "name": after.end_reason or "callEnded"}
         emit(CALL_ENDED, f"call/{sid}", {

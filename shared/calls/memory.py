@@ -61,10 +61,26 @@ class MemoryCallsStore:
             raise
         return replace(after, etag=stored[0].etag)
 
-    def update_endpoint(self, room_id: str, call_id: str, participant: CallParticipant) -> CallParticipant:
+    def staged_commit(
+        self, before: Call, after: Call, changed: list[CallParticipant], extra: Sequence[dict] = ()
+    ) -> list[Write]:
+        room_id = after.room_id
+        return [
+            Write("replace", room_id, CALL_ROW, replace(after, participants=(), etag=""), etag=before.etag),
+            *(Write("create", entity["PartitionKey"], entity["RowKey"], dict(entity)) for entity in extra),
+            *(Write("replace", room_id, endpoint_row(after.server_call_id, p.participant_id), replace(p, etag=""),
+                    etag=p.etag) for p in changed),
+        ]
+
+    def update_endpoint(
+        self, room_id: str, call_id: str, participant: CallParticipant, room_etag: str | None = None
+    ) -> CallParticipant:
         row = endpoint_row(call_id, participant.participant_id)
+        writes = [Write("replace", room_id, row, replace(participant, etag=""), etag=participant.etag)]
+        if room_etag is not None:
+            writes.append(Write("touch", room_id, ROOM_ROW, etag=room_etag))
         try:
-            [stored] = self._table.commit([Write("replace", room_id, row, replace(participant, etag=""), etag=participant.etag)])
+            stored, *_ = self._table.commit(writes)
         except RowMissing as error:
             raise ConcurrentChange(room_id) from error
         return replace(participant, etag=stored.etag)

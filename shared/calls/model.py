@@ -1,17 +1,22 @@
 """Room-call domain: capabilities per role (ACS's role table as data), call and participant models."""
 from __future__ import annotations
 
-import base64
 import enum
+import unicodedata
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from ..core.errors import DialOutDisabled, MissingCapability
+from ..core.errors import DialOutDisabled, InvalidRequest, MissingCapability
+from ..core.identifiers import OPAQUE_ID_PATTERN, PHONE_RAW_ID_PREFIX, opaque_id
 from ..rooms.model import Role
 from ..core.timefmt import format_acs
 
 MAX_CALL_PARTICIPANTS = 350  # ACS's interactive participant limit for a room call
+# ACS's UI library (AzureCommunicationCallAdapterArgs): "displayName can have a maximum of 256 characters".
+MAX_DISPLAY_NAME_LENGTH = 256
+# Characters that reorder or hide text: a name carrying them could show as someone else's.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class Capability(str, enum.Enum):
@@ -45,6 +50,17 @@ def capabilities_of(role: Role | None, pstn_dial_out_enabled: bool) -> frozenset
     return granted
 
 
+def within_capabilities(endpoint: "CallParticipant", granted: frozenset[Capability]) -> "CallParticipant":
+    """The endpoint with every media state `granted` does not cover turned off: the microphone muted
+    without unmuteMic, video off without turnVideoOn, sharing off without shareScreen."""
+    return replace(
+        endpoint,
+        muted=endpoint.muted or Capability.UNMUTE_MIC not in granted,
+        video_on=endpoint.video_on and Capability.TURN_VIDEO_ON in granted,
+        screen_sharing=endpoint.screen_sharing and Capability.SHARE_SCREEN in granted,
+    )
+
+
 def missing_capability(
     capability: Capability, role: Role | None, room_id: str, pstn_dial_out_enabled: bool
 ) -> MissingCapability | DialOutDisabled:
@@ -54,14 +70,81 @@ def missing_capability(
     return MissingCapability(capability.value, role.value if role else None)
 
 
+def check_display_name(value: object) -> str | None:
+    """The display name a user joins with (optional); raises InvalidRequest unless it is a string of
+    1 to 256 characters that is not only spaces and has no control or bidirectional-control characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequest("displayName must be a non-empty string.", target="displayName")
+    if len(value) > MAX_DISPLAY_NAME_LENGTH:
+        raise InvalidRequest(
+            f"displayName can have at most {MAX_DISPLAY_NAME_LENGTH} characters; it has {len(value)}.",
+            target="displayName",
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cs") or ch in _BIDI_CONTROLS for ch in value):
+        raise InvalidRequest("displayName must not contain control characters.", target="displayName")
+    return value
+
+
 class EndpointKind(str, enum.Enum):
     VOIP = "communicationUser"
     PHONE = "phoneNumber"
 
 
+class CallState(enum.StrEnum):
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+class EndpointState(enum.StrEnum):
+    CONNECTED = "connected"
+    RINGING = "ringing"  # invited (or dialled), not yet joined
+    DISCONNECTED = "disconnected"
+
+
+class ConnectionState(enum.StrEnum):
+    """Of ACS's CallConnectionStateModel, the states a Call Automation connection here reaches."""
+
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"  # it hung up, or the call ended
+
+
+class EndReason(enum.StrEnum):
+    """Why a call ended."""
+
+    LAST_PARTICIPANT_LEFT = "lastParticipantLeft"
+    ROOM_EXPIRED = "roomExpired"
+    ROOM_DELETED = "roomDeleted"
+    HUNG_UP_FOR_EVERYONE = "hungUpForEveryone"  # Call Automation's terminate
+
+
+class LeaveReason(enum.StrEnum):
+    """Why an endpoint left the call, or why an invitation ended without joining it."""
+
+    HUNG_UP = "hungUp"
+    PHONE_HUNG_UP = "phoneHungUp"
+    REMOVED_BY_PARTICIPANT = "removedByParticipant"
+    REMOVED_BY_SERVER = "removedByServer"  # by Call Automation
+    REMOVED_FROM_ROOM = "removedFromRoom"
+    CALL_ENDED = "callEnded"  # still ringing when the last connected endpoint left
+    ROOM_EXPIRED = EndReason.ROOM_EXPIRED.value
+    ROOM_DELETED = EndReason.ROOM_DELETED.value
+    HUNG_UP_FOR_EVERYONE = EndReason.HUNG_UP_FOR_EVERYONE.value
+    # How a ringing invitation ended: the dial outcomes other than answered, a cancel, a gateway failure.
+    DECLINED = "declined"
+    BUSY = "busy"
+    NO_ANSWER = "noAnswer"
+    CANCELLED = "cancelled"
+    GATEWAY_FAILED = "gatewayFailed"
+
+
+SERVER_CALL_ID_PATTERN = OPAQUE_ID_PATTERN
+
+
 def new_server_call_id() -> str:
     # ACS serverCallIds are opaque base64 strings; ours encode a random locator.
-    return base64.urlsafe_b64encode(f"anteroom:call:{uuid.uuid4()}".encode()).decode().rstrip("=")
+    return opaque_id(f"anteroom:call:{uuid.uuid4()}")
 
 
 @dataclass(frozen=True)
@@ -93,11 +176,14 @@ class CallConnection:
     callback_uri: str
     connected_at: datetime
     operation_context: str | None = None
-    state: str = "connected"  # or "disconnected" once it hung up
+    state: ConnectionState = ConnectionState.CONNECTED
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", ConnectionState(self.state))
 
     @property
     def connected(self) -> bool:
-        return self.state == "connected"
+        return self.state == ConnectionState.CONNECTED
 
     def to_json(self) -> dict:
         return {
@@ -115,21 +201,28 @@ class CallParticipant:
     participant_id: str
     raw_id: str
     kind: EndpointKind
-    state: str  # "connected", "ringing" (invited, not yet joined) or "disconnected"
+    state: EndpointState
     joined_at: datetime | None
     muted: bool = False
     video_on: bool = False
     screen_sharing: bool = False
     left_at: datetime | None = None
-    leave_reason: str | None = None
+    leave_reason: LeaveReason | None = None
     source_number: str | None = None
     joined_role: Role | None = None  # the role when it joined: events name it even after a roster change
     automation: AutomationContext | None = None  # the Call Automation operation that last acted on it
+    display_name: str | None = None  # as the user joined with it (users only)
     etag: str = ""
+
+    def __post_init__(self) -> None:
+        # A state or reason outside the enums (which the API document lists) fails where it is made.
+        object.__setattr__(self, "state", EndpointState(self.state))
+        if self.leave_reason is not None:
+            object.__setattr__(self, "leave_reason", LeaveReason(self.leave_reason))
 
     @property
     def connected(self) -> bool:
-        return self.state == "connected"
+        return self.state == EndpointState.CONNECTED
 
     def to_json(self, role: Role | None) -> dict:
         body = {
@@ -141,6 +234,8 @@ class CallParticipant:
             "isVideoOn": self.video_on,
             "isScreenSharing": self.screen_sharing,
         }
+        if self.display_name is not None:
+            body["displayName"] = self.display_name
         if self.joined_at:
             body["joinedAt"] = format_acs(self.joined_at)
         if self.left_at:
@@ -153,21 +248,26 @@ class CallParticipant:
 class Call:
     room_id: str
     server_call_id: str
-    state: str  # "active" or "ended"
+    state: CallState
     started_at: datetime
     started_by: str
     connected: int
     sequence: int
     correlation_id: str
     ended_at: datetime | None = None
-    end_reason: str | None = None
+    end_reason: EndReason | None = None
     etag: str = ""
     participants: tuple[CallParticipant, ...] = field(default_factory=tuple)
     connections: tuple[CallConnection, ...] = field(default_factory=tuple)  # Call Automation connections
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", CallState(self.state))
+        if self.end_reason is not None:
+            object.__setattr__(self, "end_reason", EndReason(self.end_reason))
+
     @property
     def active(self) -> bool:
-        return self.state == "active"
+        return self.state == CallState.ACTIVE
 
     def participant(self, participant_id: str) -> CallParticipant | None:
         return next((p for p in self.participants if p.participant_id == participant_id), None)
@@ -182,5 +282,5 @@ class Call:
 def identifier_json(raw_id: str, kind: EndpointKind) -> dict:
     """A CommunicationIdentifierModel with kind and rawId, as ACS returns identifiers."""
     if kind is EndpointKind.PHONE:
-        return {"kind": "phoneNumber", "rawId": raw_id, "phoneNumber": {"value": raw_id.removeprefix("4:")}}
+        return {"kind": "phoneNumber", "rawId": raw_id, "phoneNumber": {"value": raw_id.removeprefix(PHONE_RAW_ID_PREFIX)}}
     return {"kind": "communicationUser", "rawId": raw_id, "communicationUser": {"id": raw_id}}

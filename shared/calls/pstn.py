@@ -5,6 +5,7 @@ import enum
 import json
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import quote
 
 import requests
 from azure.core import MatchConditions
@@ -22,6 +23,11 @@ MAX_CONCURRENT_CALLS_PER_NUMBER = 2  # ACS's default outbound limit per number
 LINE_WRITES = ConflictRetry(attempts=50, first_pause=0.002, max_pause=0.05)
 
 
+def leg_reference(room_id: str, participant_id: str) -> str:
+    """How the app and the gateway name one phone leg (`reference` of place_call and hang_up)."""
+    return f"{room_id}|{participant_id}"
+
+
 class DialOutcome(str, enum.Enum):
     ANSWERED = "answered"
     DECLINED = "declined"
@@ -34,11 +40,16 @@ class PstnNetwork(Protocol):
         """Ring `target` showing `source`; answer how the call went. `reference` names the endpoint
         in later phone-side events (hang-up, mute) the network sends back to the app."""
 
+    def hang_up(self, reference: str) -> None:
+        """End the leg placed for `reference`, ringing or connected; one already ended is no error.
+        Raises GatewayUnavailable when the network could not be told."""
+
 
 @dataclass(frozen=True)
 class HttpPstnGateway:
     """A PSTN gateway reached over HTTP: `POST <url>/calls` with `{source, target, reference}`,
-    answered with `{"outcome": "answered" | "declined" | "busy" | "noAnswer"}`."""
+    answered with `{"outcome": "answered" | "declined" | "busy" | "noAnswer"}`; `DELETE
+    <url>/calls/<reference, percent-encoded>` hangs a leg up (2xx, or 404 for a leg it no longer has)."""
 
     url: str
     timeout: float = 60.0
@@ -54,6 +65,14 @@ class HttpPstnGateway:
             return DialOutcome(response.json()["outcome"])
         except (requests.RequestException, ValueError, KeyError) as error:
             raise GatewayUnavailable(f"The PSTN gateway could not place the call: {error}") from None
+
+    def hang_up(self, reference: str) -> None:
+        try:
+            response = requests.delete(f"{self.url.rstrip('/')}/calls/{quote(reference, safe='')}", timeout=self.timeout)
+            if response.status_code != 404:  # 404: the leg is gone already (the phone hung up first)
+                response.raise_for_status()
+        except requests.RequestException as error:
+            raise GatewayUnavailable(f"The PSTN gateway could not hang up {reference}: {error}") from None
 
 
 class PstnLines(Protocol):

@@ -47,7 +47,12 @@ class CallsStore(Protocol):
         self, before: Call | None, after: Call, changed: list[CallParticipant], extra: Sequence[dict] = (),
         room_etag: str | None = None,
     ) -> Call: ...
-    def update_endpoint(self, room_id: str, call_id: str, participant: CallParticipant) -> CallParticipant: ...
+    def staged_commit(
+        self, before: Call, after: Call, changed: list[CallParticipant], extra: Sequence[dict] = ()
+    ) -> list: ...
+    def update_endpoint(
+        self, room_id: str, call_id: str, participant: CallParticipant, room_etag: str | None = None
+    ) -> CallParticipant: ...
     def active_call_rooms(self) -> list[str]: ...
 
 
@@ -97,6 +102,7 @@ class TableCallsStore:
             "SourceNumber": p.source_number,
             "JoinedRole": p.joined_role.value if p.joined_role else None,
             "Automation": json.dumps(p.automation.to_json()) if p.automation else None,
+            "DisplayName": p.display_name,
         }
 
     @staticmethod
@@ -115,6 +121,7 @@ class TableCallsStore:
             source_number=entity.get("SourceNumber"),
             joined_role=Role(entity["JoinedRole"]) if entity.get("JoinedRole") else None,
             automation=AutomationContext.from_json(json.loads(entity["Automation"])) if entity.get("Automation") else None,
+            display_name=entity.get("DisplayName"),
             etag=entity.metadata["etag"],
         )
 
@@ -191,21 +198,43 @@ class TableCallsStore:
                 self._table.submit_transaction(chunk)
         return replace(after, etag=result[0]["etag"])
 
-    def update_endpoint(self, room_id: str, call_id: str, participant: CallParticipant) -> CallParticipant:
-        """Change one endpoint's media flags if it is unchanged since read; else ConcurrentChange."""
+    def _endpoint_update(self, room_id: str, call_id: str, participant: CallParticipant) -> tuple:
+        """A transaction operation replacing the endpoint's row if unchanged since it was read."""
+        return (
+            "update", self._participant_entity(room_id, call_id, participant),
+            {"mode": UpdateMode.REPLACE, "etag": participant.etag, "match_condition": MatchConditions.IfNotModified},
+        )
+
+    def staged_commit(
+        self, before: Call, after: Call, changed: list[CallParticipant], extra: Sequence[dict] = ()
+    ) -> list:
+        """The operations of a change of an existing call, for a transaction of the room's partition
+        that another store submits (a roster change): the call entity and each changed endpoint
+        If-Match as read, then `extra` (outbox rows). The call's operations come first, so they are
+        in the transaction whatever else it holds; endpoints may follow it."""
+        call_op = (
+            "update", self._call_entity(after),
+            {"mode": UpdateMode.REPLACE, "etag": before.etag, "match_condition": MatchConditions.IfNotModified},
+        )
+        return [call_op, *(("create", entity) for entity in extra),
+                *(self._endpoint_update(after.room_id, after.server_call_id, p) for p in changed)]
+
+    def update_endpoint(
+        self, room_id: str, call_id: str, participant: CallParticipant, room_etag: str | None = None
+    ) -> CallParticipant:
+        """Change one endpoint's media flags if it is unchanged since read (and, with `room_etag`, the
+        room too: a roster change in between may have taken the capability); else ConcurrentChange."""
+        operations = [self._endpoint_update(room_id, call_id, participant)]
+        if room_etag is not None:
+            operations.append(room_unchanged(room_id, room_etag))
         with storage_faults():
             try:
-                metadata = self._table.update_entity(
-                    self._participant_entity(room_id, call_id, participant),
-                    mode=UpdateMode.REPLACE,
-                    etag=participant.etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
+                result = self._table.submit_transaction(operations)
             except Exception as error:
-                if is_precondition_failure(error) or isinstance(error, ResourceNotFoundError):
+                if is_precondition_failure(error) or getattr(error, "status_code", None) == 404:
                     raise ConcurrentChange(room_id) from error
                 raise
-        return replace(participant, etag=metadata["etag"])
+        return replace(participant, etag=result[0]["etag"])
 
     def active_call_rooms(self) -> list[str]:
         with storage_faults():

@@ -16,6 +16,7 @@ from ..core.keys import load_signing_key
 PREFIX = "ANTEROOM_"
 # The app names its tables `<ANTEROOM_TABLE_PREFIX><suffix>`; this is the prefix when none is set.
 DEFAULT_TABLE_PREFIX = "anteroom"
+EVENT_SCHEMAS = ("EventGridSchema", "CloudEventSchemaV1_0")  # the delivery schemas Event Grid offers for these events
 # The issuer of Call Automation callback tokens when ANTEROOM_CALLBACK_TOKEN_ISSUER is not set: ACS's own
 # (docs: "Secure webhook endpoint" for Call Automation).
 ACS_CALLBACK_ISSUER = "https://acscallautomation.communication.azure.com"
@@ -26,6 +27,8 @@ class SettingsError(ValueError):
 
 
 def _decode_key(name: str, value: str, problems: list[str]) -> bytes:
+    if not value:
+        return b""  # already named as required: one problem, one line
     try:
         key = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
@@ -57,11 +60,36 @@ def _callback_signing_key(value: str, problems: list[str]) -> bytes | None:
     return pem
 
 
+def _is_https_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+        parts.port  # raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme == "https" and bool(parts.hostname) and not parts.query and not parts.fragment
+
+
+def _is_application_insights_connection_string(value: str) -> bool:
+    """`Key=value` pairs separated by `;`, one of them InstrumentationKey with a GUID (the portal's form)."""
+    pairs = [part.partition("=") for part in value.split(";") if part.strip()]
+    if any(not separator or not name.strip() for name, separator, _ in pairs):
+        return False
+    fields = {name.strip().lower(): item.strip() for name, _, item in pairs}
+    try:
+        uuid.UUID(fields.get("instrumentationkey", ""))
+    except ValueError:
+        return False
+    endpoint = fields.get("ingestionendpoint")
+    return endpoint is None or endpoint.startswith(("http://", "https://"))
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the app needs to run. Build with `Settings.from_env()` or directly in tests."""
 
-    storage_connection_string: str
+    # Exactly one of these two (from_env refuses both and neither): a connection string with an
+    # account key, or the Table endpoint reached with a Microsoft Entra token (DefaultAzureCredential).
+    storage_connection_string: str | None
     access_keys: tuple[bytes, ...]
     resource_id: str
     token_signing_key: bytes
@@ -87,6 +115,19 @@ class Settings:
     # PEM of the RSA key that signs Call Automation callbacks; None sends them unsigned.
     callback_signing_key: bytes | None = None
     callback_token_issuer: str = ACS_CALLBACK_ISSUER
+    storage_account_url: str | None = None
+    # The user-assigned managed identity the Entra credential signs in as (AZURE_CLIENT_ID); None
+    # lets DefaultAzureCredential pick (the system-assigned identity, a developer's sign-in).
+    azure_client_id: str | None = None
+    # APPLICATIONINSIGHTS_CONNECTION_STRING: with it, requests and their storage and Event Grid
+    # calls are traced to Application Insights (shared/bootstrap.py configure_telemetry).
+    telemetry_connection_string: str | None = None
+
+    @property
+    def uses_entra(self) -> bool:
+        """Whether any service is reached with an Entra token rather than a key."""
+        return self.storage_account_url is not None or (
+            self.eventgrid_endpoint is not None and self.eventgrid_key is None)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, served_at: str | None = None) -> "Settings":
@@ -119,7 +160,22 @@ class Settings:
                 problems.append(f"{PREFIX}{name} must be at least {minimum}")
             return value
 
-        connection_string = required("STORAGE_CONNECTION_STRING")
+        connection_string = env.get(PREFIX + "STORAGE_CONNECTION_STRING", "").strip() or None
+        account_url = env.get(PREFIX + "STORAGE_ACCOUNT_URL", "").strip() or None
+        if connection_string and account_url:
+            problems.append(f"{PREFIX}STORAGE_CONNECTION_STRING and {PREFIX}STORAGE_ACCOUNT_URL are alternatives: "
+                            "set one (the account URL to reach storage with an Entra identity)")
+        elif not connection_string and not account_url:
+            problems.append(f"{PREFIX}STORAGE_CONNECTION_STRING or {PREFIX}STORAGE_ACCOUNT_URL is required")
+        if account_url and not _is_https_url(account_url):
+            problems.append(f"{PREFIX}STORAGE_ACCOUNT_URL must be an https URL (the account's Table endpoint, "
+                            "like https://<account>.table.core.windows.net): Entra tokens go only over TLS")
+        client_id = env.get("AZURE_CLIENT_ID", "").strip() or None
+        if client_id:
+            try:
+                client_id = str(uuid.UUID(client_id))
+            except ValueError:
+                problems.append("AZURE_CLIENT_ID must be a GUID (the client id of the user-assigned managed identity)")
         keys = [_decode_key(PREFIX + "ACCESS_KEY", required("ACCESS_KEY"), problems)]
         secondary = env.get(PREFIX + "SECONDARY_ACCESS_KEY", "").strip()
         if secondary:
@@ -150,17 +206,28 @@ class Settings:
             problems.append(f"{PREFIX}PSTN_GATEWAY_URL must be an http(s) URL")
         eventgrid_endpoint = env.get(PREFIX + "EVENTGRID_ENDPOINT", "").strip() or None
         eventgrid_key = env.get(PREFIX + "EVENTGRID_KEY", "").strip() or None
-        if bool(eventgrid_endpoint) != bool(eventgrid_key):
-            problems.append(f"{PREFIX}EVENTGRID_ENDPOINT and {PREFIX}EVENTGRID_KEY go together")
+        if eventgrid_key and not eventgrid_endpoint:
+            problems.append(f"{PREFIX}EVENTGRID_KEY is set without {PREFIX}EVENTGRID_ENDPOINT: "
+                            "set the topic's endpoint too, or remove the key")
+        if eventgrid_endpoint:
+            if eventgrid_key and not eventgrid_endpoint.startswith(("http://", "https://")):
+                problems.append(f"{PREFIX}EVENTGRID_ENDPOINT must be an http(s) URL")
+            elif not eventgrid_key and not _is_https_url(eventgrid_endpoint):
+                problems.append(f"{PREFIX}EVENTGRID_ENDPOINT must be an https URL when no {PREFIX}EVENTGRID_KEY is "
+                                "set: events are then sent with an Entra token, which goes only over TLS")
         schema = env.get(PREFIX + "EVENTGRID_SCHEMA", "EventGridSchema").strip()
-        if schema not in ("EventGridSchema", "CloudEventSchemaV1_0"):
-            problems.append(f"{PREFIX}EVENTGRID_SCHEMA must be EventGridSchema or CloudEventSchemaV1_0")
+        if schema not in EVENT_SCHEMAS:
+            problems.append(f"{PREFIX}EVENTGRID_SCHEMA must be {' or '.join(EVENT_SCHEMAS)}")
         arm_resource_id = env.get(PREFIX + "ARM_RESOURCE_ID", "").strip() or (
             f"/subscriptions/{resource_id}/resourceGroups/anteroom/providers/"
             "Microsoft.Communication/communicationServices/anteroom"
         )
         callback_key = _callback_signing_key(env.get(PREFIX + "CALLBACK_SIGNING_KEY", "").strip(), problems)
         issuer = env.get(PREFIX + "CALLBACK_TOKEN_ISSUER", "").strip() or ACS_CALLBACK_ISSUER
+        telemetry = env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip() or None
+        if telemetry and not _is_application_insights_connection_string(telemetry):
+            problems.append("APPLICATIONINSIGHTS_CONNECTION_STRING must be an Application Insights connection "
+                            "string (InstrumentationKey=<guid>;IngestionEndpoint=...)")
         settings = cls(
             storage_connection_string=connection_string,
             access_keys=tuple(keys),
@@ -185,6 +252,9 @@ class Settings:
             arm_resource_id=arm_resource_id,
             callback_signing_key=callback_key,
             callback_token_issuer=issuer,
+            storage_account_url=account_url.rstrip("/") if account_url else None,
+            azure_client_id=client_id,
+            telemetry_connection_string=telemetry,
         )
         if problems:
             raise SettingsError("; ".join(problems))

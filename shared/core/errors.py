@@ -243,5 +243,14 @@ class StorageUnavailable(DomainError):
         super().__init__("The storage service is unavailable; retry later.")
 
 
+class IdentityUnavailable(DomainError):
+    """Raised by `storage_faults` when the app's Entra identity gets no token, or storage refuses the
+    token (a missing role assignment, one not propagated yet); `problem` says which, for the log."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__("The service cannot authenticate to its storage right now; retry later.")
+        self.problem = problem
+
+
 class GatewayUnavailable(DomainError):
     """Raised when a dial-out needs the PSTN gateway and none is configured, or it could not place the call."""

@@ -10,10 +10,13 @@ _RFC3339 = re.compile(
     r"(?P<offset>[Zz]|[+-]\d{2}:?\d{2})$",
     re.ASCII,  # \d would otherwise match any script's digits, which RFC 3339 does not allow
 )
-_IMF_FIXDATE = re.compile(
-    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
-    r"\d{2}:\d{2}:\d{2} GMT$"
+IMF_FIXDATE_PATTERN = (
+    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
+    r"[0-9]{2}:[0-9]{2}:[0-9]{2} GMT$"
 )
+_IMF_FIXDATE = re.compile(IMF_FIXDATE_PATTERN)
+# What format_acs writes: UTC as +00:00, microseconds with trailing zeros trimmed, none when zero.
+ACS_DATE_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{0,5}[1-9])?\+00:00$"
 
 
 def to_utc(moment: datetime | None, name: str = "datetime") -> datetime | None:

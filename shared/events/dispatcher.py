@@ -6,17 +6,16 @@ import queue
 import threading
 import time
 import zlib
-from typing import Protocol
+from typing import Callable, Protocol
 
-from azure.core.credentials import AzureKeyCredential
+from azure.core.credentials import AzureKeyCredential, TokenCredential
+from azure.core.tracing.common import with_current_context
 
 from .model import OutgoingEvent, envelope
 from .outbox import Outbox, events_from_entity
 
 log = logging.getLogger("anteroom.events")
 ROOM_LOCK_STRIPES = 64
-EVENT_GRID_SCHEMA = "EventGridSchema"
-CLOUD_EVENTS_SCHEMA = "CloudEventSchemaV1_0"
 
 
 class EventSink(Protocol):
@@ -25,9 +24,13 @@ class EventSink(Protocol):
 
 
 class EventGridSink:
-    """azure-eventgrid's EventGridPublisherClient to one topic, in either schema (client built on first use)."""
+    """azure-eventgrid's EventGridPublisherClient to one topic, in either schema (client built on first use).
 
-    def __init__(self, endpoint: str, key: str, schema: str, resource: str) -> None:
+    `key` is the topic's access key, or an Entra token credential: the client then sends a Bearer
+    token for https://eventgrid.azure.net/.default (the identity needs EventGrid Data Sender).
+    """
+
+    def __init__(self, endpoint: str, key: str | TokenCredential, schema: str, resource: str) -> None:
         self._endpoint, self._key, self.schema, self._resource = endpoint, key, schema, resource
         self._client = None
         self._lock = threading.Lock()
@@ -37,7 +40,8 @@ class EventGridSink:
             if self._client is None:
                 from azure.eventgrid import EventGridPublisherClient
 
-                self._client = EventGridPublisherClient(self._endpoint, AzureKeyCredential(self._key))
+                credential = AzureKeyCredential(self._key) if isinstance(self._key, str) else self._key
+                self._client = EventGridPublisherClient(self._endpoint, credential)
             return self._client
 
     def convert(self, event: OutgoingEvent) -> dict:
@@ -64,7 +68,9 @@ class Dispatcher:
     def __init__(self, outbox: Outbox, sink: EventSink, workers: int = 4) -> None:
         self._outbox = outbox
         self._sink = sink
-        self._queue: queue.Queue[str | None] = queue.Queue()
+        # Each room id with the publish to run for it, bound to the tracing context of the request
+        # that committed: its Event Grid call is a span under that request's.
+        self._queue: queue.Queue[tuple[str, Callable[[str], int]] | None] = queue.Queue()
         # Several rooms publish at once (one publish is a few round trips); the per-room lock keeps
         # each room's batches one at a time and in commit order.
         self._workers = workers
@@ -85,15 +91,16 @@ class Dispatcher:
                                      for i in range(self._workers)]
                     for thread in self._threads:
                         thread.start()
-        self._queue.put(room_id)
+        self._queue.put((room_id, with_current_context(self.dispatch_room)))
 
     def _run(self) -> None:
         while True:
-            room_id = self._queue.get()
-            if room_id is None:
+            item = self._queue.get()
+            if item is None:
                 return
+            room_id, dispatch = item
             try:
-                self.dispatch_room(room_id)
+                dispatch(room_id)
             except Exception:
                 log.exception("publishing events of room %s failed; the sweep will retry", room_id)
 
@@ -110,6 +117,14 @@ class Dispatcher:
                 raise
             self._outbox.mark_delivered(room_id, pending)
             return len(pending)
+
+    def _settle(self, room_id: str, delivered: list, failed: list) -> int:
+        """Record one pass over a room's rows: these done, those to try again later; answers how many were done."""
+        if delivered:
+            self._outbox.mark_delivered(room_id, delivered)
+        if failed:
+            self._outbox.mark_failed(room_id, failed)
+        return len(delivered)
 
     def sweep(self) -> int:
         sent = 0

@@ -6,7 +6,8 @@ still commits in one transaction). A row stays `pending` until the dispatcher ha
 Event Grid, then stays on as `delivered` (for replays) until the room itself is purged.
 
 Call Automation callbacks use the same rows under their own prefix, `cb|`, each row bound for one
-callback URI (`Destination`); an `Outbox` reads one prefix, so each has its own dispatcher.
+callback URI (`Destination`), and phone legs to hang up at the PSTN gateway theirs, `hu|`; an
+`Outbox` reads one prefix, so each has its own dispatcher.
 
 The call change's own transaction writes the rows (`outbox_entities`); the `Outbox` port reads
 them and records their delivery, on Table storage `TableOutbox`.
@@ -27,6 +28,7 @@ from ..storage.transactions import chunked
 
 PREFIX = "ev|"
 CALLBACK_PREFIX = "cb|"
+HANG_UP_PREFIX = "hu|"
 PENDING, DELIVERED = "pending", "delivered"
 
 

@@ -1,17 +1,14 @@
 """Replays stored call events of a call, a room or a time range straight to one webhook."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
 import requests
 
-from .model import OutgoingEvent, envelope
+from .model import DELIVERY_SCHEMAS, OutgoingEvent, envelope, webhook_request
 from ..core.errors import InvalidRequest
 from .outbox import Outbox
-
-CONTENT_TYPES = {"EventGridSchema": "application/json", "CloudEventSchemaV1_0": "application/cloudevents-batch+json"}
 
 
 @dataclass(frozen=True)
@@ -26,13 +23,15 @@ def replay(
     server_call_id: str | None = None, since: datetime | None = None, until: datetime | None = None,
     timeout: float = 30.0,
 ) -> ReplayResult:
-    """Deliver the matching events, one per POST like Event Grid, with their original ids.
+    """Deliver the matching events in commit order, one per POST in the shape Event Grid delivers
+    (`webhook_request`), with their original ids. No validation handshake comes first: whoever
+    asks for a replay (HMAC-signed) names the endpoint.
 
     Raises InvalidRequest when no selector is given, the schema is unknown or the endpoint is not http(s).
     A webhook refusing one event does not stop the others; the result counts both.
     """
-    if schema not in CONTENT_TYPES:
-        raise InvalidRequest(f"schema must be one of {', '.join(CONTENT_TYPES)}.", target="schema")
+    if schema not in DELIVERY_SCHEMAS:
+        raise InvalidRequest(f"schema must be one of {', '.join(DELIVERY_SCHEMAS)}.", target="schema")
     if not endpoint.startswith(("http://", "https://")):
         raise InvalidRequest("endpoint must be an http(s) URL.", target="endpoint")
     if room_id is None and server_call_id is None and since is None:
@@ -42,8 +41,8 @@ def replay(
     status = None
     with requests.Session() as session:
         for event in events:
-            body = json.dumps([envelope(event, schema, resource)])
-            headers = {"Content-Type": CONTENT_TYPES[schema], "aeg-event-type": "Notification", "aeg-delivery-count": "0"}
+            body, headers = webhook_request(envelope(event, schema, resource), schema)
+            headers["aeg-delivery-count"] = "0"
             try:
                 status = session.post(endpoint, data=body, headers=headers, timeout=timeout).status_code
             except requests.RequestException:

@@ -7,8 +7,16 @@ from datetime import timedelta
 
 from ..core.clock import Clock
 from ..core.errors import Denied, IdentityNotFound
+from ..core.identifiers import UUID_PATTERN
 from .store import UsersStore
 from .tokens import AccessToken, TokenClaims, TokenSigner
+
+USER_ID_PREFIX = "8:acs:"
+
+
+def user_id_pattern(resource_pattern: str) -> str:
+    """The ids of the users of a resource whose id matches `resource_pattern`; the user's own part is group 1."""
+    return f"{USER_ID_PREFIX}{resource_pattern}_({UUID_PATTERN})"
 
 
 class IdentityService:
@@ -19,7 +27,7 @@ class IdentityService:
         self._tokens = TokenSigner(signing_key, resource_id, clock)
         self._resource_id = resource_id
         self._clock = clock
-        self._user_pattern = re.compile(rf"8:acs:{re.escape(resource_id)}_([0-9a-f-]{{36}})")
+        self._user_pattern = re.compile(user_id_pattern(re.escape(resource_id)))
 
     def _local_part(self, user_id: str) -> str | None:
         """The user id's own part, None for an id that is not one of this resource's users."""
@@ -38,7 +46,7 @@ class IdentityService:
         return entity
 
     def create_user(self) -> str:
-        user_id = f"8:acs:{self._resource_id}_{uuid.uuid4()}"
+        user_id = f"{USER_ID_PREFIX}{self._resource_id}_{uuid.uuid4()}"
         self._users.create(self._local_part(user_id), self._clock())
         return user_id
 

@@ -44,6 +44,9 @@ _ROOM_COLUMNS = (
 ROOM_COLUMNS = tuple(column for _, column in _ROOM_COLUMNS)
 
 
+CORRELATION_ID_PATTERN = "[A-Za-z0-9+/]{22}"  # what new_correlation_id makes
+
+
 def new_correlation_id() -> str:
     """A fresh 22-character base64 id derived from a random GUID, shaped like ACS's CorrelationId."""
     return base64.b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from typing import Sequence
 
 from .model import Role, Room, RosterCounts
 from .store import ROOM_ROW, Page, RoomIdTaken, RoomRecord, generation_bounds, new_generation, participant_row
@@ -53,7 +54,7 @@ class MemoryRoomsStore:
         return self._replace(record, replace(record, room=room))
 
     def mark_deleted(self, record: RoomRecord, now: datetime) -> None:
-        self._replace(record, replace(record, deleted=True))
+        self._replace(record, replace(record, deleted=True, deleted_at=now))
 
     def purge(self, room_id: str) -> None:
         """Delete every row of the room's partition (its call's and outbox's too, as on Table storage)."""
@@ -72,14 +73,15 @@ class MemoryRoomsStore:
         return stored.value if stored is not None else None
 
     def commit_roster(
-        self, record: RoomRecord, old: dict[str, Role], new: dict[str, Role], now: datetime
+        self, record: RoomRecord, old: dict[str, Role], new: dict[str, Role], now: datetime, joined: Sequence[Write] = ()
     ) -> RoomRecord:
+        """As TableRoomsStore's; `joined` (Writes) all commit in the one transaction, there being no limit here."""
         room_id, generation = record.room.id, record.generation
         rows = [
             Write("upsert", room_id, participant_row(generation, raw_id), role)
             for raw_id, role in new.items() if old.get(raw_id) != role
         ] + [Write("delete", room_id, participant_row(generation, raw_id)) for raw_id in old if raw_id not in new]
-        return self._replace(record, replace(record, counts=RosterCounts.of(new.values())), *rows)
+        return self._replace(record, replace(record, counts=RosterCounts.of(new.values())), *rows, *joined)
 
     def participants_page(self, room_id: str, generation: str, after: str | None, limit: int) -> Page:
         rows = self._generation_rows(room_id, generation, after)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import enum
 import random
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -14,6 +15,10 @@ from ..core.timefmt import format_acs, parse_rfc3339
 
 MAX_VALIDITY = timedelta(days=180)
 ROOM_ID_LENGTH = 17
+ROOM_ID_PATTERN = f"[0-9]{{{ROOM_ID_LENGTH}}}"  # what a room id may be (ECMA-262 and Python alike)
+GENERATED_ROOM_ID_PREFIX = "99"  # what the ids new_room_id makes start with, like ACS's
+GENERATED_ROOM_ID_PATTERN = f"{GENERATED_ROOM_ID_PREFIX}[0-9]{{{ROOM_ID_LENGTH - len(GENERATED_ROOM_ID_PREFIX)}}}"
+_ROOM_ID = re.compile(ROOM_ID_PATTERN)
 _ID_EPOCH = datetime(2020, 1, 1, tzinfo=timezone.utc)
 _ID_TIME_DIGITS = 11
 _last_id_lock = threading.Lock()
@@ -113,12 +118,12 @@ def new_room_id(now: datetime, rng: random.Random | None = None) -> str:
         if 0 <= value - _last_id < 10 * 10_000:  # one burst in this process: keep newest first
             value = max(0, _last_id - 1 - rng.randrange(100))
         _last_id = value
-    return f"99{value:0{_ID_TIME_DIGITS + 4}d}"
+    return f"{GENERATED_ROOM_ID_PREFIX}{value:0{_ID_TIME_DIGITS + 4}d}"
 
 
 def is_room_id(value: object) -> bool:
     """Whether `value` can be a room id: exactly ROOM_ID_LENGTH ASCII digits."""
-    return isinstance(value, str) and len(value) == ROOM_ID_LENGTH and value.isascii() and value.isdigit()
+    return isinstance(value, str) and _ROOM_ID.fullmatch(value) is not None
 
 
 def check_room_id(room_id: str) -> None:

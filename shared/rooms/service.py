@@ -17,7 +17,7 @@ from .model import (
     new_room_id,
 )
 from ..storage.retry import ConflictRetry
-from .changes import RoomChanges
+from .changes import RoomChanges, StagedWrites
 from .store import Page, RoomIdTaken, RoomRecord, RoomsStore
 
 # Concurrent changes to one room retry on ETag conflicts; enough attempts that dozens of
@@ -86,6 +86,16 @@ class RoomsService:
             raise RoomNotFound(room_id)
         return record
 
+    def get_even_deleted(self, room_id: str) -> RoomRecord:
+        """The room as stored, deleted or not: a deleted room stays until the sweep purges it, so
+        its last call can still be read. Raises InvalidRequest for a malformed id, RoomNotFound for
+        an id unknown or purged."""
+        check_room_id(room_id)
+        record = self._store.get(room_id)
+        if record is None:
+            raise RoomNotFound(room_id)
+        return record
+
     def find(self, room_id: str) -> RoomRecord | None:
         """The live room with this id, or None (no validation; for recovering repeatable creates)."""
         record = self._store.get(room_id)
@@ -109,7 +119,7 @@ class RoomsService:
         return ROOM_WRITES.run(attempt, "The room is changing too often; retry later.")
 
     def delete(self, room_id: str) -> RoomRecord | None:
-        """Delete a room: it is not found from now on, and the sweep removes its rows later.
+        """Delete a room: it is not found from now on, and the sweep removes its rows `grace` later.
 
         Deleting an already deleted room succeeds again until the sweep (so a retried DELETE does
         not fail); an id that never existed raises RoomNotFound. Returns the room's record for the log.
@@ -148,9 +158,10 @@ class RoomsService:
 
         Removing someone not on the roster is a no-op. Concurrent calls for one room serialise on
         the room's ETag and each is retried until it applies, so no change is lost. The roster limit
-        applies to the roster the change leaves (a request may remove many and add a few).
+        applies to the roster the change leaves (a request may remove many and add a few). What the
+        observers stage (a live call turning off what a new role lacks) commits with the roster.
         """
-        def attempt(number: int) -> tuple[RoomRecord, set[str]]:
+        def attempt(number: int) -> tuple[RoomRecord, set[str], list[StagedWrites]]:
             record = as_read if number == 0 and as_read is not None else self.get(room_id)
             old = self._store.roster(record)
             new = dict(old)
@@ -160,10 +171,16 @@ class RoomsService:
                 else:
                     new[raw_id] = role
             self._check_roster_size(len(new))
-            updated = record if new == old else self._store.commit_roster(record, old, new, self._clock())
-            return updated, {raw_id for raw_id in old if raw_id not in new}
+            if new == old:
+                return record, set(), []
+            staged = self._changes.roster_changing(record, old, new)
+            joined = [operation for writes in staged for operation in writes.operations]
+            updated = self._store.commit_roster(record, old, new, self._clock(), joined)
+            return updated, {raw_id for raw_id in old if raw_id not in new}, staged
 
-        updated, removed = ROOM_WRITES.run(attempt, "The room's roster is changing too often; retry later.")
+        updated, removed, staged = ROOM_WRITES.run(attempt, "The room's roster is changing too often; retry later.")
+        for writes in staged:
+            writes.committed()
         if removed:
             self._changes.users_removed(room_id, removed)
         upserted = sum(1 for role in changes.values() if role is not None)
@@ -177,14 +194,17 @@ class RoomsService:
         return self._store.roster(record)
 
     def sweep(self, grace: timedelta) -> int:
-        """Purge rooms past validity plus `grace`, and deleted ones; returns how many went."""
+        """Purge rooms past validity plus `grace`, and rooms deleted more than `grace` ago (their
+        last call stays readable as long as an expired room's); returns how many went."""
         now = self._clock()
+        cutoff = now - grace
         purged = 0
-        for room_id in self._store.expired_room_ids(now - grace):
+        for room_id in self._store.expired_room_ids(cutoff):
             record = self._store.get(room_id)
             if record is None:
                 continue
-            if record.deleted or record.room.valid_until < now - grace:
+            deleted_long_ago = record.deleted and (record.deleted_at is None or record.deleted_at < cutoff)
+            if deleted_long_ago or record.room.valid_until < cutoff:
                 self._store.purge(room_id)
                 purged += 1
         self._store.sweep_retired_generations(now)

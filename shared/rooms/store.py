@@ -15,7 +15,7 @@ import json
 import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, Sequence
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -52,6 +52,7 @@ class RoomRecord:
     etag: str
     deleted: bool = False
     retired: tuple[tuple[str, datetime], ...] = ()
+    deleted_at: datetime | None = None  # when it was deleted (None for rooms deleted before this was kept)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class RoomsStore(Protocol):
     def roster(self, record: RoomRecord) -> dict[str, Role]: ...
     def role_of(self, record: RoomRecord, raw_id: str) -> Role | None: ...
     def commit_roster(
-        self, record: RoomRecord, old: dict[str, Role], new: dict[str, Role], now: datetime
+        self, record: RoomRecord, old: dict[str, Role], new: dict[str, Role], now: datetime, joined: Sequence = ()
     ) -> RoomRecord: ...
     def participants_page(
         self, room_id: str, generation: str, after: str | None, limit: int
@@ -128,6 +129,7 @@ class TableRoomsStore:
             "ValidUntil": room.valid_until,
             "PstnDialOutEnabled": room.pstn_dial_out_enabled,
             "Deleted": record.deleted,
+            "DeletedAt": record.deleted_at,
             "Generation": record.generation,
             "Presenters": counts.presenters,
             "Attendees": counts.attendees,
@@ -161,6 +163,7 @@ class TableRoomsStore:
             etag=entity.metadata["etag"],
             deleted=bool(entity.get("Deleted", False)),
             retired=retired,
+            deleted_at=assume_utc(entity.get("DeletedAt")),
         )
 
     # -- rooms ------------------------------------------------------------------------------
@@ -221,8 +224,8 @@ class TableRoomsStore:
         return self._replace(replace(record, room=room))
 
     def mark_deleted(self, record: RoomRecord, now: datetime) -> None:
-        """Mark the room deleted (it answers 404 from now on); `purge` removes its rows."""
-        self._replace(replace(record, deleted=True))
+        """Mark the room deleted at `now` (it answers 404 from now on); `purge` removes its rows."""
+        self._replace(replace(record, deleted=True, deleted_at=now))
 
     def purge(self, room_id: str) -> None:
         """Delete every entity of the room, the room entity last so an interrupted purge is redone."""
@@ -293,11 +296,16 @@ class TableRoomsStore:
         return Role(entity["Role"])
 
     def commit_roster(
-        self, record: RoomRecord, old: dict[str, Role], new: dict[str, Role], now: datetime
+        self, record: RoomRecord, old: dict[str, Role], new: dict[str, Role], now: datetime, joined: Sequence = ()
     ) -> RoomRecord:
         """Replace roster `old` (as read with `record`) by `new`, atomically.
 
-        Raises ConcurrentChange if the room changed since `record` was read; nothing is then visible.
+        `joined`: transaction operations of other rows of the room's partition (a call's), in order,
+        committed in the same transaction as the switch to the new roster; those beyond the
+        transaction's room are applied right after it, each alone, and skipped when their row
+        changed since it was read (an If-Match that fails), since that change came later.
+        Raises ConcurrentChange if the room (or a joined row) changed since `record` was read;
+        nothing is then visible.
         """
         room_id = record.room.id
         changes = [
@@ -310,22 +318,8 @@ class TableRoomsStore:
             if raw_id not in new
         ]
         updated = replace(record, counts=RosterCounts.of(new.values()))
-        if len(changes) < MAX_TRANSACTION_OPERATIONS:
-            room_op = (
-                "update",
-                self._room_entity(updated),
-                {"mode": UpdateMode.REPLACE, "etag": record.etag, "match_condition": MatchConditions.IfNotModified},
-            )
-            operations = [room_op, *changes]
-            check_transaction(operations)
-            with storage_faults():
-                try:
-                    result = self._table.submit_transaction(operations)
-                except Exception as error:
-                    if is_precondition_failure(error):
-                        raise ConcurrentChange(room_id) from error
-                    raise
-            return replace(updated, etag=result[0]["etag"])
+        if 1 + len(changes) + len(joined) <= MAX_TRANSACTION_OPERATIONS:
+            return self._switch(record, updated, [*changes, *joined])
         # Copy on write: the new generation is invisible until the room entity points at it.
         generation = new_generation()
         rows = [self._participant_op("upsert", room_id, generation, raw_id, role) for raw_id, role in new.items()]
@@ -337,11 +331,43 @@ class TableRoomsStore:
             generation=generation,
             retired=(*record.retired, (record.generation, now)),
         )
+        room_left = MAX_TRANSACTION_OPERATIONS - 1
         try:
-            return self._replace(switched)
+            committed = self._switch(record, switched, list(joined[:room_left]))
         except ConcurrentChange:
             self._delete_generation(room_id, generation)
             raise
+        self._apply_each(joined[room_left:])
+        return committed
+
+    def _switch(self, record: RoomRecord, updated: RoomRecord, operations: list) -> RoomRecord:
+        """Replace the room entity by `updated` if unchanged since `record`, with `operations` in the
+        same transaction; ConcurrentChange when the room or one of their rows changed."""
+        room_op = (
+            "update",
+            self._room_entity(updated),
+            {"mode": UpdateMode.REPLACE, "etag": record.etag, "match_condition": MatchConditions.IfNotModified},
+        )
+        transaction = [room_op, *operations]
+        check_transaction(transaction)
+        with storage_faults():
+            try:
+                result = self._table.submit_transaction(transaction)
+            except Exception as error:
+                if is_precondition_failure(error) or getattr(error, "status_code", None) == 404:
+                    raise ConcurrentChange(record.room.id) from error
+                raise
+        return replace(updated, etag=result[0]["etag"])
+
+    def _apply_each(self, operations: Sequence) -> None:
+        """Operations that did not fit a transaction, one by one; one whose row changed is skipped."""
+        with storage_faults():
+            for operation in operations:
+                try:
+                    self._table.submit_transaction([operation])
+                except Exception as error:
+                    if not (is_precondition_failure(error) or getattr(error, "status_code", None) == 404):
+                        raise
 
     def _delete_generation(self, room_id: str, generation: str) -> int:
         rows = [participant_row(generation, raw_id) for raw_id, _ in self._generation_rows(room_id, generation, None, None)]

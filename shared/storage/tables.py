@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 
@@ -29,8 +30,15 @@ class TableStore:
     the SDK's own policy list.
     """
 
-    def __init__(self, connection_string: str) -> None:
+    def __init__(self, connection_string: str | None = None, *, account_url: str | None = None,
+                 credential: TokenCredential | None = None) -> None:
+        """Either a connection string (account key or SAS inside), or the Table endpoint with an
+        Entra token credential (a managed identity in Azure)."""
+        if (connection_string is None) == (account_url is None) or (account_url is not None and credential is None):
+            raise ValueError("give a connection string, or an account URL with a token credential")
         self._connection_string = connection_string
+        self._account_url = account_url
+        self._credential = credential
         self._service: TableServiceClient | None = None
         self._tables: dict[str, TableClient] = {}
         self._lock = threading.Lock()
@@ -38,18 +46,20 @@ class TableStore:
     def _service_client(self) -> TableServiceClient:
         if self._service is None:
             quiet_http_logging()
-            # The endpoint as the SDK reads it from the connection string (no request is sent).
-            with TableServiceClient.from_connection_string(self._connection_string) as unsent:
-                endpoint = unsent.url
-            self._service = TableServiceClient.from_connection_string(
-                self._connection_string,
-                transport=storage_transport(
-                    endpoint,
-                    connection_timeout=STORAGE_CLIENT_OPTIONS["connection_timeout"],
-                    read_timeout=STORAGE_CLIENT_OPTIONS["read_timeout"],
-                ),
-                **STORAGE_CLIENT_OPTIONS,
-            )
+            if self._connection_string is not None:
+                # The endpoint as the SDK reads it from the connection string (no request is sent).
+                with TableServiceClient.from_connection_string(self._connection_string) as unsent:
+                    endpoint = unsent.url
+            else:
+                endpoint = self._account_url
+            transport = storage_transport(endpoint, connection_timeout=STORAGE_CLIENT_OPTIONS["connection_timeout"],
+                                          read_timeout=STORAGE_CLIENT_OPTIONS["read_timeout"])
+            if self._connection_string is not None:
+                self._service = TableServiceClient.from_connection_string(
+                    self._connection_string, transport=transport, **STORAGE_CLIENT_OPTIONS)
+            else:
+                self._service = TableServiceClient(self._account_url, credential=self._credential,
+                                                   transport=transport, **STORAGE_CLIENT_OPTIONS)
         return self._service
 
     def table(self, name: str) -> TableClient:

@@ -90,3 +90,34 @@ def test_a_live_call_without_ends_loads_with_empty_end_times():
     assert len(rows) == 1 and rows["RoomId"].iloc[0] == "r1"
     assert rows["CallEndTime"].isna().all() and rows["ParticipantEndTime"].isna().all()
     assert t.peak_concurrency(rows)["PeakParticipants"].tolist() == [1]
+
+
+def test_the_report_reads_the_tables_with_an_entra_identity(starts_processes, monkeypatch, tmp_path):
+    """`--account-url`: the Table endpoint with DefaultAzureCredential, here finding localdev's
+    managed identity endpoint as it finds Azure's, on Azurite in OAuth mode."""
+    from localdev.azurite import AzuriteTable
+    from localdev.certs import ensure_dev_certificate
+    from localdev.identity import STORAGE_RESOURCE, ManagedIdentityEndpoint
+    from tests.conftest import TEST_CERT_DIR
+
+    with AzuriteTable(certificate=ensure_dev_certificate(TEST_CERT_DIR), oauth=True) as azurite, ManagedIdentityEndpoint() as identity:
+        log = TableOperationLog(azurite.connection_string)
+        for index, (name, status) in enumerate([("CreateRoom", 201), ("GetRoom", 200), ("GetRoom", 404)]):
+            log.write(RoomsOperationRecord(
+                time_generated=at(f"10:0{index}:00"), correlation_id=f"c{index}", operation_name=name,
+                operation_version="2024-04-15", result_signature=status, duration_ms=5.0, room_id="r1"))
+        assert log.close(30)
+        for name, value in identity.environment().items():
+            monkeypatch.setenv(name, value)
+        out = tmp_path / "report"
+        assert main(["report", "--account-url", azurite.endpoint, "--out", str(out), "--no-progress"]) == 0
+        assert identity.issued == [STORAGE_RESOURCE]
+    assert pd.read_csv(out / "tables" / "success_rate.csv").set_index("ResultType")["Count"].to_dict() == {
+        "Succeeded": 2, "Failed": 1}
+
+
+def test_the_report_takes_one_storage_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["report", "--connection-string", "UseDevelopmentStorage=true",
+              "--account-url", "https://x.table.core.windows.net", "--out", "unused"])
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -14,12 +14,16 @@ from tests.conftest import dev_certificate
 from shared.logs.operations import DEFAULT_TABLE_NAME, read_operation_records
 from shared.storage.tables import TableStore
 
+from tests.support.answers import ANSWERS
+
 pytestmark = pytest.mark.stack
 
 
 def test_records_still_queued_at_sigterm_are_written():
     with local_service(certificate=dev_certificate()) as service:
         host = service.hosts[0]
+        ANSWERS.serve(service.base_url, service.ca_file)
+        ANSWERS.tooling(service.azurite.endpoint, "Azurite")
         since = datetime.now(timezone.utc) - timedelta(seconds=1)
         unsigned = requests.get(f"{service.base_url}/rooms/99999999999999996?api-version=2025-03-13",
                                 verify=service.ca_file, timeout=10)
@@ -45,6 +49,8 @@ def test_ctrl_c_on_run_writes_the_last_records_before_azurite_stops(tmp_path):
             if line.startswith(READY_PREFIX):
                 break
         endpoint = announced["connection string"].split(";")[0].removeprefix("endpoint=")
+        ANSWERS.serve(endpoint, announced["CA certificate"])
+        ANSWERS.tooling(announced["storage"], "Azurite")
         since = datetime.now(timezone.utc) - timedelta(seconds=1)
         unsigned = requests.get(f"{endpoint}rooms/99999999999999995?api-version=2025-03-13",
                                 verify=announced["CA certificate"], timeout=10)
@@ -55,6 +61,7 @@ def test_ctrl_c_on_run_writes_the_last_records_before_azurite_stops(tmp_path):
         process.kill()
     # Azurite kept its data on disk: start it again on the same folder and look.
     with AzuriteTable(certificate=dev_certificate(), location=state / "azurite") as azurite:
+        ANSWERS.tooling(azurite.endpoint, "Azurite")
         records = _read_records(azurite.connection_string, "99999999999999995", since)
     assert [(r["OperationName"], r["ResultSignature"]) for r in records] == [("GetRoom", "401")]
 

@@ -197,6 +197,22 @@ def test_a_participant_muting_itself_reaches_the_application(stack, automation, 
     assert len(updates) == 4 and [p.is_muted for p in updates[-1][1].participants] == [True]
 
 
+def test_a_role_change_that_mutes_reaches_the_application(stack, automation, receiver, rooms_client, identity_client, live_room):
+    room, presenter, _ = live_room
+    attendee = new_user(stack, identity_client)
+    rooms_client.add_or_update_participants(room_id=room.id, participants=roster((attendee, ParticipantRole.ATTENDEE)))
+    assert attendee.join(room.id).status_code == 200  # joins unmuted
+    properties, connection = connect(automation, receiver, room.id)
+    connection_id = properties.call_connection_id
+    first = receiver.wait_for(connection_id, "ParticipantsUpdated")[0][1]
+    assert {(p.identifier.raw_id, p.is_muted) for p in first.participants} == {(presenter.raw_id, False), (attendee.raw_id, False)}
+    rooms_client.add_or_update_participants(room_id=room.id, participants=roster((attendee, ParticipantRole.CONSUMER)))
+    update = receiver.wait_for(connection_id, "ParticipantsUpdated", 2)[-1][1]
+    assert {(p.identifier.raw_id, p.is_muted) for p in update.participants} == {(presenter.raw_id, False), (attendee.raw_id, True)}
+    assert update.sequence_number > first.sequence_number
+    assert connection.get_participant(CommunicationUserIdentifier(attendee.raw_id)).is_muted is True
+
+
 def test_callbacks_carry_a_token_that_the_published_keys_verify(stack, automation, receiver, live_room):
     room, _, _ = live_room
     properties, _ = connect(automation, receiver, room.id)
@@ -243,6 +259,10 @@ def test_phone_that_does_not_answer(stack, automation, receiver, live_room, beha
     assert failed.participant.raw_id == f"4:{phone}" and failed.operation_context == behaviour
     assert (failed.result_information.code, failed.result_information.sub_code) == (code, sub_code)
     assert [p.identifier.raw_id for p in connection.list_participants()] == [presenter.raw_id]
+    # The room call keeps the ended invitation, with the dial outcome as its documented leaveReason.
+    ended = endpoint_of(presenter.call(room.id), f"4:{phone}")
+    reason = {"decline": "declined", "busy": "busy", "noAnswer": "noAnswer"}[behaviour]
+    assert (ended["state"], ended["leaveReason"]) == ("disconnected", reason)
 
 
 def test_cancel_add_while_ringing(stack, automation, receiver, live_room):
@@ -260,6 +280,7 @@ def test_cancel_add_while_ringing(stack, automation, receiver, live_room):
     time.sleep(6)  # the phone answers after 4 s: too late, it stays out of the call
     assert receiver.of(properties.call_connection_id, "AddParticipantSucceeded") == []
     assert [p.identifier.raw_id for p in connection.list_participants()] == [presenter.raw_id]
+    assert endpoint_of(presenter.call(room.id), f"4:{phone}")["leaveReason"] == "cancelled"
     assert status_of(lambda: connection.cancel_add_participant_operation(added.invitation_id)) == (404, "8522")
 
 
@@ -311,6 +332,23 @@ def test_hang_up_leaves_the_call_to_the_others(stack, automation, receiver, live
     receiver.wait_for(other.call_connection_id, "CallDisconnected")
 
 
+@pytest.mark.parametrize("for_everyone", [False, True], ids=["hang_up", "terminate"])
+def test_an_ended_connection_is_not_found(stack, automation, receiver, live_room, for_everyone):
+    # ACS's own live tests (Azure.Communication.CallAutomation, CallAutomationClientLiveTests) expect
+    # 404 from GetCallConnectionProperties once the connection hung up; every operation agrees here.
+    room, presenter, _ = live_room
+    properties, connection = connect(automation, receiver, room.id)
+    _, other = connect(automation, receiver, room.id)  # keeps the call going after a plain hang-up
+    connection.hang_up(is_for_everyone=for_everyone)
+    receiver.wait_for(properties.call_connection_id, "CallDisconnected")
+    assert status_of(connection.get_call_properties) == (404, "8522")
+    assert status_of(lambda: connection.list_participants().next()) == (404, "8522")
+    assert status_of(lambda: connection.add_participant(CommunicationUserIdentifier(presenter.raw_id))) == (404, "8522")
+    connection.hang_up(is_for_everyone=False)  # a retried hang-up still succeeds
+    if not for_everyone:
+        assert other.get_call_properties().call_connection_state == "connected"
+
+
 def test_callbacks_are_retried_until_delivered(stack, automation, receiver, live_room):
     room, _, _ = live_room
     receiver.fail_next = 2
@@ -350,6 +388,11 @@ def status_of(action) -> tuple[int, str]:
     with pytest.raises(HttpResponseError) as caught:
         action()
     return caught.value.status_code, caught.value.error.code
+
+
+def endpoint_of(room_call: requests.Response, raw_id: str) -> dict:
+    """The endpoint of `raw_id` in a `GET /roomCalls/{roomId}` answer."""
+    return next(p for p in room_call.json()["participants"] if p["identifier"]["rawId"] == raw_id)
 
 
 def room_call_raw_ids(presenter, room_id: str) -> list[str]:

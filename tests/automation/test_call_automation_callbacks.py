@@ -5,8 +5,8 @@ from datetime import datetime, timezone
 from azure.communication.callautomation._generated import models as sdk_events
 from azure.core.messaging import CloudEvent
 
-from shared.automation.model import CANCELLED, REMOVED_BY_SERVER, callbacks_for_change, cloud_event
-from shared.calls.model import AutomationContext, Call, CallConnection, CallParticipant, EndpointKind
+from shared.automation.model import callbacks_for_change, cloud_event
+from shared.calls.model import AutomationContext, Call, CallConnection, CallParticipant, EndpointKind, LeaveReason
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 ALICE, PHONE = "8:acs:r_alice", "4:+14255550123"
@@ -66,14 +66,14 @@ def test_unanswered_and_cancelled_invitations():
         [(_, name, failed)] = decoded(callbacks_for_change(before, before, [ended], T0))
         assert name == "AddParticipantFailed" and failed.participant.raw_id == PHONE
         assert (failed.result_information.code, failed.result_information.sub_code) == (code, sub_code)
-    cancelled = replace(ringing, state="disconnected", left_at=T0, leave_reason=CANCELLED)
+    cancelled = replace(ringing, state="disconnected", left_at=T0, leave_reason=LeaveReason.CANCELLED)
     [(_, name, data)] = decoded(callbacks_for_change(before, before, [cancelled], T0))
     assert name == "CancelAddParticipantSucceeded" and data.invitation_id == "inv"
 
 
 def test_removal_by_the_server_and_the_end_of_the_call():
     before = call_with(ALICE_IN, connections=(CONNECTION,))
-    removed = replace(ALICE_IN, state="disconnected", left_at=T0, leave_reason=REMOVED_BY_SERVER, automation=ON_APP)
+    removed = replace(ALICE_IN, state="disconnected", left_at=T0, leave_reason=LeaveReason.REMOVED_BY_SERVER, automation=ON_APP)
     after = replace(before, state="ended", connected=0, ended_at=T0, sequence=6)
     names = [name for _, name, _ in decoded(callbacks_for_change(before, after, [removed], T0))]
     assert names == ["RemoveParticipantSucceeded", "CallDisconnected"]  # no update once the call is over

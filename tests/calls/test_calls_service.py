@@ -3,12 +3,19 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from shared.calls.memory import MemoryCallsStore, MemoryPstnLines
 from shared.calls.model import Capability, EndpointKind, capabilities_of
 from shared.calls.pstn import DialOutcome
+from shared.calls.service import CallsService
+from shared.core.clock import ManualClock
 from functions.errors import ROOM_CALLS_ERRORS, HttpError
 from shared.core.errors import DomainError
 from shared.events.model import CALL_ENDED, CALL_STARTED, PARTICIPANT_ADDED, PARTICIPANT_REMOVED
+from shared.rooms.changes import RoomChanges
+from shared.rooms.memory import MemoryRoomsStore
 from shared.rooms.model import CreateRoomRequest, Role
+from shared.rooms.service import RoomsService
+from shared.storage.memory import MemoryTable
 from tests.support.twins import CALLER_NUMBERS, calls_on_twins
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
@@ -156,3 +163,34 @@ def test_a_phone_may_only_mute_itself_and_a_dial_out_needs_the_room_flag(world, 
     world.calls.join(closed.id, PRESENTER)
     error = refusal(world.calls.dial_out, closed.id, PRESENTER, OTHER_PHONE, CALLER_NUMBERS[0])
     assert (error.status, error.code, error.target) == (403, "MissingCapability", "addPhoneNumber")
+
+
+class RosterChangeMidway(MemoryCallsStore):
+    """The calls' twin, with `change` committed once right before the first endpoint write: a role
+    change landing between an action's capability check and its commit."""
+
+    def __init__(self, table, change=None) -> None:
+        super().__init__(table)
+        self.change = change
+
+    def update_endpoint(self, *args, **kwargs):
+        change, self.change = self.change, None
+        if change is not None:
+            change()
+        return super().update_endpoint(*args, **kwargs)
+
+
+@pytest.mark.parametrize("action, capability", [("startVideo", "turnVideoOn"), ("unmuteMic", "unmuteMic")])
+def test_turning_on_rechecks_a_role_changed_between_check_and_commit(action, capability):
+    table, changes, clock = MemoryTable(), RoomChanges(), ManualClock(NOW)
+    rooms = RoomsService(MemoryRoomsStore(table), clock, 100, changes)
+    store = RosterChangeMidway(table)
+    calls = CallsService(rooms, store, clock, None, MemoryPstnLines(), CALLER_NUMBERS, [], changes)
+    room_id = rooms.create(CreateRoomRequest(None, None, False, {ATTENDEE: Role.ATTENDEE})).room.id
+    calls.join(room_id, ATTENDEE)
+    calls.act_self(room_id, ATTENDEE, "muteMic")
+    store.change = lambda: rooms.update_participants(room_id, {ATTENDEE: Role.CONSUMER})
+    error = refusal(calls.act_self, room_id, ATTENDEE, action)
+    assert (error.status, error.code, error.target) == (403, "MissingCapability", capability)
+    [endpoint] = calls.current_call(room_id).participants
+    assert (endpoint.muted, endpoint.video_on) == (True, False)  # nothing a Consumer may not hold

@@ -14,18 +14,19 @@ pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("hang_up_phones")]
 
 ROLES = [ParticipantRole.PRESENTER, ParticipantRole.ATTENDEE, ParticipantRole.CONSUMER, ParticipantRole.COLLABORATOR]
 # operation -> (capability it needs, roles allowed by ACS's role table)
+EVERY_ROLE = {"Presenter", "Attendee", "Consumer", "Collaborator"}
 MATRIX = {
-    "muteMic": ("unmuteMic", {"Presenter", "Attendee", "Collaborator"}),
+    "muteMic": (None, EVERY_ROLE),  # turning one's own media off needs no capability
     "unmuteMic": ("unmuteMic", {"Presenter", "Attendee", "Collaborator"}),
     "startVideo": ("turnVideoOn", {"Presenter", "Attendee", "Collaborator"}),
-    "stopVideo": ("turnVideoOn", {"Presenter", "Attendee", "Collaborator"}),
+    "stopVideo": (None, EVERY_ROLE),
     "startScreenShare": ("shareScreen", {"Presenter", "Collaborator"}),
-    "stopScreenShare": ("shareScreen", {"Presenter", "Collaborator"}),
+    "stopScreenShare": (None, EVERY_ROLE),
     "muteRemote": ("muteOthers", {"Presenter"}),
     "removeRemote": ("removeParticipant", {"Presenter"}),
     "invite": ("addCommunicationUser", {"Presenter"}),
     "dialOut": ("addPhoneNumber", {"Presenter"}),
-    "leave": (None, {"Presenter", "Attendee", "Consumer", "Collaborator"}),
+    "leave": (None, EVERY_ROLE),
 }
 
 
@@ -84,6 +85,30 @@ def test_join_answer_and_first_join_starts_the_call(stack, rooms_client, identit
     assert again["participantId"] == second["participantId"]  # joining twice is idempotent
 
 
+@pytest.mark.parametrize("bad", ["", "   ", "x" * 257, 42, ["Ada"], "Ada\u0000", "Ada\nLovelace", "\u202eadA"],
+                         ids=["empty", "blank", "257 characters", "number", "list", "nul", "newline", "bidi override"])
+def test_an_invalid_display_name_is_refused_and_nothing_stored(stack, rooms_client, identity_client, bad):
+    user = new_user(stack, identity_client)
+    room = rooms_client.create_room(participants=roster((user, ParticipantRole.PRESENTER)))
+    refused = user.join(room.id, {"displayName": bad})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["code"] == "BadRequest" and refused.json()["error"]["target"] == "displayName"
+    assert user.call(room.id).status_code == 404  # no call was started
+
+
+def test_a_display_name_given_at_join_is_shown(stack, rooms_client, identity_client):
+    named, unnamed = new_user(stack, identity_client), new_user(stack, identity_client)
+    room = rooms_client.create_room(participants=roster((named, ParticipantRole.PRESENTER), (unnamed, ParticipantRole.ATTENDEE)))
+    longest = "Zoë " + "ñ" * 252  # 256 characters, ACS's limit
+    joined = named.join(room.id, {"displayName": longest})
+    assert joined.status_code == 200, joined.text
+    assert [p.get("displayName") for p in joined.json()["call"]["participants"]] == [longest]
+    assert unnamed.join(room.id).status_code == 200  # the name is optional
+    assert named.join(room.id, {"displayName": "Someone else"}).status_code == 200  # joining again keeps the first
+    shown = {p["identifier"]["rawId"]: p.get("displayName") for p in unnamed.call(room.id).json()["participants"]}
+    assert shown == {named.raw_id: longest, unnamed.raw_id: None}
+
+
 def test_invite_only(stack, rooms_client, identity_client):
     member, stranger = new_user(stack, identity_client), new_user(stack, identity_client)
     room = rooms_client.create_room(participants=roster((member, ParticipantRole.ATTENDEE)))
@@ -118,11 +143,54 @@ def test_role_change_applies_to_the_next_action(stack, rooms_client, identity_cl
     user = new_user(stack, identity_client)
     room = rooms_client.create_room(participants=roster((user, ParticipantRole.PRESENTER)))
     user.join(room.id)
-    assert user.me(room.id, "startScreenShare").status_code == 200
     rooms_client.add_or_update_participants(room_id=room.id, participants=roster((user, ParticipantRole.ATTENDEE)))
-    refused = user.me(room.id, "stopScreenShare")
+    refused = user.me(room.id, "startScreenShare")
     assert refused.status_code == 403 and refused.json()["error"]["target"] == "shareScreen"
     assert [p["role"] for p in user.call(room.id).json()["participants"]] == ["Attendee"]
+
+
+def media(call_answer, raw_id: str) -> tuple[bool, bool, bool]:
+    endpoint = next(p for p in call_answer.json()["participants"] if p["identifier"]["rawId"] == raw_id)
+    return endpoint["isMuted"], endpoint["isVideoOn"], endpoint["isScreenSharing"]
+
+
+def test_a_consumer_joins_muted_with_video_and_sharing_off_and_may_turn_off_anything(stack, rooms_client, identity_client):
+    consumer, attendee = new_user(stack, identity_client), new_user(stack, identity_client)
+    room = rooms_client.create_room(participants=roster((consumer, ParticipantRole.CONSUMER), (attendee, ParticipantRole.ATTENDEE)))
+    joined = consumer.join(room.id).json()
+    assert joined["capabilities"] == []
+    assert media(consumer.call(room.id), consumer.raw_id) == (True, False, False)
+    assert attendee.join(room.id).status_code == 200
+    assert media(attendee.call(room.id), attendee.raw_id) == (False, False, False)  # Attendees join unmuted
+    for action in ("muteMic", "stopVideo", "stopScreenShare"):  # off is always allowed, whatever the role
+        answer = consumer.me(room.id, action)
+        assert answer.status_code == 200, (action, answer.text)
+    assert consumer.me(room.id, "unmuteMic").json()["error"]["code"] == "MissingCapability"
+    assert media(consumer.call(room.id), consumer.raw_id) == (True, False, False)
+
+
+def test_a_role_change_turns_off_what_the_new_role_lacks_at_once(stack, rooms_client, identity_client):
+    sharer, speaker, watcher = (new_user(stack, identity_client) for _ in range(3))
+    room = rooms_client.create_room(participants=roster(
+        (sharer, ParticipantRole.COLLABORATOR), (speaker, ParticipantRole.ATTENDEE), (watcher, ParticipantRole.PRESENTER)))
+    for user in (sharer, speaker, watcher):
+        assert user.join(room.id).status_code == 200
+    for user, action in ((sharer, "startScreenShare"), (sharer, "startVideo"), (speaker, "startVideo")):
+        assert user.me(room.id, action).status_code == 200
+    assert media(watcher.call(room.id), sharer.raw_id) == (False, True, True)
+    assert media(watcher.call(room.id), speaker.raw_id) == (False, True, False)
+
+    # Through the official Rooms SDK: a Collaborator sharing made Attendee, an Attendee talking on video made Consumer.
+    rooms_client.add_or_update_participants(room_id=room.id, participants=roster(
+        (sharer, ParticipantRole.ATTENDEE), (speaker, ParticipantRole.CONSUMER)))
+    seen = watcher.call(room.id)
+    assert media(seen, sharer.raw_id) == (False, True, False)  # an Attendee keeps mic and video, not the share
+    assert media(seen, speaker.raw_id) == (True, False, False)
+    for user, action in ((sharer, "stopScreenShare"), (speaker, "muteMic"), (speaker, "stopVideo")):
+        answer = user.me(room.id, action)
+        assert answer.status_code == 200, (action, answer.text)
+    assert sharer.me(room.id, "startScreenShare").status_code == 403
+    assert speaker.me(room.id, "startVideo").status_code == 403
 
 
 def test_roster_removal_drops_the_user_from_the_call(stack, rooms_client, identity_client):
@@ -138,14 +206,22 @@ def test_roster_removal_drops_the_user_from_the_call(stack, rooms_client, identi
     assert goes.me(room.id, "muteMic").status_code == 403
 
 
-def test_room_deletion_ends_the_call(stack, rooms_client, identity_client, stack_services):
-    user = new_user(stack, identity_client)
+def test_room_deletion_ends_the_call_which_stays_readable(stack, rooms_client, identity_client):
+    user, stranger = new_user(stack, identity_client), new_user(stack, identity_client)
     room = rooms_client.create_room(participants=roster((user, ParticipantRole.PRESENTER)))
-    user.join(room.id)
+    server_call_id = user.join(room.id).json()["serverCallId"]
     rooms_client.delete_room(room_id=room.id)
-    call = stack_services.calls.current_call(room.id)
-    assert call.state == "ended" and call.end_reason == "roomDeleted"
-    assert user.join(room.id).status_code == 404
+    read = user.call(room.id)
+    assert read.status_code == 200, read.text
+    call = read.json()
+    assert (call["serverCallId"], call["state"], call["endReason"]) == (server_call_id, "ended", "roomDeleted")
+    assert [(p["state"], p["leaveReason"]) for p in call["participants"]] == [("disconnected", "roomDeleted")]
+    assert stranger.call(room.id).json()["error"]["code"] == "NotInvited"  # still only the roster's
+    assert user.join(room.id).status_code == 404  # the room itself is gone
+    assert user.me(room.id, "muteMic").status_code == 404
+    never_called = rooms_client.create_room(participants=roster((user, ParticipantRole.PRESENTER)))
+    rooms_client.delete_room(room_id=never_called.id)
+    assert user.call(never_called.id).status_code == 404
 
 
 def test_last_leave_ends_the_call_and_next_join_starts_a_new_one(stack, rooms_client, identity_client):

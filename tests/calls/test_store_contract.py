@@ -176,3 +176,36 @@ def test_active_call_rooms_and_the_purge_of_a_room(rooms, calls):
     assert calls.active_call_rooms() == []
     rooms.purge(ROOM)
     assert calls.current(ROOM) is None
+
+
+def test_a_call_change_staged_into_a_roster_change_commits_with_it_or_not_at_all(rooms, calls):
+    record = a_room(rooms)
+    call, alice = started()
+    calls.commit(None, call, [alice])
+    read = calls.current(ROOM)
+    [unmuted] = read.participants
+    as_consumer = {ALICE: Role.CONSUMER, BOB: Role.ATTENDEE}
+    staged = calls.staged_commit(read, replace(read, sequence=2), [replace(unmuted, muted=True)])
+    calls.update_endpoint(ROOM, read.server_call_id, replace(unmuted, video_on=True))  # the endpoint changed since
+    with pytest.raises(ConcurrentChange):
+        rooms.commit_roster(record, rooms.roster(record), as_consumer, NOW, staged)
+    assert rooms.roster(rooms.get(ROOM))[ALICE] is Role.PRESENTER  # the roster did not change either
+    again = calls.current(ROOM)
+    staged = calls.staged_commit(again, replace(again, sequence=2), [replace(again.participants[0], muted=True)])
+    committed = rooms.commit_roster(rooms.get(ROOM), rooms.roster(rooms.get(ROOM)), as_consumer, NOW, staged)
+    assert rooms.roster(committed)[ALICE] is Role.CONSUMER
+    after = calls.current(ROOM)
+    assert after.sequence == 2 and after.participants[0].muted and after.participants[0].video_on
+
+
+def test_an_endpoint_change_guarded_by_a_stale_room_read_is_a_concurrent_change(rooms, calls):
+    record = a_room(rooms)
+    call, alice = started()
+    calls.commit(None, call, [alice])
+    [read] = calls.current(ROOM).participants
+    rooms.commit_roster(record, rooms.roster(record), {ALICE: Role.CONSUMER, BOB: Role.ATTENDEE}, NOW)
+    with pytest.raises(ConcurrentChange):
+        calls.update_endpoint(ROOM, call.server_call_id, replace(read, muted=False, video_on=True), room_etag=record.etag)
+    assert calls.current(ROOM).participants[0].video_on is False
+    guarded = calls.update_endpoint(ROOM, call.server_call_id, replace(read, video_on=True), room_etag=rooms.get(ROOM).etag)
+    assert guarded.video_on and rooms.get(ROOM).etag != record.etag

@@ -23,6 +23,7 @@ from localdev.certs import ensure_dev_certificate
 from localdev.testing import HostProcess
 from tests.conftest import TEST_CERT_DIR
 
+from tests.support.answers import ANSWERS
 from tests.support.calls import new_user, roster
 from tests.support.events import TopicSubscriptions, start_topic, wait_for_room_events
 
@@ -33,6 +34,7 @@ STARTED, ENDED = SystemEventNames.AcsCallStartedEventName, SystemEventNames.AcsC
 ADDED, REMOVED = SystemEventNames.AcsCallParticipantAddedEventName, SystemEventNames.AcsCallParticipantRemovedEventName
 EVENT_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z")
 ZERO_GROUP = "00000000-0000-0000-0000-000000000000"
+PRESENTER_NAME = "Zoë Presenter"
 
 
 def arm_resource(resource_id: str) -> str:
@@ -49,9 +51,9 @@ def run_call(stack, rooms_client, identity_client):
     presenter, attendee = new_user(stack, identity_client), new_user(stack, identity_client)
     room = rooms_client.create_room(participants=roster((presenter, ParticipantRole.PRESENTER),
                                                         (attendee, ParticipantRole.ATTENDEE)))
-    first = presenter.join(room.id)
+    first = presenter.join(room.id, {"displayName": PRESENTER_NAME})
     assert first.status_code == 200, first.text
-    second = attendee.join(room.id)
+    second = attendee.join(room.id)  # without a display name
     assert second.status_code == 200, second.text
     call = presenter.call(room.id).json()
     assert attendee.me(room.id, "leave").status_code == 200
@@ -90,7 +92,7 @@ def check_call_events(events: list[tuple[str, str, dict]], run: dict) -> None:
             data = by_kind[(kind, f"call/{sid}/participant/{user}")]
             assert data["user"] == {"communicationIdentifier": identifier(user), "role": role}
             assert data["participantId"] == run["participantIds"][user]
-            assert data["displayName"] == user
+            assert data.get("displayName") == (PRESENTER_NAME if user == presenter else None)
             assert data["userAgent"] == data["endpointType"] and data["userAgent"]
         removed = by_kind[(REMOVED, f"call/{sid}/participant/{user}")]
         assert removed["reason"] == {"code": 0, "subCode": 0, "phrase": "The participant left the call."}
@@ -98,7 +100,7 @@ def check_call_events(events: list[tuple[str, str, dict]], run: dict) -> None:
     assert isinstance(ended["callDurationInSeconds"], float) and ended["callDurationInSeconds"] >= 0
     assert ended["durationOfCall"] == ended["callDurationInSeconds"]
     assert ended["endedBy"] == {"communicationIdentifier": identifier(presenter), "type": "Participant",
-                                "name": presenter}
+                                "name": PRESENTER_NAME}
     assert ended["reason"] == {"code": 0, "subCode": 0, "phrase": "Call ended because the last participant left."}
 
 
@@ -154,6 +156,8 @@ def cloud_events_stack(stack, tmp_path_factory):
            "ANTEROOM_EVENTGRID_SCHEMA": "CloudEventSchemaV1_0",
            "ANTEROOM_EVENTGRID_ENDPOINT": topic.topic.endpoint, "ANTEROOM_EVENTGRID_KEY": topic.topic.key}
     host = HostProcess("function_app:app", ROOT, env, certificate.ca_cert.parent).start()
+    ANSWERS.serve(host.base_url, str(certificate.ca_cert))
+    ANSWERS.tooling(topic.topic.endpoint.split("/api/")[0], "Event Grid topic")
     subscriptions = TopicSubscriptions(topic)
     try:
         yield host, env, subscriptions

@@ -29,6 +29,7 @@ from localdev.eventgrid import TopicThread
 from localdev.testing import HostProcess
 from tests.conftest import TEST_CERT_DIR
 
+from tests.support.answers import ANSWERS
 from tests.support.calls import new_user, roster
 from tests.support.events import TopicSubscriptions, start_topic
 
@@ -93,6 +94,9 @@ def faults(tmp_path_factory):
         "ANTEROOM_EVENTGRID_KEY": topic.topic.key,
     }
     host = HostProcess("function_app:app", ROOT, settings, certificate.ca_cert.parent).start()
+    ANSWERS.serve(host.base_url, str(certificate.ca_cert))
+    ANSWERS.tooling(topic.topic.endpoint.split("/api/")[0], "Event Grid topic")
+    ANSWERS.tooling(azurite.endpoint, "Azurite")
     stack = FaultStack(host.base_url, str(certificate.ca_cert), settings, azurite, topic, TopicSubscriptions(topic),
                        host)
     try:

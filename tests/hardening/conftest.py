@@ -15,6 +15,7 @@ from localdev.certs import ensure_dev_certificate
 from localdev.settings import acs_connection_string, generate_app_settings
 from localdev.testing import HostProcess
 from tests.conftest import ROOT, TEST_CERT_DIR
+from tests.support.answers import ANSWERS
 from tests.support.hmac_client import HmacClient
 from tests.support.refusals import active_room_count, identity_count
 
@@ -104,6 +105,8 @@ def hardening_stack(
         host = LoggedHost("function_app:app", Path(ROOT), settings, certificate.ca_cert.parent)
         stack = HardeningStack(azurite, host, settings)
         host.start()
+        ANSWERS.serve(host.base_url, str(certificate.ca_cert))
+        ANSWERS.tooling(azurite.endpoint, "Azurite")
         yield stack
     finally:
         if stack is not None:

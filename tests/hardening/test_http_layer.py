@@ -17,6 +17,7 @@ import requests
 from localdev.certs import ensure_dev_certificate
 from shared.logs.operations import read_operation_records
 from tests.conftest import ROOT, TEST_CERT_DIR
+from tests.support.answers import ANSWERS
 from tests.support.hmac_client import HmacClient
 from tests.support.refusals import assert_acs_error
 
@@ -148,6 +149,7 @@ def impatient_host(hardened):
     host = LoggedHost("function_app:app", Path(ROOT), hardened.settings, certificate.ca_cert.parent,
                       extra_args=("--header-timeout", "2"))
     host.start()
+    ANSWERS.serve(host.base_url, str(certificate.ca_cert))
     yield host
     host.stop()
 

@@ -30,6 +30,7 @@ from shared.events.model import CALL_ENDED, CALL_STARTED, PARTICIPANT_ADDED, PAR
 from shared.auth.hmac import sign_headers
 from shared.core.timefmt import format_imf_fixdate
 from tests.conftest import ROOT, TEST_CERT_DIR
+from tests.support.answers import ANSWERS
 
 ROSTER_WRITERS = 24
 CALLERS = 16
@@ -84,6 +85,10 @@ def pair(tmp_path_factory):
                                startup_timeout=60)
             hosts.append(host)
             host.start()
+            ANSWERS.serve(host.base_url, str(certificate.ca_cert))
+        ANSWERS.tooling(azurite.endpoint, "Azurite")
+        ANSWERS.tooling(topic.endpoint.split("/api/")[0], "Event Grid topic")
+        ANSWERS.tooling(subscriber.url, "test webhooks (the topic delivering)")
         yield TwoInstances(azurite, hosts, settings, subscriber, str(certificate.ca_cert))
     finally:
         for host in hosts:
@@ -334,7 +339,7 @@ def test_housekeeping_on_both_instances_at_once_purges_every_deleted_room(pair, 
         assert len(rows) > 150, (room_id, len(rows))
     other_instance = build_services(Settings.from_env(pair.settings, served_at=pair.base_url(0)))
     try:
-        grace = timedelta(hours=services.settings.expired_room_grace_hours)
+        grace = timedelta(0)  # the rooms were deleted just now: without a grace they are due at once
         purged = all_at_once([lambda: services.rooms.sweep(grace), lambda: other_instance.rooms.sweep(grace)])
     finally:
         other_instance.close()

@@ -221,6 +221,18 @@ def test_export_then_import_restores_identities_rooms_rosters_and_subscriptions(
     assert clean.import_seed(exported)["kept"] == {"identities": 2, "rooms": 1, "subscriptions": 1}
 
 
+def test_a_seed_reusing_a_deleted_rooms_id_makes_a_new_room_without_its_old_call(clean):
+    alice = clean.user()
+    room = clean.create_room({alice: "Presenter"})
+    exported = clean.export_seed()
+    old_call = alice.join(room.id).json()["serverCallId"]
+    clean.rooms.delete_room(room.id)
+    assert alice.call(room.id).json()["endReason"] == "roomDeleted"  # kept for reading until the sweep
+    assert clean.import_seed(exported)["imported"]["rooms"] == 1  # the deleted room does not count as there
+    assert alice.call(room.id).status_code == 404  # the new room has had no call: the old one went with the old room
+    assert alice.join(room.id).json()["serverCallId"] != old_call
+
+
 def test_a_seed_of_another_resource_moves_its_users_here(clean):
     answer = clean.import_seed(_seed())
     here = clean.description["resourceId"]

@@ -23,6 +23,7 @@ from localdev.certs import ensure_dev_certificate
 from localdev.eventgrid import EventGridTopic, TopicThread
 from localdev.eventgrid.delivery import RETRY_SCHEDULE
 from localdev.eventgrid.subscriber import WebhookSubscriber
+from localdev.identity import EVENTGRID_RESOURCE, STORAGE_RESOURCE, LocalTokenCredential, issue_token
 from tests.conftest import TEST_CERT_DIR
 
 TIME_SCALE = 0.002  # Event Grid's 10 s first retry becomes 20 ms
@@ -49,8 +50,9 @@ class RunningTopic:
 
     def __init__(self, state_dir, key, port=0, **options):
         certificate = ensure_dev_certificate(TEST_CERT_DIR)
+        options.setdefault("time_scale", TIME_SCALE)
         self.topic = EventGridTopic(state_dir, key=key, port=port, certificate=certificate,
-                                    time_scale=TIME_SCALE, reload_interval=0.2, **options)
+                                    reload_interval=0.2, **options)
         self.runner = TopicThread(self.topic)
 
     def __enter__(self):
@@ -187,6 +189,45 @@ def test_wrong_missing_expired_or_foreign_credentials_get_401(running, key):
     assert _post(running, "[]", {"aeg-sas-token": tampered}).status_code == 401
     assert _post(running, "[]", {}).status_code == 401
     assert _post(running, "[]", {"Authorization": "Bearer abc"}).status_code == 401
+
+
+def test_an_entra_token_for_event_grid_publishes(running, subscriber):
+    running.subscribe(webhook("entra-sub", subscriber.url))
+    running.publisher(LocalTokenCredential()).send([grid_event(id="with-a-token")])
+    assert subscriber.wait_for_count(1)[0]["id"] == "with-a-token"
+
+
+def test_missing_wrong_audience_expired_or_badly_signed_tokens_get_401(running, subscriber):
+    running.subscribe(webhook("entra-sub", subscriber.url))
+    client = str(uuid.uuid4())
+    good, _ = issue_token(EVENTGRID_RESOURCE, client)
+    header, payload, signature = good.split(".")
+    tokens = {
+        "no token": ("", "The Authorization header has no token."),
+        "storage's audience": (issue_token(STORAGE_RESOURCE, client)[0],
+                               "The access token's audience is not https://eventgrid.azure.net."),
+        "expired": (issue_token(EVENTGRID_RESOURCE, client, now=time.time() - 7200)[0],
+                    "The access token has expired."),
+        "another secret": (issue_token(EVENTGRID_RESOURCE, client, secret=b"a secret of 32 bytes or more that is not localdev's")[0],
+                           "The access token's signature is not valid."),
+        "claims changed after signing": (f"{header}.{payload[:-2]}AA.{signature}", None),
+        "another issuer": (issue_token(EVENTGRID_RESOURCE, client, issuer="https://login.example.com/")[0],
+                           "The access token was not issued by this tenant."),
+        "not a JWT": ("abc", "The access token is malformed."),
+    }
+    for why, (token, message) in tokens.items():
+        answer = _post(running, '[{"id": "x", "subject": "s", "eventType": "T", "eventTime": "2026-01-01T00:00:00Z", '
+                                '"data": {}, "dataVersion": "1"}]', {"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 401, why
+        error = answer.json()["error"]
+        assert error["code"] == "Unauthorized", why
+        if message:
+            assert error["message"] == message, why
+    answer = _post(running, "[]", {})
+    assert answer.json()["error"]["message"] == \
+        "The request has no aeg-sas-key, aeg-sas-token, SharedAccessSignature or Bearer token."
+    running.publisher().send([grid_event(id="after-the-refusals")])  # the key still works beside tokens
+    assert [event["id"] for event in subscriber.wait_for_count(1)] == ["after-the-refusals"]
 
 
 @pytest.mark.parametrize("body, content_type, detail", [
@@ -407,3 +448,34 @@ def test_a_malformed_request_with_a_key_in_it_does_not_reach_the_log(tmp_path, k
             tls.sendall(f"POST /api/events HTTP/1.1\r\nHost: x\r\n{leaked}\r\n\r\n".encode())
             assert tls.recv(1024).split(b"\r\n", 1)[0].endswith(b" 400 Bad Request")
     assert caplog.records and leaked not in caplog.text
+
+
+def test_each_subscription_gets_its_events_in_publish_order(running):
+    """However long the subscriber takes per event; two subscriptions each keep their own order."""
+    import random
+
+    with WebhookSubscriber() as first, WebhookSubscriber() as second:
+        for hook in (first, second):
+            hook.handling_seconds = lambda: random.uniform(0, 0.005)
+        running.subscribe(webhook("first", first.url), webhook("second", second.url, "CloudEventSchemaV1_0"))
+        ids = [f"ordered-{index:03d}" for index in range(60)]
+        publisher = running.publisher()
+        for start in range(0, len(ids), 6):  # several publishes of several events each
+            publisher.send([grid_event(id=event_id) for event_id in ids[start:start + 6]])
+        for hook in (first, second):
+            assert [e["id"] for e in hook.wait_for_count(len(ids))] == ids
+
+
+def test_a_failing_event_does_not_hold_back_the_ones_after_it(tmp_path, key, subscriber):
+    """Retries skip the line: the events published after a failed one arrive before its retry."""
+    with RunningTopic(tmp_path / "topic", key, time_scale=0.1) as slow_retries:  # the first retry after 1 s
+        slow_retries.subscribe(webhook("hook", subscriber.url))
+        subscriber.status = 503
+        slow_retries.publisher().send([grid_event(id="refused-first")])
+        deadline = time.monotonic() + 20
+        while not slow_retries.topic.log.entries(eventId="refused-first", outcome="Retrying"):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        subscriber.status = 200
+        slow_retries.publisher().send([grid_event(id="later-1"), grid_event(id="later-2")])
+        assert [e["id"] for e in subscriber.wait_for_count(3)] == ["later-1", "later-2", "refused-first"]

@@ -39,6 +39,8 @@ def _app_setting(announced, name):
 
 def test_run_serves_a_topic_and_the_pstn_network_with_stable_settings(tmp_path, monkeypatch):
     state = tmp_path / "state"
+    state.mkdir()
+    (state / "pstn-rules.json").write_text(json.dumps({"busy": ["+14255550101"], "ringSeconds": {"+14255550102": 0.2}}))
     process, first = _start_run(state)
     try:
         topic, key = first["Event Grid topic"], first["Event Grid key"]
@@ -50,6 +52,15 @@ def test_run_serves_a_topic_and_the_pstn_network_with_stable_settings(tmp_path, 
         numbers = _app_setting(first, "ANTEROOM_PSTN_CALLER_NUMBERS").split(",")
         assert len(numbers) == 2 and all(n.startswith("+180055501") and len(n) == 12 for n in numbers)
         assert requests.get(gateway + "/calls", timeout=10).json() == []
+        # The rules file in the state dir says what numbers do, as the app's dial-outs would find.
+        for target, outcome in (("+14255550101", "busy"), ("+14255550102", "answered")):
+            dialled = requests.post(gateway + "/calls", timeout=10,
+                                    json={"source": numbers[0], "target": target, "reference": f"r|{target}"})
+            assert dialled.json() == {"outcome": outcome}
+        assert [(c["target"], c["state"]) for c in requests.get(gateway + "/calls", timeout=10).json()] == \
+            [("+14255550101", "failed"), ("+14255550102", "connected")]
+        assert requests.delete(gateway + "/calls/" + "r%7C%2B14255550102", timeout=10).status_code == 204
+        assert requests.get(gateway + "/calls", timeout=10).json()[1]["state"] == "ended"
 
         subscriptions = first["Event Grid subscriptions"]
         document = json.loads(open(subscriptions).read())
@@ -100,8 +111,30 @@ def test_run_delivers_the_apps_call_events_to_a_subscribed_webhook(tmp_path):
             events = hook.wait_for(lambda received: {e["type"] for e in received} >= {
                 "Microsoft.Communication.CallStarted", "Microsoft.Communication.CallParticipantAdded"}, 30)
             assert {e["data"]["room"]["id"] for e in events} == {room.id}
+        # What a client needs beyond the connection string is printed, and the same in instance.json.
+        description = _description(tmp_path / "state")
+        tokens = description["callbackTokens"]
+        assert announced["callback tokens"] == \
+            f"audience {tokens['audience']}, issuer {tokens['issuer']}, keys {tokens['jwksUri']}"
+        assert tokens["audience"] == description["resourceId"] and tokens["jwksUri"] == base_url + "/calling/keys"
+        settings = json.loads((tmp_path / "state" / "settings.json").read_text())
+        assert announced["PSTN caller numbers"].split(", ") == description["callerNumbers"] == \
+            settings["ANTEROOM_PSTN_CALLER_NUMBERS"].split(",")
+        admin = announced["Event Grid admin"].split(" ")[0]
+        assert admin == description["eventGrid"]["admin"] == announced["Event Grid topic"].removesuffix("/api/events")
+        listed = requests.get(admin + "/subscriptions", verify=ca_file, timeout=10).json()
+        assert [(s["name"], s["state"]) for s in listed] == [("calls", "active")]
     finally:
         _stop_run(process)
+
+
+def _description(state_dir: Path) -> dict:
+    """instance.json, once `run` has written it (after the readiness line)."""
+    deadline = time.monotonic() + 30
+    while not (state_dir / "instance.json").exists():
+        assert time.monotonic() < deadline, "no instance.json"
+        time.sleep(0.1)
+    return json.loads((state_dir / "instance.json").read_text())
 
 
 def test_eventgrid_command_serves_only_the_topic(tmp_path, monkeypatch):
@@ -145,3 +178,13 @@ def test_run_names_the_app_by_its_own_addresses(tmp_path):
         assert f"127.0.0.1:{http_port}" in _app_setting(announced, "ANTEROOM_PUBLIC_HOSTS").split(",")
     finally:
         _stop_run(process)
+
+
+def test_run_refuses_a_bad_pstn_rules_file_before_starting_anything(tmp_path):
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"ringing": ["+14255550101"]}))
+    finished = subprocess.run([sys.executable, "-m", "localdev", "run", "--port", "0", "--state-dir", str(tmp_path / "s"),
+                               "--pstn-rules", str(rules)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 2
+    assert "PSTN rules refused" in finished.stderr and "'ringing'" in finished.stderr
+    assert not (tmp_path / "s" / "azurite").exists()

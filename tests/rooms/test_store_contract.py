@@ -76,7 +76,7 @@ def test_deleted_and_expired_rooms_leave_the_listing_and_are_due_for_purging(sto
     live = [store.create(room(f"9900000000000000{index}"), {}) for index in (1, 2, 3)]
     gone = store.create(room("99000000000000004"), {})
     store.mark_deleted(gone, NOW)
-    assert store.get(gone.room.id).deleted
+    assert store.get(gone.room.id).deleted and store.get(gone.room.id).deleted_at == NOW
     expired = store.create(room("99000000000000005", valid_until=NOW + timedelta(minutes=1)), {})
     first = store.active_rooms_page(NOW + timedelta(minutes=2), None, 2)
     second = store.active_rooms_page(NOW + timedelta(minutes=2), first.after, 2)

@@ -54,6 +54,7 @@ class SuiteResult:
     skipped: dict[str, str] = field(default_factory=dict)  # test id -> skip reason
     deselected: int = 0
     output: str = ""
+    answers_report: Path | None = None  # the answer check's counts and mismatches (tests/support/answers.py)
 
 
 def fetch_tests(package: str, version: str, local_ca_file: str) -> Path:
@@ -80,10 +81,14 @@ def fetch_tests(package: str, version: str, local_ca_file: str) -> Path:
     return tests
 
 
-def suite_env(connection_string: str, ca_file: str) -> dict:
+def suite_env(connection_string: str, ca_file: str, service_url: str, answers_report: Path) -> dict:
     env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")}
     env.update(
         PYTHONPATH=str(SHIM),
+        # The shim's anteroom_answers plugin checks every answer of the app against its document.
+        ANTEROOM_ANSWERS_SERVICE=service_url,
+        ANTEROOM_ANSWERS_CA_FILE=ca_file,
+        ANTEROOM_ANSWERS_REPORT=str(answers_report),
         AZURE_TEST_RUN_LIVE="true",
         AZURE_SKIP_LIVE_RECORDING="true",
         COMMUNICATION_CONNECTION_STRING_ROOMS=connection_string,
@@ -95,22 +100,25 @@ def suite_env(connection_string: str, ca_file: str) -> dict:
     return env
 
 
-def run_suite(suite: Suite, tests: Path, connection_string: str, ca_file: str, report_dir: Path) -> SuiteResult:
+def run_suite(
+    suite: Suite, tests: Path, connection_string: str, ca_file: str, report_dir: Path, service_url: str
+) -> SuiteResult:
     report = report_dir / f"{suite.name}.xml"
+    answers = report_dir / f"{suite.name}-answers.json"
     command = [
         sys.executable, "-m", "pytest", suite.test_file,
         # Our own ini keeps the project's pytest settings out; rootdir and confcutdir make the
         # sdist's conftest.py load as it does in Microsoft's repository.
         "-c", str(SHIM / "pytest.ini"), "--rootdir", str(tests), "--confcutdir", str(tests),
-        "-p", "azure_sdk_conftest", "-p", "no:cacheprovider",
+        "-p", "azure_sdk_conftest", "-p", "anteroom_answers", "-p", "no:cacheprovider",
         "--junitxml", str(report), "-q", "-rfEs",
         *suite.deselect_args(),
     ]
     completed = subprocess.run(
-        command, cwd=tests, env=suite_env(connection_string, ca_file),
+        command, cwd=tests, env=suite_env(connection_string, ca_file, service_url, answers),
         capture_output=True, text=True, timeout=SUITE_TIMEOUT_SECONDS,
     )
-    result = SuiteResult(output=completed.stdout + completed.stderr)
+    result = SuiteResult(output=completed.stdout + completed.stderr, answers_report=answers if answers.exists() else None)
     summary = re.search(r"(\d+) deselected", completed.stdout)
     result.deselected = int(summary.group(1)) if summary else 0
     if report.exists():

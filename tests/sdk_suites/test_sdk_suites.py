@@ -1,6 +1,8 @@
 """Microsoft's azure-communication-rooms 1.2.0 and -identity 1.5.0 test suites, run live against the stack."""
 import pytest
 
+from tests.support.answers import ANSWERS
+
 from .suites import Deselected, Suite, fetch_tests, run_suite
 
 pytestmark = pytest.mark.stack
@@ -65,7 +67,11 @@ SUITES = [
 @pytest.mark.parametrize("suite", SUITES, ids=lambda suite: suite.name)
 def test_microsoft_suite_passes_live(suite, stack, tmp_path):
     tests = fetch_tests(suite.package, suite.version, stack.ca_file)
-    result = run_suite(suite, tests, stack.connection_string, stack.ca_file, tmp_path)
+    result = run_suite(suite, tests, stack.connection_string, stack.ca_file, tmp_path, stack.base_url)
+    assert result.answers_report is not None, f"the suite checked no answer:\n{result.output[-3000:]}"
+    answers = ANSWERS.add_subprocess_report(suite.name, result.answers_report)
+    assert not answers["mismatches"], "\n".join(answers["mismatches"])
+    assert answers["validated"] > 0
     failures = "\n".join(f"{test}: {message}" for test, message in result.failed.items())
     assert not result.failed, f"{len(result.failed)} failed:\n{failures}\n\n{result.output[-6000:]}"
     assert not result.skipped, f"unexpected skips: {result.skipped}"

@@ -52,11 +52,16 @@ def test_sweep_purges_rooms_past_validity_plus_grace(clocked):
     assert len(partition_rows(services, keeper.room.id)) == 2
 
 
-def test_deleted_room_rows_go_with_the_sweep(clocked):
-    services, _ = clocked
+def test_deleted_room_rows_go_with_the_sweep_once_the_grace_is_over(clocked):
+    services, clock = clocked
+    grace = timedelta(hours=services.settings.expired_room_grace_hours)
     record = services.rooms.create(CreateRoomRequest(None, None, False, {"8:acs:del_1": Role.ATTENDEE}))
     services.rooms.delete(record.room.id)
-    services.rooms.sweep(timedelta(hours=24))
+    clock.advance(grace - timedelta(seconds=1))
+    services.rooms.sweep(grace)
+    assert len(partition_rows(services, record.room.id)) == 2  # kept, for its last call to be read
+    clock.advance(timedelta(seconds=2))
+    services.rooms.sweep(grace)
     assert partition_rows(services, record.room.id) == []
 
 
@@ -73,3 +78,15 @@ def test_large_change_writes_a_new_generation_and_old_one_is_swept(clocked):
     assert len(partition_rows(services, record.room.id)) == 1 + 150
     page, _ = services.rooms.list_participants(record.room.id, None, None, 1000)
     assert {role for _, role in page.items} == {Role.CONSUMER} and len(page.items) == 150
+
+
+def test_a_role_change_too_large_for_one_transaction_still_mutes_every_endpoint(clocked):
+    services, _ = clocked
+    users = [f"8:acs:cowcall_{i:03d}" for i in range(120)]
+    record = services.rooms.create(CreateRoomRequest(None, None, False, {user: Role.ATTENDEE for user in users}))
+    for user in users:
+        services.calls.join(record.room.id, user)  # Attendees join unmuted
+    result = services.rooms.update_participants(record.room.id, {user: Role.CONSUMER for user in users})
+    assert result.record.generation != record.generation  # the copy-on-write path, with the call's writes joined
+    call = services.calls.current_call(record.room.id)
+    assert len(call.participants) == 120 and all(p.muted for p in call.participants)

@@ -23,8 +23,8 @@ class CallUser:
             method, self.base_url + path, json=body, headers=headers, verify=self.ca_file, timeout=60
         )
 
-    def join(self, room_id: str) -> requests.Response:
-        return self.request("POST", f"/roomCalls/{room_id}/join")
+    def join(self, room_id: str, body=None) -> requests.Response:
+        return self.request("POST", f"/roomCalls/{room_id}/join", body)
 
     def me(self, room_id: str, action: str) -> requests.Response:
         return self.request("POST", f"/roomCalls/{room_id}/me/{action}")

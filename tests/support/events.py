@@ -12,6 +12,8 @@ from localdev.certs import DevCertificate
 from localdev.eventgrid import EventGridTopic, TopicThread
 from localdev.eventgrid.subscriber import WebhookSubscriber
 
+from .answers import ANSWERS
+
 CALL_EVENT_TYPES = [
     "Microsoft.Communication.CallStarted", "Microsoft.Communication.CallEnded",
     "Microsoft.Communication.CallParticipantAdded", "Microsoft.Communication.CallParticipantRemoved",
@@ -47,6 +49,7 @@ class TopicSubscriptions:
     def subscribe(self, schema: str = "EventGridSchema", **filters) -> WebhookSubscriber:
         """A new webhook, validated and active, receiving call events in `schema`."""
         subscriber = WebhookSubscriber().start()
+        ANSWERS.tooling(subscriber.url, "test webhooks (the topic delivering)")
         name = f"test-hook-{next(_names)}-{secrets.token_hex(3)}"
         self.entries[name] = {
             "name": name, "destination": {"endpointType": "WebHook", "endpointUrl": subscriber.url},

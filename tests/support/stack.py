@@ -19,6 +19,7 @@ from localdev.pstn import PstnSimulator
 from shared.core.keys import new_signing_key_pem
 from tests.conftest import TEST_CERT_DIR
 
+from .answers import ANSWERS
 from .calls import phone
 from .events import TopicSubscriptions, start_topic
 
@@ -81,6 +82,10 @@ def stack(tmp_path_factory, starts_processes):
             assert url, "the local host did not start"
             pstn.app_base_url = url
             ca = str(certificate.ca_cert)
+            ANSWERS.serve(url, ca)  # every answer of the app is checked against its document
+            ANSWERS.tooling(pstn.url, "PSTN simulator")
+            ANSWERS.tooling(topic.topic.endpoint.split("/api/")[0], "Event Grid topic")
+            ANSWERS.tooling(azurite.endpoint, "Azurite")
             yield Stack(
                 base_url=url,
                 connection_string=f"endpoint={url}/;accesskey={settings['ANTEROOM_ACCESS_KEY']}",

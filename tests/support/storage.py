@@ -13,6 +13,8 @@ from tests.conftest import dev_certificate
 from shared.storage.memory import MemoryTable, Write
 from shared.storage.tables import TableStore
 
+from .answers import ANSWERS
+
 Store = TypeVar("Store")
 
 
@@ -20,6 +22,7 @@ Store = TypeVar("Store")
 def azurite(starts_processes):
     """Azurite's Table service in memory, started once per session for the store contract tests."""
     with AzuriteTable(certificate=dev_certificate()) as running:
+        ANSWERS.tooling(running.endpoint, "Azurite")
         yield running
 
 

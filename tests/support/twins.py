@@ -20,14 +20,18 @@ CALLER_NUMBERS = ("+18005550100", "+18005550101")
 
 @dataclass
 class ScriptedPstn:
-    """A PstnNetwork answering every number, unless `outcomes` says otherwise; keeps the calls it placed."""
+    """A PstnNetwork answering every number, unless `outcomes` says otherwise; keeps the calls it placed and hung up."""
 
     outcomes: dict[str, DialOutcome] = field(default_factory=dict)
     placed: list[tuple[str, str, str]] = field(default_factory=list)
+    hung_up: list[str] = field(default_factory=list)
 
     def place_call(self, source: str, target: str, reference: str) -> DialOutcome:
         self.placed.append((source, target, reference))
         return self.outcomes.get(target, DialOutcome.ANSWERED)
+
+    def hang_up(self, reference: str) -> None:
+        self.hung_up.append(reference)
 
 
 class NotifiedRooms(list):
