@@ -1,4 +1,4 @@
-"""Azure Table storage clients: one service client per process, one table client per table, built on first use."""
+"""Azure Table storage clients: one pipeline and service client per process, one table client per table, built on first use."""
 from __future__ import annotations
 
 import threading
@@ -8,26 +8,23 @@ from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 
 from .faults import storage_faults
-from .transport import quiet_http_logging, storage_transport
+from .pipeline import StoragePipeline, storage_policies
+from .transport import StorageTransport, quiet_http_logging
 
 # The SDK's defaults (10 retries with back-off up to 2 minutes, 300 s timeouts) would hold a request
 # for minutes while storage is down. A client request should fail fast with 503 + Retry-After and
 # let the caller retry, so: 2 quick retries (about 1 s in all), 3 s to connect, 30 s to answer.
-STORAGE_CLIENT_OPTIONS = {
-    "retry_total": 2,
-    "retry_backoff_factor": 0.5,
-    "retry_backoff_max": 2,
-    "connection_timeout": 3,
-    "read_timeout": 30,
-}
+STORAGE_RETRIES = {"retry_total": 2, "retry_backoff_factor": 0.5, "retry_backoff_max": 2}
+CONNECTION_TIMEOUT = 3
+READ_TIMEOUT = 30
 
 
 class TableStore:
     """One TableServiceClient per process and one TableClient per table, created on first use.
 
     Tables are created once, on the first use of each name, so a fresh Azurite needs no set-up step.
-    Every client sends through the service client's transport (shared/storage/transport.py) and
-    the SDK's own policy list.
+    Every client sends through one pipeline (shared/storage/pipeline.py) on one transport
+    (shared/storage/transport.py), to Azure Storage and to Azurite alike.
     """
 
     def __init__(self, connection_string: str | None = None, *, account_url: str | None = None,
@@ -40,27 +37,23 @@ class TableStore:
         self._account_url = account_url
         self._credential = credential
         self._service: TableServiceClient | None = None
+        self._transport: StorageTransport | None = None
         self._tables: dict[str, TableClient] = {}
         self._lock = threading.Lock()
 
-    def _service_client(self) -> TableServiceClient:
-        if self._service is None:
-            quiet_http_logging()
-            if self._connection_string is not None:
-                # The endpoint as the SDK reads it from the connection string (no request is sent).
-                with TableServiceClient.from_connection_string(self._connection_string) as unsent:
-                    endpoint = unsent.url
-            else:
-                endpoint = self._account_url
-            transport = storage_transport(endpoint, connection_timeout=STORAGE_CLIENT_OPTIONS["connection_timeout"],
-                                          read_timeout=STORAGE_CLIENT_OPTIONS["read_timeout"])
-            if self._connection_string is not None:
-                self._service = TableServiceClient.from_connection_string(
-                    self._connection_string, transport=transport, **STORAGE_CLIENT_OPTIONS)
-            else:
-                self._service = TableServiceClient(self._account_url, credential=self._credential,
-                                                   transport=transport, **STORAGE_CLIENT_OPTIONS)
-        return self._service
+    def _open(self) -> TableServiceClient:
+        """The service client on a new pipeline; the caller holds the lock."""
+        quiet_http_logging()
+        if self._connection_string is not None:
+            # The SDK reads the endpoint and the credential (key or SAS) out of the connection string.
+            parsed = TableServiceClient.from_connection_string(self._connection_string)
+            endpoint, credential = parsed.url, parsed.credential
+        else:
+            endpoint, credential = self._account_url, self._credential
+        self._endpoint, self._client_credential = endpoint, credential
+        self._transport = StorageTransport(endpoint, connection_timeout=CONNECTION_TIMEOUT, read_timeout=READ_TIMEOUT)
+        self._pipeline = StoragePipeline(self._transport, storage_policies(credential, **STORAGE_RETRIES))
+        return TableServiceClient(endpoint, credential=credential, pipeline=self._pipeline)
 
     def table(self, name: str) -> TableClient:
         client = self._tables.get(name)
@@ -68,14 +61,15 @@ class TableStore:
             return client
         with self._lock:
             if name not in self._tables:
-                service = self._service_client()
+                if self._service is None:
+                    self._service = self._open()
                 with storage_faults():
                     try:
-                        service.create_table(name)
+                        self._service.create_table(name)
                     except ResourceExistsError:
                         pass
-                # The SDK's table client on the service client's transport: one Session and pool.
-                self._tables[name] = service.get_table_client(name)
+                self._tables[name] = TableClient(self._endpoint, name, credential=self._client_credential,
+                                                 pipeline=self._pipeline)
             return self._tables[name]
 
     def close(self) -> None:
@@ -84,5 +78,8 @@ class TableStore:
                 client.close()
             if self._service is not None:
                 self._service.close()
+            if self._transport is not None:
+                self._transport.close()
             self._tables.clear()
             self._service = None
+            self._transport = None

@@ -1,68 +1,307 @@
-"""The azure-core transport every Table client of the app shares: the SDK's RequestsTransport, configured once.
+"""The azure-core transport every Table client of the app shares: urllib3 pools behind azure-core's public transport interface.
 
-The same code carries every storage request, to Azure Storage and to Azurite (HTTPS in development
-too). What is configured, and why:
+The same code carries every storage request, to Azure Storage and to Azurite (which serves HTTPS
+with the development certificate). Why not azure-core's RequestsTransport: per request, requests
+prepares a PreparedRequest, merges settings and cookie jars and stats the CA bundle, which doubled
+a point read's CPU (benchmarks/README.md, "One production path"). This transport is what is left
+once that is gone:
 
-- One requests Session whose connection pool holds as many connections as the host has function
-  threads: requests' default keeps 10 and closes the rest after each answer under load.
-- The environment is read once, when the transport is built: a Session that trusts it scans
-  every variable for proxies, netrc and CA bundles on every request, which was a large part of a
-  point read's CPU. Behind a proxy the Session keeps trusting it (no_proxy rules and all).
-- The SDK's HTTP logging policy logs every storage request and answer, headers included, at INFO;
-  the host logs at INFO, so that logger is raised to WARNING unless someone configured it.
+- one urllib3 PoolManager (a ProxyManager when the environment names a proxy for the endpoint),
+  its pools as large as the host's function thread pool, TLS verified against REQUESTS_CA_BUNDLE /
+  CURL_CA_BUNDLE when set (as requests would) and else certifi's CAs; the environment is read once;
+- every answer read whole (Table answers are small: one entity, a page, a batch), returned as an
+  `azure.core.rest.HttpResponse`;
+- `StorageResponse.parts()` splits a batch answer on its boundaries, where azure-core's parses it
+  with the email package on a new thread pool per batch.
+
+Urllib3 errors become azure-core's (ServiceRequestError when nothing was sent, ServiceResponseError
+when the answer broke off), which the retry policy and `storage_faults` understand.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import threading
 import urllib.request
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-from azure.core.pipeline.transport import RequestsTransport
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+import certifi
+import urllib3
+from azure.core.exceptions import (
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceRequestTimeoutError,
+    ServiceResponseError,
+    ServiceResponseTimeoutError,
+)
+from azure.core.pipeline import PipelineContext, PipelineRequest, PipelineResponse
+from azure.core.pipeline.transport import HttpTransport
+from azure.core.rest import HttpRequest, HttpResponse
+from urllib3 import HTTPHeaderDict
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
 
-# The host runs up to 64 function threads (PYTHON_THREADPOOL_THREAD_COUNT).
+# The host runs up to 64 function threads (PYTHON_THREADPOOL_THREAD_COUNT): a smaller pool closes
+# and reopens connections under load.
 DEFAULT_POOL_SIZE = 64
 HTTP_LOGGING_LOGGER = "azure.core.pipeline.policies.http_logging_policy"
 
 
-def _proxied(endpoint: str) -> bool:
-    parts = urlsplit(endpoint)
-    proxies = urllib.request.getproxies()
-    return bool(proxies.get(parts.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(
-        parts.hostname or ""
-    )
-
-
-def _ca_bundle() -> str | bool:
-    """What a Session trusting the environment would verify with: the bundle it names, else the default CAs."""
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-
-
 def quiet_http_logging() -> None:
-    """Keep storage requests and their headers out of the host's INFO log, unless that logger was configured."""
+    """Keep storage requests and their headers out of the host's INFO log, unless that logger was configured.
+
+    azure-core's HTTP logging policy logs every request and answer, headers included, at INFO,
+    and the host logs at INFO.
+    """
     logger = logging.getLogger(HTTP_LOGGING_LOGGER)
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.WARNING)
 
 
-def storage_transport(endpoint: str, *, connection_timeout: float, read_timeout: float,
-                      pool_size: int = DEFAULT_POOL_SIZE) -> RequestsTransport:
-    """A RequestsTransport for `endpoint` on a Session sized for the function threads (see the module doc)."""
-    session = requests.Session()
-    proxied = _proxied(endpoint)
-    session.trust_env = proxied
-    # Retries are the pipeline's retry policy's job, as in the SDK's own transport.
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size,
-                          max_retries=Retry(total=False, redirect=False, raise_on_status=False))
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return RequestsTransport(
-        session=session,
-        connection_timeout=connection_timeout,
-        read_timeout=read_timeout,
-        # Behind a proxy the Session reads the bundle from the environment itself, per request.
-        connection_verify=True if proxied else _ca_bundle(),
-    )
+class StorageResponse(HttpResponse):
+    """An answer the transport has read whole: status, headers (case-insensitive) and body."""
+
+    def __init__(self, request: HttpRequest, status_code: int, reason: str, headers: HTTPHeaderDict,
+                 content: bytes, batch: tuple | None = None) -> None:
+        self._request = request
+        self._status_code = status_code
+        self._reason = reason
+        self._headers = headers
+        self._content = content
+        self._encoding: str | None = None
+        # The batch's sub-requests and part policies (set_multipart_mixed's), for parts().
+        self.batch = batch
+
+    @property
+    def request(self) -> HttpRequest:
+        return self._request
+
+    @property
+    def status_code(self) -> int:
+        return self._status_code
+
+    @property
+    def reason(self) -> str:
+        return self._reason
+
+    @property
+    def headers(self) -> HTTPHeaderDict:
+        return self._headers
+
+    @property
+    def content_type(self) -> str | None:
+        return self._headers.get("Content-Type")
+
+    @property
+    def url(self) -> str:
+        return self._request.url
+
+    @property
+    def content(self) -> bytes:
+        return self._content
+
+    @property
+    def encoding(self) -> str | None:
+        return self._encoding
+
+    @encoding.setter
+    def encoding(self, value: str | None) -> None:
+        self._encoding = value
+
+    @property
+    def is_closed(self) -> bool:
+        return True
+
+    @property
+    def is_stream_consumed(self) -> bool:
+        return True
+
+    def text(self, encoding: str | None = None) -> str:
+        return self._content.decode(encoding or self._encoding or "utf-8-sig")
+
+    def json(self) -> Any:
+        return json.loads(self.text())
+
+    def raise_for_status(self) -> None:
+        if self._status_code >= 400:
+            raise HttpResponseError(response=self)
+
+    def read(self) -> bytes:
+        return self._content
+
+    def iter_raw(self, **kwargs: Any) -> Iterator[bytes]:
+        if self._content:
+            yield self._content
+
+    iter_bytes = iter_raw
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> StorageResponse:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        pass
+
+    def parts(self) -> list[StorageResponse]:
+        """The answers inside a batch (multipart/mixed) answer, changesets flattened, in request order.
+
+        Each is matched to its sub-request by position and given to the part policies' on_response,
+        as azure-core's own `parts()` does. ValueError if this is not a batch answer.
+        """
+        if self.batch is None or not (self.content_type or "").startswith("multipart/mixed"):
+            raise ValueError("not the answer to a batch request")
+        requests, policies = self.batch
+        answers = split_batch_answer(self._content, self.content_type or "", requests, self._request)
+        for answer in answers:
+            context = PipelineContext(None)
+            pipeline_request = PipelineRequest(answer.request, context)
+            pipeline_response = PipelineResponse(answer.request, answer, context=context)
+            for policy in policies:
+                policy.on_response(pipeline_request, pipeline_response)
+        return answers
+
+
+def _boundary(content_type: str) -> bytes:
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.strip().partition("=")
+        if name.lower() == "boundary":
+            return value.strip('"').encode("latin-1")
+    raise ValueError("a multipart answer without a boundary")
+
+
+def _header_block(lines: list[bytes]) -> HTTPHeaderDict:
+    headers = HTTPHeaderDict()
+    for line in lines:
+        if line:
+            name, colon, value = line.decode("latin-1").partition(":")
+            if not colon:
+                raise ValueError("a malformed header line in a batch answer")
+            headers.add(name.strip(), value.strip())
+    return headers
+
+
+def _http_answer(request: Any, payload: bytes) -> StorageResponse:
+    head, _, body = payload.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    version, _, rest = lines[0].decode("latin-1").partition(" ")
+    if not version.startswith("HTTP/"):
+        raise ValueError("a batch part that is not an HTTP answer")
+    code, _, reason = rest.partition(" ")
+    return StorageResponse(request, int(code), reason, _header_block(lines[1:]), body)
+
+
+def split_batch_answer(body: bytes, content_type: str, requests: list, parent: Any) -> list[StorageResponse]:
+    """The HTTP answers of one multipart/mixed level, nested changesets flattened, matched to `requests` by index."""
+    delimiter = b"--" + _boundary(content_type)
+    segments = body.split(delimiter)
+    if len(segments) < 3 or not segments[-1].startswith(b"--"):
+        raise ValueError("an incomplete multipart answer")
+    answers: list[StorageResponse] = []
+    for index, segment in enumerate(segments[1:-1]):
+        if not segment.startswith(b"\r\n") or not segment.endswith(b"\r\n"):
+            raise ValueError("unexpected multipart framing")
+        head, separator, payload = segment[2:-2].partition(b"\r\n\r\n")
+        if not separator:
+            raise ValueError("a batch part without headers")
+        part_type = _header_block(head.split(b"\r\n")).get("Content-Type", "")
+        request = requests[index] if index < len(requests) else parent
+        if part_type == "application/http":
+            answers.append(_http_answer(request, payload))
+        elif part_type.startswith("multipart/mixed") and getattr(request, "multipart_mixed_info", None):
+            answers += split_batch_answer(payload + b"\r\n", part_type, request.multipart_mixed_info[0], parent)
+        else:
+            raise ValueError(f"unexpected batch part type {part_type!r}")
+    return answers
+
+
+def _proxy_for(endpoint: str) -> str | None:
+    parts = urlsplit(endpoint)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    return None if not proxy or urllib.request.proxy_bypass(parts.hostname or "") else proxy
+
+
+def _ca_bundle() -> str:
+    """The CA file HTTPS is verified with: the one requests would take from the environment, else certifi's."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+
+
+class StorageTransport(HttpTransport):
+    """Sends azure-core requests to one storage endpoint over urllib3; thread-safe, one per process.
+
+    `connection_timeout` and `read_timeout` are seconds; a request may pass its own (the pipeline
+    forwards them). The environment (proxy, CA bundle) is read when the transport is built.
+    """
+
+    def __init__(self, endpoint: str, *, connection_timeout: float, read_timeout: float,
+                 pool_size: int = DEFAULT_POOL_SIZE) -> None:
+        self.connection_timeout = connection_timeout
+        self.read_timeout = read_timeout
+        self._options: dict[str, Any] = {"num_pools": 4, "maxsize": pool_size, "block": False, "retries": False,
+                                         "cert_reqs": "CERT_REQUIRED", "ca_certs": _ca_bundle()}
+        self._proxy = _proxy_for(endpoint)
+        self._manager: urllib3.PoolManager | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        if self._manager is None:
+            with self._lock:
+                if self._manager is None:
+                    self._manager = (urllib3.ProxyManager(self._proxy, **self._options) if self._proxy
+                                     else urllib3.PoolManager(**self._options))
+
+    def close(self) -> None:
+        with self._lock:
+            manager, self._manager = self._manager, None
+        if manager is not None:
+            manager.clear()
+
+    def __enter__(self) -> StorageTransport:
+        self.open()
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        # Every Table client of a TableStore shares this transport, and a client leaving its
+        # `with` block must not close it for the others: TableStore.close() does.
+        pass
+
+    def send(self, request: HttpRequest, **kwargs: Any) -> StorageResponse:
+        """Send `request` and read its answer whole.
+
+        Raises ServiceRequestError (or its timeout subclass) when the request could not be sent,
+        ServiceResponseError (or its timeout subclass) when the answer did not arrive whole.
+        """
+        self.open()
+        assert self._manager is not None
+        timeout = urllib3.Timeout(connect=kwargs.get("connection_timeout", self.connection_timeout),
+                                  read=kwargs.get("read_timeout", self.read_timeout))
+        body = request.content
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        elif body is not None and not isinstance(body, (bytes, bytearray)):
+            raise ValueError("StorageTransport sends bytes bodies only")
+        try:
+            answer = self._manager.urlopen(request.method, request.url, body=body, headers=dict(request.headers),
+                                           timeout=timeout, redirect=False, retries=False, preload_content=True,
+                                           decode_content=True)
+        except ConnectTimeoutError as error:  # NewConnectionError is one: nothing was sent
+            kind = ServiceRequestError if isinstance(error, NewConnectionError) else ServiceRequestTimeoutError
+            raise kind(error, error=error) from error
+        except ReadTimeoutError as error:
+            raise ServiceResponseTimeoutError(error, error=error) from error
+        except SSLError as error:
+            raise ServiceRequestError(error, error=error) from error
+        except (ProtocolError, HTTPError, OSError) as error:
+            raise ServiceResponseError(error, error=error) from error
+        return StorageResponse(request, answer.status, answer.reason or "", answer.headers, answer.data)

@@ -67,7 +67,7 @@ class TracedHost:
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory, starts_processes):
     certificate = ensure_dev_certificate(TEST_CERT_DIR)
-    with AzuriteTable() as azurite:
+    with AzuriteTable(certificate=certificate) as azurite:
         topic = start_topic(tmp_path_factory.mktemp("eventgrid"), certificate)
         events = TopicSubscriptions(topic)
         # Nothing leaves the machine: ingestion and live metrics go to a closed local port, the
