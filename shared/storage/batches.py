@@ -215,24 +215,13 @@ class BackgroundTableWriter:
                     self._pending -= records
                     self._idle.notify_all()
 
-    def _submit(self, table_name: str, chunk: list[tuple]) -> None:
-        table = self._table(table_name)
-        try:
-            table.submit_transaction(chunk)
-        except RuntimeError:
-            # azure-core prepares a transaction's parts on a new thread pool, which Python refuses
-            # once the interpreter shuts down, when atexit runs the last flush: write those rows
-            # one by one then (independent upserts, so the same rows result).
-            for _, entity, options in chunk:
-                table.upsert_entity(entity, **options)
-
     def _update_mode(self) -> Any:
         return {"mode": UpdateMode.MERGE if self._merge else UpdateMode.REPLACE}
 
     def _submit_with_retries(self, table_name: str, chunk: list[tuple]) -> bool:
         for attempt in range(len(self._retry_delays) + 1):
             try:
-                self._submit(table_name, chunk)
+                self._table(table_name).submit_transaction(chunk)
                 return True
             except Exception as error:  # noqa: BLE001 - the writer must survive any storage failure
                 if _is_missing_table(error):  # deleted since we opened it; recreate, then retry

@@ -3,9 +3,10 @@
 Built from public azure-core pieces and handed to azure-data-tables' clients as `pipeline=`:
 
 - the policy list of azure-data-tables' own clients, with azure-core's classes where the SDK uses
-  its private subclasses: request id, date headers, user agent, the credential (Table SharedKey
-  signing, a SAS, or an Entra bearer token), content decoding, redirects, retries, hooks, network
-  trace and HTTP logging, and distributed tracing (each storage call a child span of the request);
+  its private subclasses, less those that do nothing for the app (`storage_policies` says which):
+  request id, date headers, user agent, the credential (Table SharedKey signing, a SAS, or an
+  Entra bearer token), content decoding, retries, distributed tracing (each storage call a child
+  span of the request) and HTTP logging;
 - `StoragePipeline`, which writes a transaction's multipart/mixed body itself. azure-core writes it
   with the email package after running the part policies on a new thread pool per batch, which
   was most of a transaction's CPU (benchmarks/README.md, "One production path"); the bytes are
@@ -28,12 +29,9 @@ from azure.core.pipeline.policies import (
     AzureSasCredentialPolicy,
     BearerTokenCredentialPolicy,
     ContentDecodePolicy,
-    CustomHookPolicy,
     DistributedTracingPolicy,
     HeadersPolicy,
     HttpLoggingPolicy,
-    NetworkTraceLoggingPolicy,
-    RedirectPolicy,
     RequestIdPolicy,
     RetryPolicy,
     SansIOHTTPPolicy,
@@ -111,19 +109,23 @@ def credential_policy(credential: AzureNamedKeyCredential | AzureSasCredential |
 
 def storage_policies(credential: Any, *, retry_total: int, retry_backoff_factor: float,
                      retry_backoff_max: float) -> list:
-    """The policies of every storage request, in the order azure-data-tables' own clients run them."""
+    """The policies of every storage request, in the order azure-data-tables' own clients run them.
+
+    Left out of the SDK's list, because they would only cost time here: the proxy policy (the
+    transport takes the proxy from the environment), redirects (storage does not redirect, and a
+    signed request must not follow one elsewhere), per-request hooks and network-trace logging
+    (the app passes neither `raw_request_hook` nor `logging_enable`). HTTP logging stays: raising
+    its logger to INFO shows every storage request and answer, headers redacted.
+    """
     return [
         RequestIdPolicy(),
         StorageDateHeaders(),
         UserAgentPolicy(sdk_moniker=f"data-tables/{azure.data.tables.__version__}"),
         credential_policy(credential),
         ContentDecodePolicy(response_encoding="utf-8"),
-        RedirectPolicy(),
         PrimaryLocation(),
         RetryPolicy(retry_total=retry_total, retry_backoff_factor=retry_backoff_factor,
                     retry_backoff_max=retry_backoff_max),
-        CustomHookPolicy(),
-        NetworkTraceLoggingPolicy(),
         DistributedTracingPolicy(),
         HttpLoggingPolicy(),
     ]
